@@ -1,5 +1,24 @@
 //! batchdrop's core library: every decision of the pipeline, behind small ports.
 //!
-//! - [`store`]: the object store port and its local-directory and in-memory implementations.
+//! - [`store`]: the object store port; local-directory and in-memory implementations.
+//! - [`provider`]: the batch provider port.
+//! - [`clock`]: the clock port.
+//! - [`config`]: routes, read once at start.
+//! - [`layout`]: what each key of the bucket means.
+//! - [`input`]: line validation; [`plan`]: chunk planning.
+//! - [`manifest`]: the job manifest; [`job`]: the engine that submit and poll run.
+//! - [`wire`]: the provider result lines batchdrop reads and writes.
 
+pub mod clock;
+pub mod config;
+pub mod input;
+pub mod job;
+pub mod layout;
+pub mod manifest;
+pub mod plan;
+pub mod provider;
 pub mod store;
+pub mod wire;
+mod writer;
+
+pub use job::{Engine, JobEvent, Observer, SubmitOutcome};

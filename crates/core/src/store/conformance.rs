@@ -17,7 +17,11 @@ fn fail(msg: String) -> CheckResult {
 
 pub async fn put_then_get_returns_same_bytes(store: &dyn ObjectStore) -> CheckResult {
     let meta = store
-        .put("conf/a.txt", Bytes::from_static(b"hello"), PutMode::Overwrite)
+        .put(
+            "conf/a.txt",
+            Bytes::from_static(b"hello"),
+            PutMode::Overwrite,
+        )
         .await?;
     let got = store.get_bytes("conf/a.txt").await?;
     assert_eq!(&got[..], b"hello");
@@ -49,7 +53,11 @@ pub async fn create_fails_when_object_exists(store: &dyn ObjectStore) -> CheckRe
         Err(StoreError::AlreadyExists { .. }) => {}
         other => return fail(format!("expected AlreadyExists, got {other:?}")),
     }
-    assert_eq!(&store.get_bytes("conf/c").await?[..], b"1", "first write kept");
+    assert_eq!(
+        &store.get_bytes("conf/c").await?[..],
+        b"1",
+        "first write kept"
+    );
     Ok(())
 }
 
@@ -66,7 +74,11 @@ pub async fn update_succeeds_only_with_current_etag(store: &dyn ObjectStore) -> 
         .await?;
     assert_ne!(first.etag, second.etag, "a write changes the ETag");
     match store
-        .put("conf/u", Bytes::from_static(b"v3"), PutMode::Update(first.etag))
+        .put(
+            "conf/u",
+            Bytes::from_static(b"v3"),
+            PutMode::Update(first.etag),
+        )
         .await
     {
         Err(StoreError::Precondition { .. }) => {}
@@ -166,10 +178,18 @@ pub async fn list_returns_all_keys_under_prefix_in_order(store: &dyn ObjectStore
         expected.push(key);
     }
     store
-        .put("conf/listing-neighbour", Bytes::from_static(b"x"), PutMode::Overwrite)
+        .put(
+            "conf/listing-neighbour",
+            Bytes::from_static(b"x"),
+            PutMode::Overwrite,
+        )
         .await?;
     store
-        .put("conf/list/sub/deep", Bytes::from_static(b"d"), PutMode::Overwrite)
+        .put(
+            "conf/list/sub/deep",
+            Bytes::from_static(b"d"),
+            PutMode::Overwrite,
+        )
         .await?;
     expected.push("conf/list/sub/deep".into());
     expected.sort();
@@ -243,7 +263,11 @@ pub async fn concurrent_creates_have_one_winner(store: Arc<dyn ObjectStore>) -> 
 /// 8 concurrent compare-and-swaps from the same ETag: exactly one wins.
 pub async fn concurrent_updates_have_one_winner(store: Arc<dyn ObjectStore>) -> CheckResult {
     let base = store
-        .put("conf/race-cas", Bytes::from_static(b"0"), PutMode::Overwrite)
+        .put(
+            "conf/race-cas",
+            Bytes::from_static(b"0"),
+            PutMode::Overwrite,
+        )
         .await?;
     let tasks: Vec<_> = (0..8)
         .map(|i| {

@@ -50,6 +50,11 @@ impl StoreError {
         matches!(self, StoreError::NotFound { .. })
     }
 
+    /// An I/O error on `key`, mapped to NotFound where it is one.
+    pub fn io_at(key: &str, source: io::Error) -> Self {
+        Self::io(key, source)
+    }
+
     pub(crate) fn io(key: &str, source: io::Error) -> Self {
         if source.kind() == io::ErrorKind::NotFound {
             StoreError::NotFound {

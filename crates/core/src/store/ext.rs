@@ -82,7 +82,10 @@ impl<T: ObjectStore + ?Sized> ObjectStoreExt for T {}
 
 /// Wraps a byte stream in a large-buffered reader (use `read_until(b'\n')` for lines).
 pub fn lines_of(body: ByteStream) -> Box<dyn AsyncBufRead + Send + Unpin> {
-    Box::new(BufReader::with_capacity(READ_BUFFER, StreamReader::new(body)))
+    Box::new(BufReader::with_capacity(
+        READ_BUFFER,
+        StreamReader::new(body),
+    ))
 }
 
 /// A stream over one in-memory buffer.

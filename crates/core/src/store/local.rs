@@ -2,9 +2,9 @@
 //!
 //! Keys map to paths under the root. Every write goes to a temporary file under
 //! `<root>/.batchdrop-tmp/` and is then moved into place, so a reader never sees half an object:
-//! - [`PutMode::Overwrite`]: `rename(2)`;
-//! - [`PutMode::Create`]: `link(2)`, which fails atomically when the target exists;
-//! - [`PutMode::Update`]: compare the ETag and `rename(2)` while holding an exclusive `flock` on
+//! - `PutMode::Overwrite`: `rename(2)`;
+//! - `PutMode::Create`: `link(2)`, which fails atomically when the target exists;
+//! - `PutMode::Update`: compare the ETag and `rename(2)` while holding an exclusive `flock` on
 //!   `<root>/.batchdrop-tmp/lock`, so concurrent processes sharing the root serialise.
 //!
 //! The ETag is derived from the inode, modification time and size: each write creates a new

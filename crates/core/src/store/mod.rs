@@ -61,7 +61,9 @@ pub struct GetResult {
 
 impl std::fmt::Debug for GetResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GetResult").field("meta", &self.meta).finish_non_exhaustive()
+        f.debug_struct("GetResult")
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,7 +109,10 @@ pub fn validate_key(key: &str) -> Result<(), StoreError> {
     if key.is_empty() {
         return bad("empty key");
     }
-    if key.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+    if key
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
         return bad("empty, '.' or '..' path segment");
     }
     if key.contains('\0') {

@@ -1,0 +1,364 @@
+//! Configuration: the routes a file can be dropped under, read once at start.
+//!
+//! The same TOML file serves local mode and the Lambda functions (`BATCHDROP_CONFIG` names it).
+//! Secrets appear only by reference: the name of an environment variable or a Secrets Manager
+//! ARN, never the key itself.
+//!
+//! ```toml
+//! [routes.sandbox]                 # overrides fields of the built-in route
+//! max_requests_per_batch = 1000
+//!
+//! [routes.labelling]               # a new route
+//! provider = "openai"              # wire format: "openai"
+//! base_url = "https://api.openai.com/v1"
+//! api_key_env = "OPENAI_API_KEY"   # or api_key_secret = "arn:aws:secretsmanager:…"
+//! max_bytes_per_batch = 100_000_000
+//! max_line_bytes = 1_000_000
+//! [routes.labelling.defaults]      # fill in prompt lines and lines without a model
+//! model = "gpt-4o-mini"
+//! max_tokens = 512
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The wire format a route speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Wire {
+    /// OpenAI Files + Batches (also any OpenAI-compatible batch service).
+    Openai,
+}
+
+impl Wire {
+    /// The provider's own per-batch limits; a route may only go lower.
+    pub fn caps(self) -> ChunkLimits {
+        match self {
+            Wire::Openai => ChunkLimits {
+                max_requests_per_batch: 50_000,
+                max_bytes_per_batch: 200_000_000,
+                max_line_bytes: 16 << 20,
+            },
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Wire::Openai => "openai",
+        }
+    }
+}
+
+/// Where a route's API key comes from. Never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum KeySource {
+    /// No key needed (the sandbox).
+    None,
+    /// An environment variable's name.
+    Env(String),
+    /// A Secrets Manager secret ARN.
+    Secret(String),
+}
+
+/// Limits a route's chunks must stay within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkLimits {
+    pub max_requests_per_batch: u64,
+    pub max_bytes_per_batch: u64,
+    /// Longer input lines are rejected with `line_too_long`.
+    pub max_line_bytes: u64,
+}
+
+/// Values that fill in prompt lines and lines that leave them out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub model: Option<String>,
+    pub max_tokens: Option<u64>,
+    pub system: Option<String>,
+    pub temperature: Option<f64>,
+    /// Endpoint for prompt lines on OpenAI routes (default `/v1/chat/completions`).
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Route {
+    pub wire: Wire,
+    pub base_url: String,
+    pub api_key: KeySource,
+    pub defaults: Defaults,
+    pub limits: ChunkLimits,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    pub routes: BTreeMap<String, Route>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: String, message: String },
+    #[error("route {route:?}: {message}")]
+    Route { route: String, message: String },
+}
+
+/// The default address of `batchdrop sandbox`, used by the built-in `sandbox` route.
+pub const DEFAULT_SANDBOX_URL: &str = "http://127.0.0.1:8089/v1";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    routes: BTreeMap<String, FileRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRoute {
+    provider: Option<Wire>,
+    base_url: Option<String>,
+    api_key_env: Option<String>,
+    api_key_secret: Option<String>,
+    max_requests_per_batch: Option<u64>,
+    max_bytes_per_batch: Option<u64>,
+    max_line_bytes: Option<u64>,
+    defaults: Option<Defaults>,
+}
+
+impl Config {
+    /// The built-in routes, with base URLs from the standard environment variables.
+    pub fn builtin(env: &dyn Fn(&str) -> Option<String>) -> Config {
+        let chat_defaults = Defaults {
+            model: Some("gpt-4o-mini".into()),
+            ..Defaults::default()
+        };
+        let mut routes = BTreeMap::new();
+        routes.insert(
+            "sandbox".to_string(),
+            Route {
+                wire: Wire::Openai,
+                base_url: env("BATCHDROP_SANDBOX_URL")
+                    .unwrap_or_else(|| DEFAULT_SANDBOX_URL.into()),
+                api_key: KeySource::None,
+                defaults: chat_defaults.clone(),
+                limits: Wire::Openai.caps(),
+            },
+        );
+        routes.insert(
+            "openai".to_string(),
+            Route {
+                wire: Wire::Openai,
+                base_url: env("OPENAI_BASE_URL")
+                    .unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                api_key: KeySource::Env("OPENAI_API_KEY".into()),
+                defaults: chat_defaults,
+                limits: Wire::Openai.caps(),
+            },
+        );
+        Config { routes }
+    }
+
+    /// The built-in routes, amended by a TOML document.
+    pub fn from_toml(
+        text: &str,
+        path: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut config = Config::builtin(env);
+        for (name, fr) in file.routes {
+            let route_err = |message: String| ConfigError::Route {
+                route: name.clone(),
+                message,
+            };
+            let mut route = match (config.routes.remove(&name), fr.provider) {
+                (Some(mut builtin), Some(wire)) => {
+                    builtin.wire = wire;
+                    builtin
+                }
+                (Some(builtin), None) => builtin,
+                (None, Some(wire)) => Route {
+                    wire,
+                    base_url: String::new(),
+                    api_key: KeySource::None,
+                    defaults: Defaults::default(),
+                    limits: wire.caps(),
+                },
+                (None, None) => {
+                    return Err(route_err(
+                        "a new route needs `provider` (one of: openai)".into(),
+                    ));
+                }
+            };
+            if let Some(url) = fr.base_url {
+                route.base_url = url;
+            }
+            match (fr.api_key_env, fr.api_key_secret) {
+                (Some(_), Some(_)) => {
+                    return Err(route_err(
+                        "set api_key_env or api_key_secret, not both".into(),
+                    ));
+                }
+                (Some(var), None) => route.api_key = KeySource::Env(var),
+                (None, Some(arn)) => route.api_key = KeySource::Secret(arn),
+                (None, None) => {}
+            }
+            if let Some(d) = fr.defaults {
+                route.defaults = d;
+            }
+            let caps = route.wire.caps();
+            for (field, value, cap, slot) in [
+                (
+                    "max_requests_per_batch",
+                    fr.max_requests_per_batch,
+                    caps.max_requests_per_batch,
+                    &mut route.limits.max_requests_per_batch,
+                ),
+                (
+                    "max_bytes_per_batch",
+                    fr.max_bytes_per_batch,
+                    caps.max_bytes_per_batch,
+                    &mut route.limits.max_bytes_per_batch,
+                ),
+                (
+                    "max_line_bytes",
+                    fr.max_line_bytes,
+                    caps.max_line_bytes,
+                    &mut route.limits.max_line_bytes,
+                ),
+            ] {
+                if let Some(v) = value {
+                    if v == 0 || v > cap {
+                        return Err(route_err(format!(
+                            "{field} = {v} must be between 1 and the provider's limit {cap}"
+                        )));
+                    }
+                    *slot = v;
+                }
+            }
+            if route.limits.max_line_bytes > route.limits.max_bytes_per_batch {
+                route.limits.max_line_bytes = route.limits.max_bytes_per_batch;
+            }
+            if route.base_url.is_empty() {
+                return Err(route_err("`base_url` is required".into()));
+            }
+            config.routes.insert(name, route);
+        }
+        Ok(config)
+    }
+
+    /// Reads the file named by `BATCHDROP_CONFIG`, or the built-ins when it is unset.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        match env("BATCHDROP_CONFIG") {
+            Some(path) if !path.is_empty() => Self::from_path(&path, env),
+            _ => Ok(Config::builtin(env)),
+        }
+    }
+
+    pub fn from_path(
+        path: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_string(),
+            source,
+        })?;
+        Self::from_toml(&text, path, env)
+    }
+
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.get(name)
+    }
+
+    pub fn route_names(&self) -> Vec<&str> {
+        self.routes.keys().map(String::as_str).collect()
+    }
+}
+
+/// The process environment, for [`Config::from_env`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn builtin_routes_exist_without_a_file() {
+        let c = Config::builtin(&no_env);
+        assert_eq!(c.route_names(), vec!["openai", "sandbox"]);
+        assert_eq!(c.route("sandbox").unwrap().base_url, DEFAULT_SANDBOX_URL);
+        assert_eq!(
+            c.route("openai").unwrap().api_key,
+            KeySource::Env("OPENAI_API_KEY".into())
+        );
+    }
+
+    #[test]
+    fn standard_env_vars_set_base_urls() {
+        let env = |k: &str| (k == "OPENAI_BASE_URL").then(|| "http://x/v1".to_string());
+        assert_eq!(
+            Config::builtin(&env).route("openai").unwrap().base_url,
+            "http://x/v1"
+        );
+    }
+
+    #[test]
+    fn file_lowers_limits_of_a_builtin_route() {
+        let c = Config::from_toml(
+            "[routes.sandbox]\nmax_requests_per_batch = 3\nmax_bytes_per_batch = 1000\n",
+            "t.toml",
+            &no_env,
+        )
+        .unwrap();
+        let r = c.route("sandbox").unwrap();
+        assert_eq!(r.limits.max_requests_per_batch, 3);
+        assert_eq!(r.limits.max_bytes_per_batch, 1000);
+        assert_eq!(r.limits.max_line_bytes, 1000);
+    }
+
+    #[test]
+    fn limits_above_the_provider_cap_are_refused() {
+        let err = Config::from_toml(
+            "[routes.sandbox]\nmax_requests_per_batch = 50001\n",
+            "t.toml",
+            &no_env,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("50000"), "{err}");
+    }
+
+    #[test]
+    fn new_route_needs_a_provider_and_takes_a_secret_reference() {
+        assert!(Config::from_toml("[routes.x]\nbase_url='http://a'\n", "t", &no_env).is_err());
+        let c = Config::from_toml(
+            "[routes.x]\nprovider='openai'\nbase_url='http://a/v1'\napi_key_secret='arn:aws:secretsmanager:us-east-1:1:secret:k'\n",
+            "t",
+            &no_env,
+        )
+        .unwrap();
+        assert!(matches!(
+            c.route("x").unwrap().api_key,
+            KeySource::Secret(_)
+        ));
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        assert!(Config::from_toml("[routes.sandbox]\napi_key='sk-123'\n", "t", &no_env).is_err());
+    }
+}

@@ -1,0 +1,993 @@
+//! The job engine: what submit and poll do, over the store, provider and clock ports.
+//!
+//! - [`Engine::submit`] turns a new upload into a job: validate every line, stage chunks under
+//!   `_batchdrop/jobs/<id>/`, create the manifest (conditional create: a duplicate event finds
+//!   the job and does nothing new), then [`Engine::advance`] it once.
+//! - [`Engine::poll`] advances every job listed under `_batchdrop/active/`; finished jobs are
+//!   not listed there, so they cost nothing.
+//! - [`Engine::advance`] takes the job's lease (compare-and-swap on the manifest), moves each
+//!   chunk one step (staged → submitted → collected), and when all are collected writes
+//!   `output.jsonl`, `errors.jsonl` and, last, `summary.json`.
+
+use crate::clock::{Clock, rfc3339};
+use crate::config::{Config, Route};
+use crate::input::{Outcome, RejectCode, Rejection, Validator};
+use crate::layout::{self, InboxKey, JobKeys};
+use crate::manifest::{
+    ChunkRecord, ChunkState, Counts, InputRef, JobStatus, Lease, Manifest, Usage,
+};
+use crate::plan::{ChunkPlan, Planner};
+use crate::provider::{
+    BatchError, BatchInfo, BatchState, ChunkUpload, Provider, ProviderError, Providers,
+    RequestCounts, StoredBody,
+};
+use crate::store::{ObjectStore, ObjectStoreExt, PutMode, StoreError, lines_of};
+use crate::wire;
+use crate::writer::StreamWriter;
+use futures::StreamExt;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
+
+/// How long a lease on a job lasts without being renewed.
+pub const LEASE: Duration = Duration::from_secs(300);
+/// Jobs advanced at once by one poll.
+pub const POLL_CONCURRENCY: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("job {job_id}: manifest changed under us (another worker took over)")]
+    LostLease { job_id: String },
+}
+
+impl JobError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            JobError::Store(e) => e.is_retryable(),
+            JobError::Provider(e) => e.is_retryable(),
+            JobError::LostLease { .. } => true,
+        }
+    }
+}
+
+/// What happened to an object that reached submit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    /// Not an upload batchdrop handles (outside `inbox/`, not `.jsonl`, …).
+    Ignored {
+        reason: String,
+    },
+    /// This version of the object already has a job.
+    Duplicate {
+        job_id: String,
+    },
+    /// The object changed since the event was sent; the newer version has its own event.
+    Superseded,
+    Started {
+        job_id: String,
+    },
+}
+
+/// Something worth telling a person watching (local mode prints these; Lambda logs them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobEvent {
+    Started {
+        job_id: String,
+        key: String,
+        counts: Counts,
+        chunks: usize,
+    },
+    BatchSubmitted {
+        job_id: String,
+        chunk: u32,
+        batch_id: String,
+        requests: u64,
+    },
+    BatchProgress {
+        job_id: String,
+        chunk: u32,
+        batch_id: String,
+        status: String,
+        completed: u64,
+        failed: u64,
+        total: u64,
+    },
+    BatchCollected {
+        job_id: String,
+        chunk: u32,
+        batch_id: String,
+        status: String,
+        succeeded: u64,
+        failed: u64,
+    },
+    Finished {
+        job_id: String,
+        status: JobStatus,
+        results_prefix: String,
+        counts: Counts,
+        reason: Option<String>,
+    },
+}
+
+pub trait Observer: Send + Sync {
+    fn event(&self, event: &JobEvent);
+}
+
+/// Logs events with `tracing`.
+#[derive(Debug, Default)]
+pub struct LogObserver;
+
+impl Observer for LogObserver {
+    fn event(&self, event: &JobEvent) {
+        tracing::info!(?event, "batchdrop");
+    }
+}
+
+/// What one poll did.
+#[derive(Debug, Default)]
+pub struct PollReport {
+    pub active: usize,
+    pub finished: Vec<String>,
+    pub busy: usize,
+    pub failures: Vec<(String, JobError)>,
+}
+
+/// What one advance did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advance {
+    /// Another worker holds the job's lease.
+    Busy,
+    Running,
+    Finished(JobStatus),
+}
+
+pub struct Engine {
+    store: Arc<dyn ObjectStore>,
+    bucket: String,
+    config: Arc<Config>,
+    providers: Arc<dyn Providers>,
+    clock: Arc<dyn Clock>,
+    observer: Arc<dyn Observer>,
+    owner: String,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        bucket: impl Into<String>,
+        config: Arc<Config>,
+        providers: Arc<dyn Providers>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            bucket: bucket.into(),
+            config,
+            providers,
+            clock,
+            observer: Arc::new(LogObserver),
+            owner: format!("worker-{:016x}", fastrand::u64(..)),
+        }
+    }
+
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// The lease owner name; a process that restarts under the same name gets its leases back.
+    pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Handles one created object (key already decoded). `event_etag` is the ETag the event
+    /// carried, if any.
+    pub async fn submit(
+        &self,
+        key: &str,
+        event_etag: Option<&str>,
+    ) -> Result<SubmitOutcome, JobError> {
+        let Some(inbox) = InboxKey::parse(key) else {
+            return Ok(SubmitOutcome::Ignored {
+                reason: format!("{key:?} is not inbox/<route>/<path>.jsonl"),
+            });
+        };
+        let head = match self.store.head(key).await {
+            Ok(head) => head,
+            Err(StoreError::NotFound { .. }) => {
+                return Ok(SubmitOutcome::Ignored {
+                    reason: format!("{key:?} no longer exists"),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let etag = event_etag.map(|e| e.trim_matches('"').to_string());
+        if etag.as_deref().is_some_and(|e| e != head.etag) {
+            return Ok(SubmitOutcome::Superseded);
+        }
+        let job_id = layout::job_id(&self.bucket, key, &head.etag);
+        let keys = JobKeys::new(&job_id);
+        if self.store.exists(&keys.manifest()).await? {
+            return Ok(SubmitOutcome::Duplicate { job_id });
+        }
+        let mut manifest = Manifest {
+            job_id: job_id.clone(),
+            route: inbox.route.clone(),
+            provider: String::new(),
+            input: InputRef {
+                bucket: self.bucket.clone(),
+                key: key.to_string(),
+                etag: head.etag.clone(),
+                bytes: head.size,
+            },
+            results_prefix: inbox.results_prefix(),
+            status: JobStatus::Running,
+            reason: None,
+            created_at: rfc3339(self.clock.now()),
+            finished_at: None,
+            counts: Counts::default(),
+            chunks: Vec::new(),
+            lease: None,
+        };
+
+        let route = self.config.route(&inbox.route);
+        let unusable = match route {
+            None => Some((
+                RejectCode::UnknownRoute,
+                format!(
+                    "route {:?} is not configured; configured routes: {}",
+                    inbox.route,
+                    self.config.route_names().join(", ")
+                ),
+            )),
+            Some(_) => self.providers.for_route(&inbox.route).err().map(|reason| {
+                (
+                    RejectCode::UnknownRoute,
+                    format!("route {:?} cannot be used: {reason}", inbox.route),
+                )
+            }),
+        };
+        if let Some((code, reason)) = unusable {
+            return self.fail_whole_file(manifest, code, reason).await;
+        }
+        let route = route.expect("checked above");
+        manifest.provider = route.wire.name().to_string();
+
+        let Some((counts, plans)) = self.plan(&keys, key, &head.etag, route).await? else {
+            return Ok(SubmitOutcome::Superseded);
+        };
+        manifest.counts = counts;
+        manifest.chunks = plans
+            .into_iter()
+            .map(|plan| ChunkRecord {
+                plan,
+                state: ChunkState::Staged,
+                batch_id: None,
+                input_file_id: None,
+                provider_status: None,
+                succeeded: 0,
+                failed: 0,
+                usage: Usage::default(),
+            })
+            .collect();
+        // The index entry first: a manifest is never unreachable from poll.
+        self.store
+            .put(
+                &layout::active_key(&job_id),
+                bytes::Bytes::new(),
+                PutMode::Overwrite,
+            )
+            .await?;
+        match self
+            .store
+            .put_json(&keys.manifest(), &manifest, PutMode::Create)
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::AlreadyExists { .. }) => {
+                return Ok(SubmitOutcome::Duplicate { job_id });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.observer.event(&JobEvent::Started {
+            job_id: job_id.clone(),
+            key: key.to_string(),
+            counts: manifest.counts.clone(),
+            chunks: manifest.chunks.len(),
+        });
+        self.advance(&job_id).await?;
+        Ok(SubmitOutcome::Started { job_id })
+    }
+
+    /// Streams the upload once: validates every line, writes rejected lines, stages chunks.
+    /// Returns `None` if the object changed while being read.
+    async fn plan(
+        &self,
+        keys: &JobKeys,
+        key: &str,
+        etag: &str,
+        route: &Route,
+    ) -> Result<Option<(Counts, Vec<ChunkPlan>)>, JobError> {
+        let got = self.store.get(key).await?;
+        if got.meta.etag != etag {
+            return Ok(None);
+        }
+        let mut reader = lines_of(got.body);
+        let mut validator = Validator::new(route);
+        let mut planner = Planner::new(route.limits);
+        let mut rejected =
+            StreamWriter::open(self.store.clone(), keys.rejected(), PutMode::Overwrite);
+        let mut open: HashMap<u32, (StreamWriter, StreamWriter)> = HashMap::new();
+        let mut counts = Counts::default();
+        let mut line = Vec::with_capacity(64 * 1024);
+        let mut line_no = 0u64;
+        let mut numbers = Vec::with_capacity(24);
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .await
+                .map_err(|e| StoreError::Io {
+                    key: key.to_string(),
+                    source: e,
+                })?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            match validator.check(line_no, &line) {
+                Outcome::Blank => {}
+                Outcome::Rejected(r) => {
+                    counts.lines += 1;
+                    counts.rejected += 1;
+                    rejected.write(&r.to_json_line()).await?;
+                }
+                Outcome::Accepted(acc) => {
+                    counts.lines += 1;
+                    counts.accepted += 1;
+                    let place = planner.place(&acc.group, acc.request.len() as u64, acc.units);
+                    if let Some((chunk, lines)) =
+                        place.seals.and_then(|sealed| open.remove(&sealed.index))
+                    {
+                        chunk.finish().await?;
+                        lines.finish().await?;
+                    }
+                    if place.opens {
+                        open.insert(
+                            place.chunk,
+                            (
+                                StreamWriter::open(
+                                    self.store.clone(),
+                                    keys.chunk(place.chunk),
+                                    PutMode::Overwrite,
+                                ),
+                                StreamWriter::open(
+                                    self.store.clone(),
+                                    keys.chunk_lines(place.chunk),
+                                    PutMode::Overwrite,
+                                ),
+                            ),
+                        );
+                    }
+                    let (chunk, lines) = open.get_mut(&place.chunk).expect("opened above");
+                    chunk.write(&acc.request).await?;
+                    chunk.write(b"\n").await?;
+                    numbers.clear();
+                    numbers.extend_from_slice(line_no.to_string().as_bytes());
+                    numbers.push(b'\n');
+                    lines.write(&numbers).await?;
+                }
+            }
+        }
+        for (_, (chunk, lines)) in open.drain() {
+            chunk.finish().await?;
+            lines.finish().await?;
+        }
+        rejected.finish().await?;
+        Ok(Some((counts, planner.finish())))
+    }
+
+    /// A file that cannot be run at all: every non-blank line is rejected with `reason`, and the
+    /// job is written out as failed at once.
+    async fn fail_whole_file(
+        &self,
+        mut manifest: Manifest,
+        code: RejectCode,
+        reason: String,
+    ) -> Result<SubmitOutcome, JobError> {
+        let keys = JobKeys::new(&manifest.job_id);
+        let (_, mut reader) = self.store.reader(&manifest.input.key).await?;
+        let mut errors = StreamWriter::open(
+            self.store.clone(),
+            format!("{}errors.jsonl", manifest.results_prefix),
+            PutMode::Overwrite,
+        );
+        let mut line = Vec::new();
+        let mut line_no = 0;
+        loop {
+            line.clear();
+            if reader
+                .read_until(b'\n', &mut line)
+                .await
+                .map_err(|e| StoreError::Io {
+                    key: manifest.input.key.clone(),
+                    source: e,
+                })?
+                == 0
+            {
+                break;
+            }
+            line_no += 1;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            manifest.counts.lines += 1;
+            manifest.counts.rejected += 1;
+            let rejection = Rejection {
+                line: line_no,
+                custom_id: custom_id_of(&line),
+                code,
+                message: reason.clone(),
+            };
+            errors.write(&rejection.to_json_line()).await?;
+        }
+        manifest.status = JobStatus::Failed;
+        manifest.reason = Some(reason);
+        manifest.finished_at = Some(rfc3339(self.clock.now()));
+        match self
+            .store
+            .put_json(&keys.manifest(), &manifest, PutMode::Create)
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::AlreadyExists { .. }) => {
+                return Ok(SubmitOutcome::Duplicate {
+                    job_id: manifest.job_id,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.store
+            .put(
+                &format!("{}output.jsonl", manifest.results_prefix),
+                bytes::Bytes::new(),
+                PutMode::Overwrite,
+            )
+            .await?;
+        errors.finish().await?;
+        self.store
+            .put_json(
+                &format!("{}summary.json", manifest.results_prefix),
+                &manifest.summary(),
+                PutMode::Overwrite,
+            )
+            .await?;
+        self.finished_event(&manifest);
+        Ok(SubmitOutcome::Started {
+            job_id: manifest.job_id,
+        })
+    }
+
+    /// Advances every active job, a few at a time.
+    pub async fn poll(&self) -> Result<PollReport, JobError> {
+        let active = self.store.list(layout::ACTIVE).await?;
+        let mut report = PollReport {
+            active: active.len(),
+            ..PollReport::default()
+        };
+        let ids: Vec<String> = active
+            .into_iter()
+            .filter_map(|m| m.key.strip_prefix(layout::ACTIVE).map(str::to_string))
+            .collect();
+        let mut results = futures::stream::iter(ids)
+            .map(|id| async move {
+                let r = self.advance(&id).await;
+                (id, r)
+            })
+            .buffer_unordered(POLL_CONCURRENCY);
+        while let Some((id, result)) = results.next().await {
+            match result {
+                Ok(Advance::Finished(_)) => report.finished.push(id),
+                Ok(Advance::Busy) => report.busy += 1,
+                Ok(Advance::Running) => {}
+                Err(e) => report.failures.push((id, e)),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Moves one job as far as it can go now.
+    pub async fn advance(&self, job_id: &str) -> Result<Advance, JobError> {
+        let keys = JobKeys::new(job_id);
+        let (mut manifest, etag): (Manifest, String) =
+            match self.store.get_json(&keys.manifest()).await {
+                Ok(found) => found,
+                // Index entry written, manifest not (yet): submit is still planning, or crashed
+                // before creating it (a retried event plans again).
+                Err(StoreError::NotFound { .. }) => return Ok(Advance::Running),
+                Err(e) => return Err(e.into()),
+            };
+        if manifest.status.is_finished() {
+            self.store.delete(&layout::active_key(job_id)).await?;
+            return Ok(Advance::Finished(manifest.status));
+        }
+        let now = self.clock.now().unix_timestamp();
+        if let Some(lease) = &manifest.lease
+            && lease.owner != self.owner
+            && lease.until > now
+        {
+            return Ok(Advance::Busy);
+        }
+        let mut job = JobRun {
+            engine: self,
+            keys,
+            etag,
+        };
+        match job.save(&mut manifest).await {
+            Ok(()) => {}
+            Err(JobError::LostLease { .. }) => return Ok(Advance::Busy),
+            Err(e) => return Err(e),
+        }
+        let provider = match self.providers.for_route(&manifest.route) {
+            Ok(p) => p,
+            Err(reason) => {
+                return Err(ProviderError::Unavailable { reason }.into());
+            }
+        };
+        for i in 0..manifest.chunks.len() {
+            job.step_chunk(&mut manifest, i, provider.as_ref()).await?;
+        }
+        if manifest
+            .chunks
+            .iter()
+            .all(|c| c.state == ChunkState::Collected)
+        {
+            job.finish(&mut manifest).await?;
+            return Ok(Advance::Finished(manifest.status));
+        }
+        Ok(Advance::Running)
+    }
+
+    fn finished_event(&self, manifest: &Manifest) {
+        self.observer.event(&JobEvent::Finished {
+            job_id: manifest.job_id.clone(),
+            status: manifest.status,
+            results_prefix: manifest.results_prefix.clone(),
+            counts: manifest.counts.clone(),
+            reason: manifest.reason.clone(),
+        });
+    }
+}
+
+/// One advance of one job, holding its lease.
+struct JobRun<'e> {
+    engine: &'e Engine,
+    keys: JobKeys,
+    etag: String,
+}
+
+impl JobRun<'_> {
+    /// Writes the manifest back, renewing the lease; fails if anyone else wrote it meanwhile.
+    async fn save(&mut self, manifest: &mut Manifest) -> Result<(), JobError> {
+        let engine = self.engine;
+        manifest.lease = if manifest.status.is_finished() {
+            None
+        } else {
+            Some(Lease {
+                owner: engine.owner.clone(),
+                until: engine.clock.now().unix_timestamp() + LEASE.as_secs() as i64,
+            })
+        };
+        match engine
+            .store
+            .put_json(
+                &self.keys.manifest(),
+                manifest,
+                PutMode::Update(self.etag.clone()),
+            )
+            .await
+        {
+            Ok(meta) => {
+                self.etag = meta.etag;
+                Ok(())
+            }
+            Err(StoreError::Precondition { .. }) => Err(JobError::LostLease {
+                job_id: manifest.job_id.clone(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn step_chunk(
+        &mut self,
+        manifest: &mut Manifest,
+        i: usize,
+        provider: &dyn Provider,
+    ) -> Result<(), JobError> {
+        let engine = self.engine;
+        let job_id = manifest.job_id.clone();
+        let chunk = &manifest.chunks[i];
+        match chunk.state {
+            ChunkState::Collected => Ok(()),
+            ChunkState::Staged => {
+                let index = chunk.plan.index;
+                let body = StoredBody {
+                    store: engine.store.clone(),
+                    key: self.keys.chunk(index),
+                };
+                let upload = ChunkUpload {
+                    job_id: &job_id,
+                    chunk: index,
+                    endpoint: &chunk.plan.endpoint,
+                    body: &body,
+                    bytes: chunk.plan.bytes,
+                    requests: chunk.plan.requests,
+                };
+                match provider.submit(upload).await {
+                    Ok(submitted) => {
+                        let chunk = &mut manifest.chunks[i];
+                        chunk.state = ChunkState::Submitted;
+                        chunk.batch_id = Some(submitted.batch_id.clone());
+                        chunk.input_file_id = submitted.input_file_id;
+                        chunk.provider_status = Some("submitted".into());
+                        let requests = chunk.plan.requests;
+                        self.save(manifest).await?;
+                        engine.observer.event(&JobEvent::BatchSubmitted {
+                            job_id,
+                            chunk: index,
+                            batch_id: submitted.batch_id,
+                            requests,
+                        });
+                        Ok(())
+                    }
+                    Err(e) if e.is_retryable() => Err(e.into()),
+                    Err(e) => {
+                        // The provider refused the batch for good: its requests fail, the job goes on.
+                        let refused = BatchInfo {
+                            id: String::new(),
+                            status: "rejected".into(),
+                            state: BatchState::Failed,
+                            output_file: None,
+                            error_file: None,
+                            errors: vec![BatchError {
+                                code: "batch_rejected".into(),
+                                message: e.to_string(),
+                                line: None,
+                            }],
+                            counts: RequestCounts::default(),
+                        };
+                        self.collect(manifest, i, provider, &refused).await
+                    }
+                }
+            }
+            ChunkState::Submitted => {
+                let batch_id = chunk.batch_id.clone().unwrap_or_default();
+                let info = provider.batch(&batch_id).await?;
+                if info.state.is_terminal() {
+                    return self.collect(manifest, i, provider, &info).await;
+                }
+                let chunk = &mut manifest.chunks[i];
+                if chunk.provider_status.as_deref() != Some(info.status.as_str()) {
+                    chunk.provider_status = Some(info.status.clone());
+                    let index = chunk.plan.index;
+                    self.save(manifest).await?;
+                    engine.observer.event(&JobEvent::BatchProgress {
+                        job_id,
+                        chunk: index,
+                        batch_id,
+                        status: info.status,
+                        completed: info.counts.completed,
+                        failed: info.counts.failed,
+                        total: info.counts.total,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Puts a finished batch's results in chunk order, one per request, and tallies them.
+    async fn collect(
+        &mut self,
+        manifest: &mut Manifest,
+        i: usize,
+        provider: &dyn Provider,
+        info: &BatchInfo,
+    ) -> Result<(), JobError> {
+        let engine = self.engine;
+        let index = manifest.chunks[i].plan.index;
+        // custom_id → position in the chunk.
+        let mut positions: HashMap<String, usize> = HashMap::new();
+        let mut ids: Vec<String> = Vec::new();
+        let (_, mut reader) = engine.store.reader(&self.keys.chunk(index)).await?;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if reader
+                .read_until(b'\n', &mut line)
+                .await
+                .map_err(|e| StoreError::io_at(&self.keys.chunk(index), e))?
+                == 0
+            {
+                break;
+            }
+            let id = custom_id_of(&line).unwrap_or_default();
+            positions.insert(id.clone(), ids.len());
+            ids.push(id);
+        }
+        let mut slots: Vec<Option<(Vec<u8>, wire::ResultFacts)>> = vec![None; ids.len()];
+        let mut unexpected = 0u64;
+        for file in [&info.output_file, &info.error_file].into_iter().flatten() {
+            if file.is_empty() {
+                continue;
+            }
+            let mut reader = lines_of(provider.download(file).await?);
+            loop {
+                line.clear();
+                if reader.read_until(b'\n', &mut line).await.map_err(|e| {
+                    ProviderError::Transport {
+                        operation: "download results",
+                        message: e.to_string(),
+                    }
+                })? == 0
+                {
+                    break;
+                }
+                let trimmed = line.trim_ascii();
+                if trimmed.is_empty() {
+                    continue;
+                }
+                let facts = match wire::openai_result(trimmed) {
+                    Ok(f) => f,
+                    Err(_) => {
+                        unexpected += 1;
+                        continue;
+                    }
+                };
+                match positions.get(&facts.custom_id) {
+                    Some(&pos) if slots[pos].is_none() => {
+                        slots[pos] = Some((trimmed.to_vec(), facts));
+                    }
+                    _ => unexpected += 1,
+                }
+            }
+        }
+        if unexpected > 0 {
+            tracing::warn!(
+                job_id = %manifest.job_id,
+                chunk = index,
+                unexpected,
+                "provider result lines that match no request of the batch were left out"
+            );
+        }
+        let (code, why) = match info.state {
+            BatchState::Expired => (
+                "batch_expired",
+                "the batch expired before this request ran".to_string(),
+            ),
+            BatchState::Cancelled => (
+                "batch_cancelled",
+                "the batch was cancelled before this request ran".to_string(),
+            ),
+            BatchState::Failed => (
+                "batch_failed",
+                match info.errors.iter().find(|e| e.line.is_none()) {
+                    Some(e) => format!("the batch failed: {}: {}", e.code, e.message),
+                    None => "the batch failed validation".to_string(),
+                },
+            ),
+            BatchState::Completed | BatchState::Pending => (
+                "missing_result",
+                "the provider returned no result for this request".to_string(),
+            ),
+        };
+        let line_errors: HashMap<u64, &BatchError> = info
+            .errors
+            .iter()
+            .filter_map(|e| e.line.map(|l| (l, e)))
+            .collect();
+        let mut tally = (0u64, 0u64, Usage::default());
+        let mut out = StreamWriter::open(
+            engine.store.clone(),
+            self.keys.chunk_results(index),
+            PutMode::Overwrite,
+        );
+        for (pos, slot) in slots.into_iter().enumerate() {
+            match slot {
+                Some((bytes, facts)) => {
+                    if facts.succeeded {
+                        tally.0 += 1;
+                    } else {
+                        tally.1 += 1;
+                    }
+                    tally.2.input_tokens += facts.input_tokens;
+                    tally.2.output_tokens += facts.output_tokens;
+                    out.write(&bytes).await?;
+                }
+                None => {
+                    tally.1 += 1;
+                    let message = match line_errors.get(&(pos as u64 + 1)) {
+                        Some(e) => format!("{why}: {}: {}", e.code, e.message),
+                        None => why.clone(),
+                    };
+                    out.write(&wire::openai_missing_result(&ids[pos], code, &message))
+                        .await?;
+                }
+            }
+            out.write(b"\n").await?;
+        }
+        out.finish().await?;
+        let chunk = &mut manifest.chunks[i];
+        chunk.state = ChunkState::Collected;
+        chunk.provider_status = Some(info.status.clone());
+        chunk.succeeded = tally.0;
+        chunk.failed = tally.1;
+        chunk.usage = tally.2;
+        let batch_id = chunk.batch_id.clone().unwrap_or_default();
+        self.save(manifest).await?;
+        engine.observer.event(&JobEvent::BatchCollected {
+            job_id: manifest.job_id.clone(),
+            chunk: index,
+            batch_id,
+            status: info.status.clone(),
+            succeeded: tally.0,
+            failed: tally.1,
+        });
+        Ok(())
+    }
+
+    /// Writes output.jsonl (input order), errors.jsonl, then summary.json; closes the job.
+    async fn finish(&mut self, manifest: &mut Manifest) -> Result<(), JobError> {
+        let engine = self.engine;
+        manifest.counts.succeeded = manifest.chunks.iter().map(|c| c.succeeded).sum();
+        manifest.counts.failed = manifest.chunks.iter().map(|c| c.failed).sum();
+        manifest.status = JobStatus::Completed;
+        // A newer upload of the same key owns results/: this job must not overwrite it.
+        let superseded = match engine.store.head(&manifest.input.key).await {
+            Ok(now) => now.etag != manifest.input.etag,
+            Err(StoreError::NotFound { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if superseded {
+            manifest.status = JobStatus::Cancelled;
+            manifest.reason = Some(format!(
+                "superseded: {} was uploaded again; results stay with the newer upload",
+                manifest.input.key
+            ));
+            manifest.finished_at = Some(rfc3339(engine.clock.now()));
+            engine
+                .store
+                .put_json(
+                    &self.keys.summary(),
+                    &manifest.summary(),
+                    PutMode::Overwrite,
+                )
+                .await?;
+        } else {
+            self.write_output(manifest).await?;
+            let errors_key = format!("{}errors.jsonl", manifest.results_prefix);
+            let rejected = engine.store.get(&self.keys.rejected()).await?;
+            engine
+                .store
+                .put_stream(&errors_key, rejected.body, PutMode::Overwrite)
+                .await?;
+            manifest.finished_at = Some(rfc3339(engine.clock.now()));
+            engine
+                .store
+                .put_json(
+                    &format!("{}summary.json", manifest.results_prefix),
+                    &manifest.summary(),
+                    PutMode::Overwrite,
+                )
+                .await?;
+        }
+        self.save(manifest).await?;
+        engine
+            .store
+            .delete(&layout::active_key(&manifest.job_id))
+            .await?;
+        engine.finished_event(manifest);
+        Ok(())
+    }
+
+    /// Merges the chunks' ordered results by input line number (a k-way merge: memory holds
+    /// one line per chunk, not the job).
+    async fn write_output(&self, manifest: &Manifest) -> Result<(), JobError> {
+        let store = &self.engine.store;
+        let mut sources = Vec::new();
+        for c in &manifest.chunks {
+            let (_, lines) = store.reader(&self.keys.chunk_lines(c.plan.index)).await?;
+            let (_, results) = store.reader(&self.keys.chunk_results(c.plan.index)).await?;
+            sources.push(MergeSource {
+                lines,
+                results,
+                key: self.keys.chunk_results(c.plan.index),
+                number: Vec::new(),
+            });
+        }
+        let mut heap = BinaryHeap::new();
+        let mut current: Vec<Vec<u8>> = vec![Vec::new(); sources.len()];
+        for (s, source) in sources.iter_mut().enumerate() {
+            if let Some(n) = source.next(&mut current[s]).await? {
+                heap.push(Reverse((n, s)));
+            }
+        }
+        let mut out = StreamWriter::open(
+            store.clone(),
+            format!("{}output.jsonl", manifest.results_prefix),
+            PutMode::Overwrite,
+        );
+        while let Some(Reverse((_, s))) = heap.pop() {
+            out.write(&current[s]).await?;
+            if let Some(n) = sources[s].next(&mut current[s]).await? {
+                heap.push(Reverse((n, s)));
+            }
+        }
+        out.finish().await?;
+        Ok(())
+    }
+}
+
+struct MergeSource {
+    lines: Box<dyn tokio::io::AsyncBufRead + Send + Unpin>,
+    results: Box<dyn tokio::io::AsyncBufRead + Send + Unpin>,
+    key: String,
+    number: Vec<u8>,
+}
+
+impl MergeSource {
+    /// Reads the next (input line number, result line) pair into `line`.
+    async fn next(&mut self, line: &mut Vec<u8>) -> Result<Option<u64>, StoreError> {
+        self.number.clear();
+        if self
+            .lines
+            .read_until(b'\n', &mut self.number)
+            .await
+            .map_err(|e| StoreError::io_at(&self.key, e))?
+            == 0
+        {
+            return Ok(None);
+        }
+        line.clear();
+        self.results
+            .read_until(b'\n', line)
+            .await
+            .map_err(|e| StoreError::io_at(&self.key, e))?;
+        if line.last() != Some(&b'\n') {
+            return Err(StoreError::Io {
+                key: self.key.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "fewer results than requests in a collected chunk",
+                ),
+            });
+        }
+        let n = std::str::from_utf8(self.number.trim_ascii())
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(u64::MAX);
+        Ok(Some(n))
+    }
+}
+
+/// The `custom_id` of a JSON line, if it has a string one.
+fn custom_id_of(line: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        custom_id: Option<String>,
+    }
+    serde_json::from_slice::<Id>(line.trim_ascii())
+        .ok()
+        .and_then(|i| i.custom_id)
+}

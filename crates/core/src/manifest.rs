@@ -1,0 +1,151 @@
+//! The job manifest: one JSON document per job, the single source of truth about it, updated
+//! only by compare-and-swap. And the summary it becomes at the end.
+
+use crate::plan::ChunkPlan;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Batches are being submitted or are running.
+    Running,
+    Completed,
+    Cancelled,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn is_finished(self) -> bool {
+        self != JobStatus::Running
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A chunk's progress: staged → submitted → collected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkState {
+    /// Written under `_batchdrop/`; not yet sent.
+    Staged,
+    /// A provider batch exists for it.
+    Submitted,
+    /// Its results are in the store, one per request, in chunk order.
+    Collected,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRef {
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub lines: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRecord {
+    #[serde(flatten)]
+    pub plan: ChunkPlan,
+    pub state: ChunkState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_file_id: Option<String>,
+    /// The provider's last status word for the batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_status: Option<String>,
+    #[serde(default)]
+    pub succeeded: u64,
+    #[serde(default)]
+    pub failed: u64,
+    #[serde(default)]
+    pub usage: Usage,
+}
+
+/// Who may act on a job until when (unix seconds). Renewed on every save.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    pub until: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub job_id: String,
+    pub route: String,
+    /// Wire format name of the route's provider (`openai`).
+    pub provider: String,
+    pub input: InputRef,
+    pub results_prefix: String,
+    pub status: JobStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    pub counts: Counts,
+    pub chunks: Vec<ChunkRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+}
+
+impl Manifest {
+    pub fn usage(&self) -> Usage {
+        self.chunks.iter().fold(Usage::default(), |acc, c| Usage {
+            input_tokens: acc.input_tokens + c.usage.input_tokens,
+            output_tokens: acc.output_tokens + c.usage.output_tokens,
+        })
+    }
+
+    /// `summary.json` as DESIGN.md fixes it.
+    pub fn summary(&self) -> serde_json::Value {
+        let batches: Vec<_> = self
+            .chunks
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "provider": self.provider,
+                    "id": c.batch_id,
+                    "requests": c.plan.requests,
+                    "status": c.provider_status,
+                })
+            })
+            .collect();
+        let mut v = serde_json::json!({
+            "job_id": self.job_id,
+            "route": self.route,
+            "status": self.status.as_str(),
+            "input": self.input,
+            "counts": self.counts,
+            "batches": batches,
+            "usage": self.usage(),
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+        });
+        if let Some(reason) = &self.reason {
+            v["reason"] = serde_json::Value::String(reason.clone());
+        }
+        v
+    }
+}

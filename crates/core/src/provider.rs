@@ -1,0 +1,163 @@
+//! The provider port: submit a chunk as a batch, watch it, cancel it, download its files.
+//!
+//! Implementations: the OpenAI client in `batchdrop-openai` (which also talks to the sandbox and
+//! any OpenAI-compatible service). Types here are domain types; no HTTP type appears.
+
+use crate::store::{ByteStream, ObjectStore, StoreError};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A request body that can be read again from the start (each retry reopens it).
+#[async_trait]
+pub trait BodySource: Send + Sync {
+    async fn open(&self) -> Result<ByteStream, StoreError>;
+}
+
+/// An object in a store, as a [`BodySource`].
+pub struct StoredBody {
+    pub store: Arc<dyn ObjectStore>,
+    pub key: String,
+}
+
+#[async_trait]
+impl BodySource for StoredBody {
+    async fn open(&self) -> Result<ByteStream, StoreError> {
+        Ok(self.store.get(&self.key).await?.body)
+    }
+}
+
+/// One chunk to submit as a batch.
+pub struct ChunkUpload<'a> {
+    pub job_id: &'a str,
+    pub chunk: u32,
+    pub endpoint: &'a str,
+    /// The chunk file: one request line per line.
+    pub body: &'a dyn BodySource,
+    pub bytes: u64,
+    pub requests: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub batch_id: String,
+    pub input_file_id: Option<String>,
+}
+
+/// Where a batch is, in batchdrop's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchState {
+    /// Validating, in progress, finalizing, or cancelling: ask again later.
+    Pending,
+    Completed,
+    Failed,
+    Expired,
+    Cancelled,
+}
+
+impl BatchState {
+    pub fn is_terminal(self) -> bool {
+        self != BatchState::Pending
+    }
+}
+
+/// A validation error reported for the batch as a whole or for one of its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchError {
+    pub code: String,
+    pub message: String,
+    /// 1-based line of the chunk file, when the provider names one.
+    pub line: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    pub total: u64,
+    pub completed: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchInfo {
+    pub id: String,
+    /// The provider's own status word (`in_progress`, `finalizing`, …).
+    pub status: String,
+    pub state: BatchState,
+    pub output_file: Option<String>,
+    pub error_file: Option<String>,
+    pub errors: Vec<BatchError>,
+    pub counts: RequestCounts,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("provider answered HTTP {status} to {operation}: {message}")]
+    Http {
+        operation: &'static str,
+        status: u16,
+        code: Option<String>,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("cannot reach the provider for {operation}: {message}")]
+    Transport {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("unexpected answer from the provider to {operation}: {message}")]
+    Decode {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("cannot read the batch input: {0}")]
+    Body(#[from] StoreError),
+    #[error("provider unavailable: {reason}")]
+    Unavailable { reason: String },
+}
+
+impl ProviderError {
+    /// 408, 409, 429, 5xx (529 included) and transport failures may succeed when tried again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProviderError::Http { status, .. } => {
+                matches!(status, 408 | 409 | 429) || *status >= 500
+            }
+            ProviderError::Transport { .. } => true,
+            ProviderError::Body(e) => e.is_retryable(),
+            ProviderError::Decode { .. } | ProviderError::Unavailable { .. } => false,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync + std::fmt::Debug {
+    /// Uploads the chunk and creates a batch for it.
+    async fn submit(&self, chunk: ChunkUpload<'_>) -> Result<Submitted, ProviderError>;
+    async fn batch(&self, batch_id: &str) -> Result<BatchInfo, ProviderError>;
+    async fn cancel(&self, batch_id: &str) -> Result<BatchInfo, ProviderError>;
+    /// Streams an output or error file named by [`BatchInfo`].
+    async fn download(&self, file: &str) -> Result<ByteStream, ProviderError>;
+}
+
+/// The providers of the configured routes, built once at start.
+pub trait Providers: Send + Sync {
+    /// The provider of a route, or why it cannot be used (e.g. its API key is not set).
+    fn for_route(&self, route: &str) -> Result<Arc<dyn Provider>, String>;
+}
+
+impl Providers for std::collections::HashMap<String, Result<Arc<dyn Provider>, String>> {
+    fn for_route(&self, route: &str) -> Result<Arc<dyn Provider>, String> {
+        match self.get(route) {
+            Some(Ok(p)) => Ok(p.clone()),
+            Some(Err(reason)) => Err(reason.clone()),
+            None => Err(format!("no provider for route {route:?}")),
+        }
+    }
+}
