@@ -22,3 +22,6 @@ pub mod wire;
 mod writer;
 
 pub use job::{Engine, JobEvent, Observer, SubmitOutcome};
+
+#[cfg(feature = "testing")]
+pub mod testing;
