@@ -232,9 +232,9 @@ impl Validator {
             (code, message, id_for_errors.clone())
         };
 
-        let (group, request, units) = if fields.body.is_some() || fields.url.is_some() {
-            self.openai_line(line, &fields, custom_id.is_some())
-                .map_err(with_id)?
+        let openai_shape = fields.body.is_some() || fields.url.is_some();
+        let (group, request, units) = if openai_shape {
+            self.openai_line(line, &fields).map_err(with_id)?
         } else if fields.prompt.is_some() {
             self.prompt_line(line, line_no).map_err(with_id)?
         } else if fields.params.is_some() {
@@ -265,7 +265,8 @@ impl Validator {
         }
         self.seen.insert(h, line_no);
 
-        let request = if needs_id_added(&request, fields.custom_id.is_none()) {
+        // Prompt lines are built with their id; an OpenAI line without one gets it added.
+        let request = if openai_shape && fields.custom_id.is_none() {
             Cow::Owned(set_field(
                 &request,
                 "custom_id",
@@ -287,7 +288,6 @@ impl Validator {
         &self,
         line: &'a [u8],
         fields: &LineFields<'a>,
-        _has_id: bool,
     ) -> Result<(Group, Cow<'a, [u8]>, u64), (RejectCode, String, Option<String>)> {
         let reject = |code, message: String| (code, message, None);
         let url = fields
@@ -467,10 +467,6 @@ impl Validator {
 
 fn parse_map(line: &[u8]) -> Map<String, Value> {
     serde_json::from_slice(line).unwrap_or_default()
-}
-
-fn needs_id_added(request: &[u8], id_missing: bool) -> bool {
-    id_missing && !request.windows(12).any(|w| w == b"\"custom_id\":")
 }
 
 fn set_field(request: &[u8], key: &str, value: Value) -> Vec<u8> {

@@ -330,6 +330,7 @@ impl Engine {
             StreamWriter::open(self.store.clone(), keys.rejected(), PutMode::Overwrite);
         let mut open: HashMap<u32, (StreamWriter, StreamWriter)> = HashMap::new();
         let mut counts = Counts::default();
+        let mut plans: Vec<ChunkPlan> = Vec::new();
         let mut line = Vec::with_capacity(64 * 1024);
         let mut line_no = 0u64;
         let mut numbers = Vec::with_capacity(24);
@@ -357,11 +358,12 @@ impl Engine {
                     counts.lines += 1;
                     counts.accepted += 1;
                     let place = planner.place(&acc.group, acc.request.len() as u64, acc.units);
-                    if let Some((chunk, lines)) =
-                        place.seals.and_then(|sealed| open.remove(&sealed.index))
-                    {
-                        chunk.finish().await?;
-                        lines.finish().await?;
+                    if let Some(sealed) = place.seals {
+                        if let Some((chunk, lines)) = open.remove(&sealed.index) {
+                            chunk.finish().await?;
+                            lines.finish().await?;
+                        }
+                        plans.push(sealed);
                     }
                     if place.opens {
                         open.insert(
@@ -395,7 +397,9 @@ impl Engine {
             lines.finish().await?;
         }
         rejected.finish().await?;
-        Ok(Some((counts, planner.finish())))
+        plans.extend(planner.finish());
+        plans.sort_by_key(|p| p.index);
+        Ok(Some((counts, plans)))
     }
 
     /// A file that cannot be run at all: every non-blank line is rejected with `reason`, and the

@@ -1,0 +1,187 @@
+//! Local mode: a directory plays the bucket, the sandbox plays the provider, and one loop does
+//! what the submit and poll functions do on AWS.
+
+use crate::printer::Printer;
+use batchdrop_core::clock::SystemClock;
+use batchdrop_core::config::{Config, process_env};
+use batchdrop_core::job::{Engine, SubmitOutcome};
+use batchdrop_core::layout;
+use batchdrop_core::store::{LocalStore, ObjectStore};
+use clap::Args;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// The directory that plays the bucket (inbox/, results/, _batchdrop/ go under it).
+    #[arg(long, default_value = "bucket")]
+    root: PathBuf,
+    /// Config file (TOML). Default: $BATCHDROP_CONFIG, else the built-in routes.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Do not start the sandbox; the `sandbox` route then uses $BATCHDROP_SANDBOX_URL.
+    #[arg(long)]
+    no_sandbox: bool,
+    /// Address of the embedded sandbox.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    sandbox_addr: SocketAddr,
+    /// Milliseconds a sandbox batch spends in each state (validating, in_progress, finalizing).
+    #[arg(long, default_value_t = 1000)]
+    sandbox_step_ms: u64,
+    /// Seconds between polls of the provider.
+    #[arg(long, default_value_t = 2.0)]
+    poll_interval: f64,
+    /// Exit once every job has finished and no file waits in the inbox.
+    #[arg(long)]
+    exit_when_idle: bool,
+}
+
+pub async fn run(args: LocalArgs) -> Result<(), String> {
+    std::fs::create_dir_all(args.root.join(layout::INBOX))
+        .map_err(|e| format!("cannot create {}: {e}", args.root.join("inbox").display()))?;
+    let store = LocalStore::new(&args.root)
+        .map_err(|e| format!("cannot open {} as the bucket: {e}", args.root.display()))?;
+    let mut config = match &args.config {
+        Some(path) => Config::from_path(&path.to_string_lossy(), &process_env),
+        None => Config::from_env(&process_env),
+    }
+    .map_err(|e| e.to_string())?;
+
+    let sandbox = if args.no_sandbox {
+        None
+    } else {
+        let sandbox_config = batchdrop_sandbox::SandboxConfig {
+            step: Duration::from_millis(args.sandbox_step_ms),
+            ..Default::default()
+        };
+        let sandbox = batchdrop_sandbox::Sandbox::start(args.sandbox_addr, sandbox_config)
+            .await
+            .map_err(|e| format!("cannot start the sandbox on {}: {e}", args.sandbox_addr))?;
+        if let Some(route) = config.routes.get_mut("sandbox") {
+            route.base_url = sandbox.base_url();
+        }
+        Some(sandbox)
+    };
+
+    let providers = batchdrop_openai::providers_for(&config, &process_env);
+    let root_name = store.root().display().to_string();
+    let store: Arc<dyn ObjectStore> = Arc::new(store);
+    let engine = Engine::new(
+        store.clone(),
+        root_name.clone(),
+        Arc::new(config),
+        Arc::new(providers),
+        Arc::new(SystemClock),
+    )
+    .with_owner(format!("local:{root_name}"))
+    .with_observer(Arc::new(Printer));
+
+    println!("batchdrop local: watching {root_name}/inbox/");
+    if let Some(s) = &sandbox {
+        println!("sandbox provider at {}", s.base_url());
+    }
+    let result = watch(&engine, store.as_ref(), &args).await;
+    if let Some(s) = sandbox {
+        s.stop().await;
+    }
+    result
+}
+
+async fn watch(engine: &Engine, store: &dyn ObjectStore, args: &LocalArgs) -> Result<(), String> {
+    // key → ETag seen on the previous tick; a file is submitted once it is unchanged for one
+    // tick (so a file still being copied in is not read half-written).
+    let mut pending: HashMap<String, String> = HashMap::new();
+    let mut done: HashMap<String, String> = HashMap::new();
+    let poll_every = Duration::from_secs_f64(args.poll_interval.max(0.1));
+    let mut last_poll = Instant::now() - poll_every;
+    let tick = Duration::from_millis(500);
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        let listed = store
+            .list(layout::INBOX)
+            .await
+            .map_err(|e| format!("cannot list the inbox: {e}"))?;
+        let mut waiting = 0;
+        for object in listed {
+            if done.get(&object.key) == Some(&object.etag) {
+                continue;
+            }
+            if layout::InboxKey::parse(&object.key).is_none() {
+                continue;
+            }
+            if pending.get(&object.key) != Some(&object.etag) {
+                pending.insert(object.key.clone(), object.etag.clone());
+                waiting += 1;
+                continue;
+            }
+            pending.remove(&object.key);
+            match engine.submit(&object.key, Some(&object.etag)).await {
+                Ok(SubmitOutcome::Ignored { reason }) => println!("ignored: {reason}"),
+                Ok(SubmitOutcome::Superseded) => {
+                    println!(
+                        "{} changed while being read; will read it again",
+                        object.key
+                    );
+                    continue;
+                }
+                Ok(SubmitOutcome::Duplicate { .. }) | Ok(SubmitOutcome::Started { .. }) => {}
+                Err(e) if e.is_retryable() => {
+                    println!("{}: {e} (will try again)", object.key);
+                    continue;
+                }
+                Err(e) => println!("{}: {e}", object.key),
+            }
+            done.insert(object.key, object.etag);
+        }
+        let mut active = usize::MAX;
+        if last_poll.elapsed() >= poll_every {
+            last_poll = Instant::now();
+            match engine.poll().await {
+                Ok(report) => {
+                    for (job, err) in &report.failures {
+                        println!("job {job}: {err}");
+                    }
+                    active = report.active - report.finished.len();
+                }
+                Err(e) => println!("poll failed: {e} (will try again)"),
+            }
+        }
+        if args.exit_when_idle && active == 0 && waiting == 0 && pending.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = &mut shutdown => {
+                println!("batchdrop local: stopping");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

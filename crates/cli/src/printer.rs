@@ -1,0 +1,82 @@
+//! One readable line per job event, for a person watching `batchdrop local`.
+
+use batchdrop_core::job::{JobEvent, Observer};
+
+#[derive(Debug, Default)]
+pub struct Printer;
+
+fn short(job_id: &str) -> &str {
+    &job_id[..job_id.len().min(10)]
+}
+
+impl Observer for Printer {
+    fn event(&self, event: &JobEvent) {
+        let line = match event {
+            JobEvent::Started {
+                job_id,
+                key,
+                counts,
+                chunks,
+            } => format!(
+                "job {} started: {key} — {} lines, {} accepted, {} rejected, {chunks} batch(es)",
+                short(job_id),
+                counts.lines,
+                counts.accepted,
+                counts.rejected
+            ),
+            JobEvent::BatchSubmitted {
+                job_id,
+                chunk,
+                batch_id,
+                requests,
+            } => format!(
+                "job {} batch {chunk} submitted: {batch_id} ({requests} requests)",
+                short(job_id)
+            ),
+            JobEvent::BatchProgress {
+                job_id,
+                chunk,
+                status,
+                completed,
+                failed,
+                total,
+                ..
+            } => format!(
+                "job {} batch {chunk} {status}: {completed}/{total} done, {failed} failed",
+                short(job_id)
+            ),
+            JobEvent::BatchCollected {
+                job_id,
+                chunk,
+                status,
+                succeeded,
+                failed,
+                ..
+            } => format!(
+                "job {} batch {chunk} {status}: {succeeded} succeeded, {failed} failed",
+                short(job_id)
+            ),
+            JobEvent::Finished {
+                job_id,
+                status,
+                results_prefix,
+                counts,
+                reason,
+            } => {
+                let mut line = format!(
+                    "job {} {}: {} succeeded, {} failed, {} rejected → {results_prefix}",
+                    short(job_id),
+                    status.as_str(),
+                    counts.succeeded,
+                    counts.failed,
+                    counts.rejected
+                );
+                if let Some(reason) = reason {
+                    line.push_str(&format!(" ({reason})"));
+                }
+                line
+            }
+        };
+        println!("{line}");
+    }
+}

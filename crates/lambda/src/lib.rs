@@ -1,0 +1,179 @@
+//! What the two Lambda functions share: settings read once at cold start, and the handlers
+//! that turn an event into an engine call and the outcome back into a response.
+//!
+//! Environment:
+//! - `BATCHDROP_BUCKET` (poll): the bucket whose jobs it polls;
+//! - `BATCHDROP_CONFIG`: path of the config file (optional; built-in routes otherwise);
+//! - `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `BATCHDROP_SANDBOX_URL`, `AWS_ENDPOINT_URL`: as usual.
+
+use aws_lambda_events::event::s3::S3Event;
+use batchdrop_core::clock::SystemClock;
+use batchdrop_core::config::{Config, process_env};
+use batchdrop_core::job::{Engine, JobError, SubmitOutcome};
+use batchdrop_core::layout::decode_event_key;
+use batchdrop_core::provider::Providers;
+use batchdrop_s3::S3Store;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Everything built once per cold start.
+pub struct App {
+    s3: aws_sdk_s3::Client,
+    config: Arc<Config>,
+    providers: Arc<dyn Providers>,
+    /// Bucket polled by the poll function.
+    pub bucket: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Failures worth a retry of the whole invocation (Lambda retries async invocations).
+    #[error("{0}")]
+    Retryable(String),
+}
+
+impl App {
+    /// Reads the configuration and builds the clients; fails before serving if anything is off.
+    pub async fn from_env() -> Result<App, HandlerError> {
+        let config =
+            Config::from_env(&process_env).map_err(|e| HandlerError::Config(e.to_string()))?;
+        let providers = batchdrop_openai::providers_for(&config, &process_env);
+        // The store for the poll bucket (or a placeholder name) carries the configured client.
+        let s3 = S3Store::from_env("batchdrop").await.client().clone();
+        Ok(App {
+            s3,
+            config: Arc::new(config),
+            providers: Arc::new(providers),
+            bucket: std::env::var("BATCHDROP_BUCKET")
+                .ok()
+                .filter(|b| !b.is_empty()),
+        })
+    }
+
+    pub fn engine(&self, bucket: &str) -> Engine {
+        let store = Arc::new(S3Store::new(self.s3.clone(), bucket));
+        Engine::new(
+            store,
+            bucket,
+            self.config.clone(),
+            self.providers.clone(),
+            Arc::new(SystemClock),
+        )
+    }
+}
+
+/// What the submit function did with each record of an S3 event.
+#[derive(Debug, Serialize)]
+pub struct SubmitResponse {
+    pub records: Vec<RecordOutcome>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecordOutcome {
+    pub bucket: String,
+    pub key: String,
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+}
+
+/// Handles an S3 `ObjectCreated` event: one submit per record. A record whose failure may pass
+/// (throttling, a provider hiccup) fails the invocation so that Lambda retries it; the job is
+/// idempotent, so records already handled are found and left alone.
+pub async fn handle_s3_event(app: &App, event: S3Event) -> Result<SubmitResponse, HandlerError> {
+    let mut records = Vec::new();
+    let mut retry = Vec::new();
+    for record in event.records {
+        let bucket = record.s3.bucket.name.unwrap_or_default();
+        let raw_key = record.s3.object.key.unwrap_or_default();
+        let key = match decode_event_key(&raw_key) {
+            Ok(k) => k,
+            Err(e) => {
+                records.push(RecordOutcome {
+                    bucket,
+                    key: raw_key,
+                    outcome: format!("ignored: key is not UTF-8 once decoded ({e})"),
+                    job_id: None,
+                });
+                continue;
+            }
+        };
+        let engine = app.engine(&bucket);
+        let outcome = engine.submit(&key, record.s3.object.e_tag.as_deref()).await;
+        let (text, job_id) = match outcome {
+            Ok(SubmitOutcome::Started { job_id }) => ("started".to_string(), Some(job_id)),
+            Ok(SubmitOutcome::Duplicate { job_id }) => ("duplicate".to_string(), Some(job_id)),
+            Ok(SubmitOutcome::Superseded) => ("superseded".to_string(), None),
+            Ok(SubmitOutcome::Ignored { reason }) => (format!("ignored: {reason}"), None),
+            Err(e) => {
+                tracing::error!(bucket, key, error = %e, retryable = e.is_retryable(), "submit failed");
+                if e.is_retryable() {
+                    retry.push(format!("{key}: {e}"));
+                }
+                (format!("failed: {e}"), None)
+            }
+        };
+        tracing::info!(bucket, key, outcome = %text, job_id = job_id.as_deref().unwrap_or(""), "submit");
+        records.push(RecordOutcome {
+            bucket,
+            key,
+            outcome: text,
+            job_id,
+        });
+    }
+    if !retry.is_empty() {
+        return Err(HandlerError::Retryable(retry.join("; ")));
+    }
+    Ok(SubmitResponse { records })
+}
+
+#[derive(Debug, Serialize)]
+pub struct PollResponse {
+    pub active: usize,
+    pub finished: Vec<String>,
+    pub busy: usize,
+    pub failures: Vec<String>,
+}
+
+/// Handles one scheduled tick: advances every active job of the bucket. A job that fails is
+/// reported and left for the next tick; it never stops the others.
+pub async fn handle_tick(app: &App) -> Result<PollResponse, HandlerError> {
+    let bucket = app
+        .bucket
+        .as_deref()
+        .ok_or_else(|| HandlerError::Config("BATCHDROP_BUCKET is not set".into()))?;
+    let report = app
+        .engine(bucket)
+        .poll()
+        .await
+        .map_err(|e: JobError| HandlerError::Retryable(e.to_string()))?;
+    let failures: Vec<String> = report
+        .failures
+        .iter()
+        .map(|(job, e)| format!("{job}: {e}"))
+        .collect();
+    for f in &failures {
+        tracing::warn!(failure = %f, "job not advanced this tick");
+    }
+    Ok(PollResponse {
+        active: report.active,
+        finished: report.finished,
+        busy: report.busy,
+        failures,
+    })
+}
+
+/// JSON logs for CloudWatch; level from `RUST_LOG` (default info).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+}

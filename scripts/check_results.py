@@ -1,0 +1,47 @@
+"""Prints each job's summary and checks the product contract on its results:
+one output line per accepted request in input order, one error line per rejected line,
+and counts that add up. Usage: check_results.py RESULTS_DIR NAME..."""
+import json
+import sys
+from pathlib import Path
+
+def check(results: Path, name: str) -> list[str]:
+    d = results / name
+    summary = json.loads((d / "summary.json").read_text())
+    out = [json.loads(l) for l in (d / "output.jsonl").read_text().splitlines() if l.strip()]
+    errs = [json.loads(l) for l in (d / "errors.jsonl").read_text().splitlines() if l.strip()]
+    c = summary["counts"]
+    problems = []
+    if summary["status"] != "completed":
+        problems.append(f"status is {summary['status']}")
+    if c["accepted"] + c["rejected"] != c["lines"]:
+        problems.append("accepted + rejected != lines")
+    if c["succeeded"] + c["failed"] != c["accepted"]:
+        problems.append("succeeded + failed != accepted")
+    if len(out) != c["accepted"]:
+        problems.append(f"{len(out)} output lines for {c['accepted']} accepted requests")
+    if len(errs) != c["rejected"]:
+        problems.append(f"{len(errs)} error lines for {c['rejected']} rejected lines")
+    lines = [e["line"] for e in errs]
+    if lines != sorted(lines):
+        problems.append("errors.jsonl is not in line order")
+    print(f"== {name}: {summary['status']}, counts {json.dumps(c)}, "
+          f"{len(summary['batches'])} batches, usage {json.dumps(summary['usage'])}")
+    print("   output custom_ids in order:", " ".join(o["custom_id"] for o in out))
+    for e in errs:
+        print(f"   line {e['line']}: {e['error']['code']}: {e['error']['message']}")
+    return problems
+
+def main() -> int:
+    results = Path(sys.argv[1])
+    failed = False
+    for name in sys.argv[2:]:
+        for p in check(results, name):
+            print(f"   PROBLEM: {p}")
+            failed = True
+    print()
+    print("demo: results are in", results)
+    return 1 if failed else 0
+
+if __name__ == "__main__":
+    sys.exit(main())
