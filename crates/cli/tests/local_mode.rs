@@ -1,0 +1,256 @@
+//! `batchdrop local` end to end: the real binary, a temp directory as the bucket, the embedded
+//! sandbox as the provider.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A running `batchdrop local`, stopped when dropped.
+struct Local {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Local {
+    fn start(root: &Path, config: &Path) -> std::io::Result<Local> {
+        let log = root.with_extension("log");
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new(env!("CARGO_BIN_EXE_batchdrop"))
+            .args([
+                "local",
+                "--sandbox-step-ms",
+                "0",
+                "--poll-interval",
+                "0.2",
+                "--root",
+            ])
+            .arg(root)
+            .arg("--config")
+            .arg(config)
+            .env_remove("BATCHDROP_CONFIG")
+            .env_remove("OPENAI_API_KEY")
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()?;
+        Ok(Local { child, log })
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        self.output()
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(path: &Path, local: &Local) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} did not appear; output:\n{}",
+                path.display(),
+                local.output()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn drop_file(root: &Path, from: &Path, key: &str) -> std::io::Result<()> {
+    let dest = root.join(key);
+    std::fs::create_dir_all(dest.parent().expect("key has a parent"))?;
+    let staging = root.with_extension("staging");
+    std::fs::copy(from, &staging)?;
+    std::fs::rename(&staging, &dest)
+}
+
+fn json_lines(path: &Path) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?)
+}
+
+fn small_chunks_config(dir: &Path) -> std::io::Result<PathBuf> {
+    let path = dir.join("batchdrop.toml");
+    std::fs::write(&path, "[routes.sandbox]\nmax_requests_per_batch = 3\n")?;
+    Ok(path)
+}
+
+#[test]
+fn dropped_file_gets_ordered_output_errors_and_summary() -> TestResult {
+    // GIVEN batchdrop local on an empty root, chunks of at most 3 requests
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("bucket");
+    let local = Local::start(&root, &small_chunks_config(dir.path())?)?;
+    // WHEN the example file with broken lines is dropped into the inbox
+    drop_file(
+        &root,
+        &workspace().join("examples/requests.jsonl"),
+        "inbox/sandbox/run 1/requests.jsonl",
+    )?;
+    let results = root.join("results/sandbox/run 1/requests");
+    wait_for(&results.join("summary.json"), &local)?;
+    let printed = local.stop();
+
+    // THEN output.jsonl has the accepted custom_ids in input order
+    let output = json_lines(&results.join("output.jsonl"))?;
+    let ids: Vec<&str> = output
+        .iter()
+        .map(|l| l["custom_id"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "review-001",
+            "review-002",
+            "review-004",
+            "line-8",
+            "review-006",
+            "review-008",
+            "review-009",
+            "review-010",
+            "review-011"
+        ]
+    );
+    // AND the request the provider rejected keeps its line with the provider's status
+    assert_eq!(output[6]["response"]["status_code"], 404);
+    // AND errors.jsonl names every bad line
+    let errors = json_lines(&results.join("errors.jsonl"))?;
+    let named: Vec<(u64, &str)> = errors
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap_or(0),
+                e["error"]["code"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [
+            (4, "invalid_json"),
+            (6, "missing_field"),
+            (7, "duplicate_custom_id"),
+            (9, "not_an_object"),
+            (11, "unsupported_endpoint")
+        ]
+    );
+    // AND the summary's counts add up
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("summary.json"))?)?;
+    assert_eq!(summary["status"], "completed");
+    assert_eq!(
+        summary["counts"],
+        serde_json::json!({"lines": 14, "accepted": 9, "rejected": 5, "succeeded": 8, "failed": 1})
+    );
+    // 7 gpt-4o-mini requests in chunks of 3, one gpt-4.1-mini, one does-not-exist
+    assert_eq!(summary["batches"].as_array().map(Vec::len), Some(5));
+    assert!(summary["usage"]["input_tokens"].as_u64().unwrap_or(0) > 0);
+    // AND the run was told as it went
+    assert!(
+        printed.contains("started: inbox/sandbox/run 1/requests.jsonl"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("completed: 8 succeeded, 1 failed, 5 rejected"),
+        "{printed}"
+    );
+    Ok(())
+}
+
+#[test]
+fn restart_does_not_submit_the_same_file_again() -> TestResult {
+    // GIVEN a file that batchdrop local has already finished
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("bucket");
+    let config = small_chunks_config(dir.path())?;
+    let local = Local::start(&root, &config)?;
+    drop_file(
+        &root,
+        &workspace().join("examples/prompts.jsonl"),
+        "inbox/sandbox/prompts.jsonl",
+    )?;
+    wait_for(&root.join("results/sandbox/prompts/summary.json"), &local)?;
+    local.stop();
+    let summary_before = std::fs::read(root.join("results/sandbox/prompts/summary.json"))?;
+
+    // WHEN batchdrop local starts again on the same root and runs a second file to completion
+    let local = Local::start(&root, &config)?;
+    drop_file(
+        &root,
+        &workspace().join("examples/prompts.jsonl"),
+        "inbox/sandbox/again.jsonl",
+    )?;
+    wait_for(&root.join("results/sandbox/again/summary.json"), &local)?;
+    let printed = local.stop();
+
+    // THEN the first file was not started again and its results are untouched
+    assert!(
+        !printed.contains("inbox/sandbox/prompts.jsonl"),
+        "{printed}"
+    );
+    assert_eq!(
+        std::fs::read(root.join("results/sandbox/prompts/summary.json"))?,
+        summary_before
+    );
+    assert_eq!(std::fs::read_dir(root.join("_batchdrop/jobs"))?.count(), 2);
+    Ok(())
+}
+
+#[test]
+fn file_under_an_unknown_route_fails_with_every_line_reported() -> TestResult {
+    // GIVEN batchdrop local
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("bucket");
+    let local = Local::start(&root, &small_chunks_config(dir.path())?)?;
+    // WHEN a file is dropped under a route nobody configured
+    drop_file(
+        &root,
+        &workspace().join("examples/prompts.jsonl"),
+        "inbox/nosuchroute/p.jsonl",
+    )?;
+    let results = root.join("results/nosuchroute/p");
+    wait_for(&results.join("summary.json"), &local)?;
+    local.stop();
+    // THEN the job failed with the reason, and every line is in errors.jsonl
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("summary.json"))?)?;
+    assert_eq!(summary["status"], "failed");
+    assert!(
+        summary["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("nosuchroute")
+    );
+    let errors = json_lines(&results.join("errors.jsonl"))?;
+    assert_eq!(errors.len(), 6);
+    assert!(errors.iter().all(|e| e["error"]["code"] == "unknown_route"));
+    assert_eq!(summary["counts"]["rejected"], 6);
+    Ok(())
+}
