@@ -449,19 +449,8 @@ impl Engine {
         manifest.status = JobStatus::Failed;
         manifest.reason = Some(reason);
         manifest.finished_at = Some(rfc3339(self.clock.now()));
-        match self
-            .store
-            .put_json(&keys.manifest(), &manifest, PutMode::Create)
-            .await
-        {
-            Ok(_) => {}
-            Err(StoreError::AlreadyExists { .. }) => {
-                return Ok(SubmitOutcome::Duplicate {
-                    job_id: manifest.job_id,
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
+        // Results first, the manifest last: a crash before the manifest exists leaves nothing
+        // that makes a retried event a `Duplicate`, so the retry writes the results again.
         self.store
             .put(
                 &format!("{}output.jsonl", manifest.results_prefix),
@@ -477,6 +466,19 @@ impl Engine {
                 PutMode::Overwrite,
             )
             .await?;
+        match self
+            .store
+            .put_json(&keys.manifest(), &manifest, PutMode::Create)
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::AlreadyExists { .. }) => {
+                return Ok(SubmitOutcome::Duplicate {
+                    job_id: manifest.job_id,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.finished_event(&manifest);
         Ok(SubmitOutcome::Started {
             job_id: manifest.job_id,
