@@ -9,7 +9,7 @@
 //! max_requests_per_batch = 1000
 //!
 //! [routes.labelling]               # a new route
-//! provider = "openai"              # wire format: "openai"
+//! provider = "openai"              # wire format: "openai" or "anthropic"
 //! base_url = "https://api.openai.com/v1"
 //! api_key_env = "OPENAI_API_KEY"   # or api_key_secret = "arn:aws:secretsmanager:…"
 //! max_bytes_per_batch = 100_000_000
@@ -28,6 +28,8 @@ use std::collections::BTreeMap;
 pub enum Wire {
     /// OpenAI Files + Batches (also any OpenAI-compatible batch service).
     Openai,
+    /// Anthropic Message Batches.
+    Anthropic,
 }
 
 impl Wire {
@@ -39,11 +41,18 @@ impl Wire {
                 max_bytes_per_batch: 200_000_000,
                 max_line_bytes: 16 << 20,
             },
+            // 256 MB less room for the `{"requests":[…]}` wrapper around the lines.
+            Wire::Anthropic => ChunkLimits {
+                max_requests_per_batch: 100_000,
+                max_bytes_per_batch: 255_999_000,
+                max_line_bytes: 16 << 20,
+            },
         }
     }
     pub fn name(self) -> &'static str {
         match self {
             Wire::Openai => "openai",
+            Wire::Anthropic => "anthropic",
         }
     }
 }
@@ -161,6 +170,37 @@ impl Config {
                 limits: Wire::Openai.caps(),
             },
         );
+        let claude_defaults = Defaults {
+            model: Some("claude-sonnet-4-5".into()),
+            max_tokens: Some(1024),
+            ..Defaults::default()
+        };
+        let sandbox_root = env("BATCHDROP_SANDBOX_URL")
+            .unwrap_or_else(|| DEFAULT_SANDBOX_URL.into())
+            .trim_end_matches('/')
+            .trim_end_matches("/v1")
+            .to_string();
+        routes.insert(
+            "sandbox-anthropic".to_string(),
+            Route {
+                wire: Wire::Anthropic,
+                base_url: sandbox_root,
+                api_key: KeySource::None,
+                defaults: claude_defaults.clone(),
+                limits: Wire::Anthropic.caps(),
+            },
+        );
+        routes.insert(
+            "anthropic".to_string(),
+            Route {
+                wire: Wire::Anthropic,
+                base_url: env("ANTHROPIC_BASE_URL")
+                    .unwrap_or_else(|| "https://api.anthropic.com".into()),
+                api_key: KeySource::Env("ANTHROPIC_API_KEY".into()),
+                defaults: claude_defaults,
+                limits: Wire::Anthropic.caps(),
+            },
+        );
         Config { routes }
     }
 
@@ -195,7 +235,7 @@ impl Config {
                 },
                 (None, None) => {
                     return Err(route_err(
-                        "a new route needs `provider` (one of: openai)".into(),
+                        "a new route needs `provider` (openai or anthropic)".into(),
                     ));
                 }
             };
@@ -300,7 +340,10 @@ mod tests {
     #[test]
     fn builtin_routes_exist_without_a_file() {
         let c = Config::builtin(&no_env);
-        assert_eq!(c.route_names(), vec!["openai", "sandbox"]);
+        assert_eq!(
+            c.route_names(),
+            vec!["anthropic", "openai", "sandbox", "sandbox-anthropic"]
+        );
         assert_eq!(c.route("sandbox").unwrap().base_url, DEFAULT_SANDBOX_URL);
         assert_eq!(
             c.route("openai").unwrap().api_key,

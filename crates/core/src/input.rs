@@ -1,17 +1,23 @@
 //! Input lines: each non-blank line of an upload is either accepted as one provider request or
 //! rejected with a code, a message and its line number. One bad line never fails the file.
 //!
-//! Accepted shapes on an OpenAI route:
-//! - OpenAI batch line `{"custom_id","method":"POST","url":"/v1/…","body":{…}}` — passed through
-//!   byte for byte when complete (unknown fields kept); `method` and `body.model` are filled in
-//!   from the route when missing;
-//! - prompt line `{"prompt":"…","custom_id"?,"system"?, …overrides}` — built into a request for
-//!   the route's default endpoint with the route's defaults, overrides winning.
+//! Shapes, detected per line: an OpenAI batch line `{"custom_id","method","url","body"}`, an
+//! Anthropic batch line `{"custom_id","params"}`, or a prompt line
+//! `{"prompt","custom_id"?,"system"?, …overrides}`. Each becomes a request in the route's wire
+//! format:
+//! - a line already in the route's format passes through byte for byte when complete (unknown
+//!   fields kept); a missing `method`, model or (Anthropic) `max_tokens` is filled from the route;
+//! - a line in the other format is translated ([`crate::translate`]) or rejected with
+//!   `untranslatable` naming the field;
+//! - a prompt line is built with the route's defaults, the line's other fields overriding them.
 //!
 //! A line without `custom_id` gets `line-<n>`. Duplicate ids are rejected; ids are remembered as
-//! 128-bit hashes (16 bytes each), so memory grows by that much per accepted request, not more.
+//! 128-bit hashes (16 bytes each). Anthropic requires ids matching `^[a-zA-Z0-9_-]{1,64}$`: an id
+//! that does not (or that starts with the reserved `bd_`) is sent as `bd_<line number>` — unique
+//! by construction — and restored in the results.
 
-use crate::config::{Defaults, Route};
+use crate::config::{Defaults, Route, Wire};
+use crate::translate::{self, Fill};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -21,6 +27,8 @@ use std::hash::{BuildHasher, RandomState};
 
 pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
 pub const EMBEDDINGS: &str = "/v1/embeddings";
+/// The one endpoint of an Anthropic batch.
+pub const MESSAGES: &str = "/v1/messages";
 /// Endpoints an OpenAI batch accepts (text ones).
 pub const OPENAI_ENDPOINTS: &[&str] = &[
     CHAT_COMPLETIONS,
@@ -29,6 +37,8 @@ pub const OPENAI_ENDPOINTS: &[&str] = &[
     "/v1/completions",
     "/v1/moderations",
 ];
+/// Prefix of the ids batchdrop sends for custom_ids Anthropic would refuse.
+pub const MAPPED_ID_PREFIX: &str = "bd_";
 
 /// Why a line was rejected; the `code` of its errors.jsonl entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,17 +95,21 @@ impl Rejection {
     }
 }
 
-/// Requests that may share a batch: same endpoint and model.
+/// Requests that may share a batch: same endpoint and (OpenAI) model.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Group {
     pub endpoint: String,
+    /// Empty for Anthropic, whose batches may mix models.
     pub model: String,
 }
 
 /// One accepted request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted<'a> {
+    /// The user's custom_id (or `line-<n>`), as it appears in output.jsonl.
     pub custom_id: Cow<'a, str>,
+    /// The id sent to the provider when it differs from `custom_id`.
+    pub sent_id: Option<String>,
     pub group: Group,
     /// The request line to send, without newline.
     pub request: Cow<'a, [u8]>,
@@ -110,9 +124,31 @@ pub enum Outcome<'a> {
     Rejected(Rejection),
 }
 
+type Reject = (RejectCode, String);
+
+/// A request built from a line: its group, the bytes to send, and the units it counts.
+type Built<'a> = (Group, Cow<'a, [u8]>, u64);
+
+/// A prompt line taken apart.
+struct PromptParts {
+    prompt: String,
+    system: Option<String>,
+    /// Every other field: overrides of the request body.
+    overrides: Map<String, Value>,
+}
+
+fn reject(code: RejectCode, message: impl Into<String>) -> Reject {
+    (code, message.into())
+}
+
+fn untranslatable(e: translate::Untranslatable) -> Reject {
+    reject(RejectCode::Untranslatable, format!("cannot translate: {e}"))
+}
+
 /// Validates the lines of one upload, in order.
 #[derive(Debug)]
 pub struct Validator {
+    wire: Wire,
     defaults: Defaults,
     max_line_bytes: u64,
     seen: HashMap<u128, u64>,
@@ -142,11 +178,30 @@ struct BodyFields<'a> {
     model: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    OpenAi,
+    Anthropic,
+    Prompt,
+}
+
+/// Whether Anthropic takes `id` as it is.
+fn anthropic_safe(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && !id.starts_with(MAPPED_ID_PREFIX)
 }
 
 impl Validator {
     pub fn new(route: &Route) -> Self {
         Self {
+            wire: route.wire,
             defaults: route.defaults.clone(),
             max_line_bytes: route.limits.max_line_bytes,
             seen: HashMap::new(),
@@ -155,9 +210,16 @@ impl Validator {
         }
     }
 
+    fn fill(&self) -> Fill<'_> {
+        Fill {
+            model: self.defaults.model.as_deref(),
+            max_tokens: self.defaults.max_tokens,
+        }
+    }
+
     /// Classifies line number `line_no` (1-based). `raw` may end in `\n` or `\r\n`.
     pub fn check<'a>(&mut self, line_no: u64, raw: &'a [u8]) -> Outcome<'a> {
-        let trimmed = trim_ascii_end(raw);
+        let trimmed = raw.trim_ascii_end();
         if trimmed.iter().all(u8::is_ascii_whitespace) {
             return Outcome::Blank;
         }
@@ -177,123 +239,130 @@ impl Validator {
         line_no: u64,
         line: &'a [u8],
     ) -> Result<Accepted<'a>, (RejectCode, String, Option<String>)> {
-        let reject = |code, message: String| (code, message, None);
+        let no_id = |(code, message): Reject| (code, message, None);
         if line.len() as u64 > self.max_line_bytes {
-            return Err(reject(
+            return Err(no_id(reject(
                 RejectCode::LineTooLong,
                 format!(
                     "line is {} bytes; the route allows at most {}",
                     line.len(),
                     self.max_line_bytes
                 ),
-            ));
+            )));
         }
         if let Err(e) = std::str::from_utf8(line) {
-            return Err(reject(
+            return Err(no_id(reject(
                 RejectCode::InvalidUtf8,
                 format!("invalid UTF-8 at byte {}", e.valid_up_to() + 1),
-            ));
+            )));
         }
         let first = line.iter().find(|b| !b.is_ascii_whitespace()).copied();
         if first != Some(b'{') {
-            return Err(
+            return Err(no_id(
                 match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
                     Ok(_) => reject(
                         RejectCode::NotAnObject,
-                        "line is valid JSON but not an object".into(),
+                        "line is valid JSON but not an object",
                     ),
                     Err(e) => reject(RejectCode::InvalidJson, format!("invalid JSON: {e}")),
                 },
-            );
+            ));
         }
-        let fields: LineFields<'a> = serde_json::from_slice(line)
-            .map_err(|e| reject(RejectCode::InvalidJson, format!("invalid JSON: {e}")))?;
+        let fields: LineFields<'a> = serde_json::from_slice(line).map_err(|e| {
+            no_id(reject(
+                RejectCode::InvalidJson,
+                format!("invalid JSON: {e}"),
+            ))
+        })?;
 
-        let custom_id: Option<Cow<'a, str>> = match fields.custom_id {
+        let given_id: Option<Cow<'a, str>> = match fields.custom_id {
             None => None,
             Some(raw) => match serde_json::from_str::<Cow<'a, str>>(raw.get()) {
                 Ok(id) if !id.is_empty() => Some(id),
                 Ok(_) => {
-                    return Err(reject(
+                    return Err(no_id(reject(
                         RejectCode::InvalidField,
-                        "custom_id is an empty string".into(),
-                    ));
+                        "custom_id is an empty string",
+                    )));
                 }
                 Err(_) => {
-                    return Err(reject(
+                    return Err(no_id(reject(
                         RejectCode::InvalidField,
                         format!("custom_id must be a string, found {}", raw.get()),
-                    ));
+                    )));
                 }
             },
         };
-        let id_for_errors = custom_id.as_deref().map(str::to_string);
-        let with_id = |(code, message, _): (RejectCode, String, Option<String>)| {
-            (code, message, id_for_errors.clone())
-        };
+        let id_given = given_id.is_some();
+        let custom_id: Cow<'a, str> =
+            given_id.unwrap_or_else(|| Cow::Owned(format!("line-{line_no}")));
+        let with_id = |(code, message): Reject| (code, message, Some(custom_id.to_string()));
 
-        let openai_shape = fields.body.is_some() || fields.url.is_some();
-        let (group, request, units) = if openai_shape {
-            self.openai_line(line, &fields).map_err(with_id)?
-        } else if fields.prompt.is_some() {
-            self.prompt_line(line, line_no).map_err(with_id)?
+        let shape = if fields.body.is_some() || fields.url.is_some() {
+            Shape::OpenAi
         } else if fields.params.is_some() {
-            return Err(with_id(reject(
-                RejectCode::Untranslatable,
-                "an Anthropic batch line (params) cannot be sent to an OpenAI route".into(),
-            )));
+            Shape::Anthropic
+        } else if fields.prompt.is_some() {
+            Shape::Prompt
         } else {
             return Err(with_id(reject(
                 RejectCode::MissingField,
-                "expected an OpenAI batch line (custom_id, method, url, body) or a prompt line (prompt)"
-                    .into(),
+                "expected an OpenAI batch line (custom_id, method, url, body), an Anthropic batch line (custom_id, params) or a prompt line (prompt)",
             )));
         };
-
-        let custom_id: Cow<'a, str> = match custom_id {
-            Some(id) => id,
-            None => Cow::Owned(format!("line-{line_no}")),
+        let sent_id = match self.wire {
+            Wire::Anthropic if !anthropic_safe(&custom_id) => {
+                Some(format!("{MAPPED_ID_PREFIX}{line_no}"))
+            }
+            _ => None,
         };
+        let id_to_send: &str = sent_id.as_deref().unwrap_or(&custom_id);
+        let built = match (self.wire, shape) {
+            (Wire::Openai, Shape::OpenAi) => {
+                self.openai_line(line, &fields, (!id_given).then_some(id_to_send))
+            }
+            (Wire::Openai, Shape::Prompt) => self.prompt_to_openai(line, id_to_send),
+            (Wire::Openai, Shape::Anthropic) => self.anthropic_to_openai(&fields, id_to_send),
+            (Wire::Anthropic, Shape::Anthropic) => self.anthropic_line(
+                line,
+                &fields,
+                (sent_id.is_some() || !id_given).then_some(id_to_send),
+            ),
+            (Wire::Anthropic, Shape::OpenAi) => self.openai_to_anthropic(&fields, id_to_send),
+            (Wire::Anthropic, Shape::Prompt) => self.prompt_to_anthropic(line, id_to_send),
+        };
+        let (group, request, units) = built.map_err(with_id)?;
+
         let h = ((self.hash_a.hash_one(custom_id.as_ref()) as u128) << 64)
             | self.hash_b.hash_one(custom_id.as_ref()) as u128;
         if let Some(first) = self.seen.get(&h) {
-            return Err((
+            return Err(with_id(reject(
                 RejectCode::DuplicateCustomId,
                 format!("custom_id {custom_id:?} was already used on line {first}"),
-                Some(custom_id.into_owned()),
-            ));
+            )));
         }
         self.seen.insert(h, line_no);
-
-        // Prompt lines are built with their id; an OpenAI line without one gets it added.
-        let request = if openai_shape && fields.custom_id.is_none() {
-            Cow::Owned(set_field(
-                &request,
-                "custom_id",
-                Value::String(custom_id.to_string()),
-            ))
-        } else {
-            request
-        };
         Ok(Accepted {
             custom_id,
+            sent_id,
             group,
             request,
             units,
         })
     }
 
-    #[allow(clippy::type_complexity)]
+    /// An OpenAI line on an OpenAI route. `set_id` is the id to write into the line when it has
+    /// none of its own.
     fn openai_line<'a>(
         &self,
         line: &'a [u8],
         fields: &LineFields<'a>,
-    ) -> Result<(Group, Cow<'a, [u8]>, u64), (RejectCode, String, Option<String>)> {
-        let reject = |code, message: String| (code, message, None);
+        set_id: Option<&str>,
+    ) -> Result<Built<'a>, Reject> {
         let url = fields
             .url
             .as_deref()
-            .ok_or_else(|| reject(RejectCode::MissingField, "missing field `url`".into()))?;
+            .ok_or_else(|| reject(RejectCode::MissingField, "missing field `url`"))?;
         if !OPENAI_ENDPOINTS.contains(&url) {
             return Err(reject(
                 RejectCode::UnsupportedEndpoint,
@@ -304,29 +373,13 @@ impl Validator {
             ));
         }
         let mut rebuilt: Option<Map<String, Value>> = None;
-        match fields.method {
-            None => {
-                rebuilt
-                    .get_or_insert_with(|| parse_map(line))
-                    .insert("method".into(), Value::String("POST".into()));
-            }
-            Some(m) if m.get() == "\"POST\"" => {}
-            Some(m) => {
-                return Err(reject(
-                    RejectCode::InvalidField,
-                    format!("method must be \"POST\", found {}", m.get()),
-                ));
-            }
+        if let Some(id) = set_id {
+            rebuilt
+                .get_or_insert_with(|| parse_map(line))
+                .insert("custom_id".into(), Value::String(id.to_string()));
         }
-        let body = fields
-            .body
-            .ok_or_else(|| reject(RejectCode::MissingField, "missing field `body`".into()))?;
-        if !body.get().trim_start().starts_with('{') {
-            return Err(reject(
-                RejectCode::InvalidField,
-                "`body` must be a JSON object".into(),
-            ));
-        }
+        check_method(fields, &mut rebuilt, line)?;
+        let body = object_field(fields.body, "body")?;
         let bf: BodyFields = serde_json::from_str(body.get()).map_err(|e| {
             reject(
                 RejectCode::InvalidField,
@@ -345,7 +398,7 @@ impl Validator {
             (None, None) => {
                 return Err(reject(
                     RejectCode::MissingField,
-                    "missing field `body.model` and the route has no default model".into(),
+                    "missing field `body.model` and the route has no default model",
                 ));
             }
         };
@@ -361,7 +414,7 @@ impl Validator {
             1
         };
         let request = match rebuilt {
-            Some(map) => Cow::Owned(serde_json::to_vec(&map).unwrap_or_default()),
+            Some(map) => Cow::Owned(to_vec(&map)),
             None => Cow::Borrowed(line),
         };
         Ok((
@@ -374,14 +427,106 @@ impl Validator {
         ))
     }
 
-    #[allow(clippy::type_complexity)]
-    fn prompt_line<'a>(
+    /// An Anthropic line on an Anthropic route; `set_id` replaces its id when it must change.
+    fn anthropic_line<'a>(
         &self,
         line: &'a [u8],
-        line_no: u64,
-    ) -> Result<(Group, Cow<'a, [u8]>, u64), (RejectCode, String, Option<String>)> {
-        let reject = |code, message: String| (code, message, None);
+        fields: &LineFields<'a>,
+        set_id: Option<&str>,
+    ) -> Result<Built<'a>, Reject> {
+        let params = object_field(fields.params, "params")?;
+        let pf: BodyFields = serde_json::from_str(params.get()).map_err(|e| {
+            reject(
+                RejectCode::InvalidField,
+                format!("`params` is not valid: {e}"),
+            )
+        })?;
+        let mut rebuilt: Option<Map<String, Value>> = None;
+        if let Some(id) = set_id {
+            rebuilt
+                .get_or_insert_with(|| parse_map(line))
+                .insert("custom_id".into(), Value::String(id.to_string()));
+        }
+        for (field, missing, default) in [
+            (
+                "model",
+                pf.model.is_none(),
+                self.defaults.model.clone().map(Value::String),
+            ),
+            (
+                "max_tokens",
+                pf.max_tokens.is_none(),
+                self.defaults.max_tokens.map(Value::from),
+            ),
+        ] {
+            if !missing {
+                continue;
+            }
+            let Some(default) = default else {
+                return Err(reject(
+                    RejectCode::MissingField,
+                    format!("missing field `params.{field}` and the route has no default"),
+                ));
+            };
+            let map = rebuilt.get_or_insert_with(|| parse_map(line));
+            if let Some(Value::Object(p)) = map.get_mut("params") {
+                p.insert(field.into(), default);
+            }
+        }
+        let request = match rebuilt {
+            Some(map) => Cow::Owned(to_vec(&map)),
+            None => Cow::Borrowed(line),
+        };
+        Ok((anthropic_group(), request, 1))
+    }
+
+    fn openai_to_anthropic<'a>(
+        &self,
+        fields: &LineFields<'a>,
+        id: &str,
+    ) -> Result<Built<'a>, Reject> {
+        let url = fields.url.as_deref().unwrap_or(CHAT_COMPLETIONS);
+        if url != CHAT_COMPLETIONS {
+            return Err(reject(
+                RejectCode::Untranslatable,
+                format!(
+                    "cannot translate: `url` {url:?}: only {CHAT_COMPLETIONS} lines translate to Anthropic"
+                ),
+            ));
+        }
+        let mut nowhere = None;
+        check_method(fields, &mut nowhere, b"{}")?;
+        let body: Map<String, Value> =
+            serde_json::from_str(object_field(fields.body, "body")?.get()).map_err(|e| {
+                reject(
+                    RejectCode::InvalidField,
+                    format!("`body` is not valid: {e}"),
+                )
+            })?;
+        let params = translate::openai_to_anthropic(&body, &self.fill()).map_err(untranslatable)?;
+        Ok(anthropic_request(id, params))
+    }
+
+    fn anthropic_to_openai<'a>(
+        &self,
+        fields: &LineFields<'a>,
+        id: &str,
+    ) -> Result<Built<'a>, Reject> {
+        let params: Map<String, Value> =
+            serde_json::from_str(object_field(fields.params, "params")?.get()).map_err(|e| {
+                reject(
+                    RejectCode::InvalidField,
+                    format!("`params` is not valid: {e}"),
+                )
+            })?;
+        let body = translate::anthropic_to_openai(&params, &self.fill()).map_err(untranslatable)?;
+        Ok(openai_request(id, CHAT_COMPLETIONS, body))
+    }
+
+    /// Splits a prompt line into the prompt, its system text and the override fields.
+    fn prompt_parts(&self, line: &[u8]) -> Result<PromptParts, Reject> {
         let mut map = parse_map(line);
+        map.remove("custom_id");
         let prompt = match map.remove("prompt") {
             Some(Value::String(p)) => p,
             Some(other) => {
@@ -390,14 +535,8 @@ impl Validator {
                     format!("`prompt` must be a string, found {other}"),
                 ));
             }
-            None => {
-                return Err(reject(
-                    RejectCode::MissingField,
-                    "missing field `prompt`".into(),
-                ));
-            }
+            None => return Err(reject(RejectCode::MissingField, "missing field `prompt`")),
         };
-        let custom_id = map.remove("custom_id");
         let system = match map.remove("system") {
             Some(Value::String(s)) => Some(s),
             Some(other) => {
@@ -408,6 +547,19 @@ impl Validator {
             }
             None => self.defaults.system.clone(),
         };
+        Ok(PromptParts {
+            prompt,
+            system,
+            overrides: map,
+        })
+    }
+
+    fn prompt_to_openai<'a>(&self, line: &[u8], id: &str) -> Result<Built<'a>, Reject> {
+        let PromptParts {
+            prompt,
+            system,
+            overrides,
+        } = self.prompt_parts(line)?;
         let endpoint = self
             .defaults
             .endpoint
@@ -440,47 +592,121 @@ impl Validator {
                 ),
             ));
         }
-        // Everything else on the line overrides the body.
-        for (k, v) in map {
-            body.insert(k, v);
+        body.extend(overrides);
+        if !matches!(body.get("model"), Some(Value::String(_))) {
+            return Err(reject(
+                RejectCode::MissingField,
+                "prompt line without `model` and the route has no default model",
+            ));
         }
-        let model = match body.get("model") {
-            Some(Value::String(m)) => m.clone(),
-            _ => {
+        Ok(openai_request(id, &endpoint, body))
+    }
+
+    fn prompt_to_anthropic<'a>(&self, line: &[u8], id: &str) -> Result<Built<'a>, Reject> {
+        let PromptParts {
+            prompt,
+            system,
+            overrides,
+        } = self.prompt_parts(line)?;
+        let mut params = Map::new();
+        if let Some(model) = &self.defaults.model {
+            params.insert("model".into(), Value::String(model.clone()));
+        }
+        if let Some(t) = self.defaults.max_tokens {
+            params.insert("max_tokens".into(), Value::from(t));
+        }
+        if let Some(t) = self.defaults.temperature {
+            params.insert("temperature".into(), Value::from(t));
+        }
+        if let Some(s) = system {
+            params.insert("system".into(), Value::String(s));
+        }
+        params.insert(
+            "messages".into(),
+            serde_json::json!([{"role": "user", "content": prompt}]),
+        );
+        params.extend(overrides);
+        for field in ["model", "max_tokens"] {
+            if !params.contains_key(field) {
                 return Err(reject(
                     RejectCode::MissingField,
-                    "prompt line without `model` and the route has no default model".into(),
+                    format!("prompt line without `{field}` and the route has no default"),
                 ));
             }
-        };
-        let id = custom_id.unwrap_or_else(|| Value::String(format!("line-{line_no}")));
-        let request = serde_json::json!({
-            "custom_id": id, "method": "POST", "url": endpoint, "body": body,
-        });
-        Ok((
-            Group { endpoint, model },
-            Cow::Owned(serde_json::to_vec(&request).unwrap_or_default()),
-            1,
-        ))
+        }
+        Ok(anthropic_request(id, params))
     }
+}
+
+fn anthropic_group() -> Group {
+    Group {
+        endpoint: MESSAGES.to_string(),
+        model: String::new(),
+    }
+}
+
+fn openai_request<'a>(id: &str, endpoint: &str, body: Map<String, Value>) -> Built<'a> {
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let request = serde_json::json!({
+        "custom_id": id, "method": "POST", "url": endpoint, "body": body,
+    });
+    (
+        Group {
+            endpoint: endpoint.to_string(),
+            model,
+        },
+        Cow::Owned(to_vec(&request)),
+        1,
+    )
+}
+
+fn anthropic_request<'a>(id: &str, params: Map<String, Value>) -> Built<'a> {
+    let request = serde_json::json!({"custom_id": id, "params": params});
+    (anthropic_group(), Cow::Owned(to_vec(&request)), 1)
+}
+
+fn check_method(
+    fields: &LineFields<'_>,
+    rebuilt: &mut Option<Map<String, Value>>,
+    line: &[u8],
+) -> Result<(), Reject> {
+    match fields.method {
+        None => {
+            rebuilt
+                .get_or_insert_with(|| parse_map(line))
+                .insert("method".into(), Value::String("POST".into()));
+            Ok(())
+        }
+        Some(m) if m.get() == "\"POST\"" => Ok(()),
+        Some(m) => Err(reject(
+            RejectCode::InvalidField,
+            format!("method must be \"POST\", found {}", m.get()),
+        )),
+    }
+}
+
+fn object_field<'a>(raw: Option<&'a RawValue>, name: &str) -> Result<&'a RawValue, Reject> {
+    let raw =
+        raw.ok_or_else(|| reject(RejectCode::MissingField, format!("missing field `{name}`")))?;
+    if !raw.get().trim_start().starts_with('{') {
+        return Err(reject(
+            RejectCode::InvalidField,
+            format!("`{name}` must be a JSON object"),
+        ));
+    }
+    Ok(raw)
 }
 
 fn parse_map(line: &[u8]) -> Map<String, Value> {
     serde_json::from_slice(line).unwrap_or_default()
 }
 
-fn set_field(request: &[u8], key: &str, value: Value) -> Vec<u8> {
-    let mut map = parse_map(request);
-    map.insert(key.to_string(), value);
-    serde_json::to_vec(&map).unwrap_or_default()
-}
-
-fn trim_ascii_end(raw: &[u8]) -> &[u8] {
-    let mut end = raw.len();
-    while end > 0 && raw[end - 1].is_ascii_whitespace() {
-        end -= 1;
-    }
-    &raw[..end]
+fn to_vec(value: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -633,9 +859,95 @@ mod tests {
     }
 
     #[test]
-    fn anthropic_line_on_openai_route_is_untranslatable() {
-        let r = rejected(validator().check(1, br#"{"custom_id":"a","params":{"model":"claude"}}"#));
+    fn anthropic_line_on_openai_route_is_translated() {
+        let a = accepted(validator().check(
+            1,
+            br#"{"custom_id":"a","params":{"model":"claude-x","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}}"#,
+        ));
+        let sent: Value = serde_json::from_slice(&a.request).unwrap();
+        assert_eq!(sent["url"], CHAT_COMPLETIONS);
+        assert_eq!(sent["body"]["model"], "gpt-4o-mini");
+        assert_eq!(sent["body"]["max_tokens"], 9);
+        assert_eq!(sent["body"]["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn anthropic_line_with_tools_on_openai_route_is_untranslatable() {
+        let r = rejected(validator().check(
+            1,
+            br#"{"custom_id":"a","params":{"model":"claude-x","max_tokens":9,"messages":[],"tools":[]}}"#,
+        ));
         assert_eq!(r.code, RejectCode::Untranslatable);
+        assert!(r.message.contains("`tools`"), "{}", r.message);
+    }
+
+    fn anthropic_validator() -> Validator {
+        let config = Config::builtin(&|_| None);
+        Validator::new(config.route("sandbox-anthropic").unwrap())
+    }
+
+    #[test]
+    fn complete_anthropic_line_passes_through_unchanged() {
+        let line: &[u8] = br#"{"custom_id":"ok_1","params":{"model":"claude-x","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}}"#;
+        let a = accepted(anthropic_validator().check(1, line));
+        assert_eq!(&*a.request, line);
+        assert_eq!(a.sent_id, None);
+        assert_eq!(a.group.endpoint, MESSAGES);
+    }
+
+    #[test]
+    fn ids_anthropic_refuses_are_sent_mapped_and_kept_for_the_output() {
+        let mut v = anthropic_validator();
+        let long = "x".repeat(65);
+        for (n, id) in [
+            (1u64, long.as_str()),
+            (2, "has.dots"),
+            (3, "has space"),
+            (4, "unicodé"),
+            (5, "bd_7"),
+        ] {
+            let line = format!(
+                r#"{{"custom_id":{},"params":{{"messages":[{{"role":"user","content":"hi"}}]}}}}"#,
+                serde_json::json!(id)
+            );
+            let a = accepted(v.check(n, line.as_bytes()));
+            assert_eq!(a.custom_id, id);
+            assert_eq!(a.sent_id.as_deref(), Some(format!("bd_{n}").as_str()));
+            let sent: Value = serde_json::from_slice(&a.request).unwrap();
+            assert_eq!(sent["custom_id"], format!("bd_{n}"));
+            assert_eq!(sent["params"]["max_tokens"], 1024, "filled from the route");
+        }
+    }
+
+    #[test]
+    fn openai_line_on_anthropic_route_is_translated() {
+        let a = accepted(anthropic_validator().check(1, GOOD));
+        let sent: Value = serde_json::from_slice(&a.request).unwrap();
+        assert_eq!(sent["custom_id"], "r1");
+        assert_eq!(sent["params"]["model"], "claude-sonnet-4-5");
+        assert_eq!(sent["params"]["messages"][0]["content"], "hi");
+        assert_eq!(sent["params"]["max_tokens"], 1024);
+    }
+
+    #[test]
+    fn embeddings_line_on_anthropic_route_is_untranslatable() {
+        let r = rejected(anthropic_validator().check(1, br#"{"custom_id":"e","method":"POST","url":"/v1/embeddings","body":{"model":"m","input":"x"}}"#));
+        assert_eq!(r.code, RejectCode::Untranslatable);
+    }
+
+    #[test]
+    fn prompt_line_on_anthropic_route_becomes_params() {
+        let a = accepted(anthropic_validator().check(
+            3,
+            br#"{"prompt":"Say hi","system":"Be brief","max_tokens":20}"#,
+        ));
+        let sent: Value = serde_json::from_slice(&a.request).unwrap();
+        assert_eq!(
+            sent,
+            serde_json::json!({"custom_id": "line-3", "params": {
+            "model": "claude-sonnet-4-5", "max_tokens": 20, "system": "Be brief",
+            "messages": [{"role": "user", "content": "Say hi"}]}})
+        );
     }
 
     #[test]

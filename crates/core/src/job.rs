@@ -10,7 +10,7 @@
 //!   `output.jsonl`, `errors.jsonl` and, last, `summary.json`.
 
 use crate::clock::{Clock, rfc3339};
-use crate::config::{Config, Route};
+use crate::config::{Config, Route, Wire};
 use crate::input::{Outcome, RejectCode, Rejection, Validator};
 use crate::layout::{self, InboxKey, JobKeys};
 use crate::manifest::{
@@ -387,6 +387,13 @@ impl Engine {
                     chunk.write(b"\n").await?;
                     numbers.clear();
                     numbers.extend_from_slice(line_no.to_string().as_bytes());
+                    if acc.sent_id.is_some() {
+                        // The request went out under another id: keep the user's.
+                        numbers.push(b'\t');
+                        numbers.extend_from_slice(
+                            &serde_json::to_vec(acc.custom_id.as_ref()).unwrap_or_default(),
+                        );
+                    }
                     numbers.push(b'\n');
                     lines.write(&numbers).await?;
                 }
@@ -535,34 +542,32 @@ impl Engine {
         {
             return Ok(Advance::Busy);
         }
-        let mut job = JobRun {
-            engine: self,
-            keys,
-            etag,
-        };
-        match job.save(&mut manifest).await {
-            Ok(()) => {}
-            Err(JobError::LostLease { .. }) => return Ok(Advance::Busy),
-            Err(e) => return Err(e),
-        }
         let provider = match self.providers.for_route(&manifest.route) {
             Ok(p) => p,
             Err(reason) => {
                 return Err(ProviderError::Unavailable { reason }.into());
             }
         };
-        for i in 0..manifest.chunks.len() {
-            job.step_chunk(&mut manifest, i, provider.as_ref()).await?;
+        let mut job = JobRun {
+            engine: self,
+            keys,
+            etag,
+            leased: false,
+        };
+        let outcome = job.run(&mut manifest, provider.as_ref()).await;
+        match outcome {
+            // Someone else took the job between our read and our first write.
+            Err(JobError::LostLease { .. }) if !job.leased => Ok(Advance::Busy),
+            Err(e) => {
+                // Leave the job for the next poll without making it wait for the lease.
+                let _ = job.release(&mut manifest).await;
+                Err(e)
+            }
+            Ok(advance) => {
+                job.release(&mut manifest).await?;
+                Ok(advance)
+            }
         }
-        if manifest
-            .chunks
-            .iter()
-            .all(|c| c.state == ChunkState::Collected)
-        {
-            job.finish(&mut manifest).await?;
-            return Ok(Advance::Finished(manifest.status));
-        }
-        Ok(Advance::Running)
     }
 
     fn finished_event(&self, manifest: &Manifest) {
@@ -576,15 +581,57 @@ impl Engine {
     }
 }
 
-/// One advance of one job, holding its lease.
+/// One advance of one job. Looking at batches needs no lease; the first write or side effect
+/// takes it (compare-and-swap on the manifest), and the end of the advance gives it back. An
+/// advance with nothing to do writes nothing.
 struct JobRun<'e> {
     engine: &'e Engine,
     keys: JobKeys,
     etag: String,
+    leased: bool,
 }
 
 impl JobRun<'_> {
-    /// Writes the manifest back, renewing the lease; fails if anyone else wrote it meanwhile.
+    async fn run(
+        &mut self,
+        manifest: &mut Manifest,
+        provider: &dyn Provider,
+    ) -> Result<Advance, JobError> {
+        for i in 0..manifest.chunks.len() {
+            self.step_chunk(manifest, i, provider).await?;
+        }
+        if manifest
+            .chunks
+            .iter()
+            .all(|c| c.state == ChunkState::Collected)
+        {
+            self.finish(manifest).await?;
+            return Ok(Advance::Finished(manifest.status));
+        }
+        Ok(Advance::Running)
+    }
+
+    /// Takes the lease before a side effect, if this advance does not hold it yet.
+    async fn acquire(&mut self, manifest: &mut Manifest) -> Result<(), JobError> {
+        if self.leased {
+            return Ok(());
+        }
+        self.save(manifest).await
+    }
+
+    /// Gives the lease back (a finished job's last save already dropped it).
+    async fn release(&mut self, manifest: &mut Manifest) -> Result<(), JobError> {
+        if !self.leased || manifest.lease.is_none() {
+            return Ok(());
+        }
+        manifest.lease = None;
+        self.write(manifest).await?;
+        self.leased = false;
+        Ok(())
+    }
+
+    /// Writes the manifest back holding (and renewing) the lease; fails if anyone else wrote it
+    /// meanwhile.
     async fn save(&mut self, manifest: &mut Manifest) -> Result<(), JobError> {
         let engine = self.engine;
         manifest.lease = if manifest.status.is_finished() {
@@ -595,6 +642,13 @@ impl JobRun<'_> {
                 until: engine.clock.now().unix_timestamp() + LEASE.as_secs() as i64,
             })
         };
+        self.write(manifest).await?;
+        self.leased = true;
+        Ok(())
+    }
+
+    async fn write(&mut self, manifest: &Manifest) -> Result<(), JobError> {
+        let engine = self.engine;
         match engine
             .store
             .put_json(
@@ -632,6 +686,8 @@ impl JobRun<'_> {
                     store: engine.store.clone(),
                     key: self.keys.chunk(index),
                 };
+                self.acquire(manifest).await?;
+                let chunk = &manifest.chunks[i];
                 let upload = ChunkUpload {
                     job_id: &job_id,
                     chunk: index,
@@ -711,9 +767,33 @@ impl JobRun<'_> {
         provider: &dyn Provider,
         info: &BatchInfo,
     ) -> Result<(), JobError> {
+        self.acquire(manifest).await?;
         let engine = self.engine;
         let index = manifest.chunks[i].plan.index;
-        // custom_id → position in the chunk.
+        let wire = wire_of(manifest);
+        // The user's custom_id where the request went out under another one.
+        let mut restore: HashMap<usize, String> = HashMap::new();
+        let (_, mut sidecar) = engine.store.reader(&self.keys.chunk_lines(index)).await?;
+        let mut entry = Vec::new();
+        let mut pos = 0usize;
+        loop {
+            entry.clear();
+            if sidecar
+                .read_until(b'\n', &mut entry)
+                .await
+                .map_err(|e| StoreError::io_at(&self.keys.chunk_lines(index), e))?
+                == 0
+            {
+                break;
+            }
+            if let Some(tab) = entry.iter().position(|b| *b == b'\t')
+                && let Ok(id) = serde_json::from_slice::<String>(entry[tab + 1..].trim_ascii())
+            {
+                restore.insert(pos, id);
+            }
+            pos += 1;
+        }
+        // custom_id (as sent) → position in the chunk.
         let mut positions: HashMap<String, usize> = HashMap::new();
         let mut ids: Vec<String> = Vec::new();
         let (_, mut reader) = engine.store.reader(&self.keys.chunk(index)).await?;
@@ -754,7 +834,7 @@ impl JobRun<'_> {
                 if trimmed.is_empty() {
                     continue;
                 }
-                let facts = match wire::openai_result(trimmed) {
+                let facts = match wire::result_facts(wire, trimmed) {
                     Ok(f) => f,
                     Err(_) => {
                         unexpected += 1;
@@ -819,7 +899,10 @@ impl JobRun<'_> {
                     }
                     tally.2.input_tokens += facts.input_tokens;
                     tally.2.output_tokens += facts.output_tokens;
-                    out.write(&bytes).await?;
+                    match restore.get(&pos) {
+                        Some(user_id) => out.write(&wire::with_custom_id(&bytes, user_id)).await?,
+                        None => out.write(&bytes).await?,
+                    }
                 }
                 None => {
                     tally.1 += 1;
@@ -827,7 +910,8 @@ impl JobRun<'_> {
                         Some(e) => format!("{why}: {}: {}", e.code, e.message),
                         None => why.clone(),
                     };
-                    out.write(&wire::openai_missing_result(&ids[pos], code, &message))
+                    let id = restore.get(&pos).unwrap_or(&ids[pos]);
+                    out.write(&wire::missing_result(wire, id, code, &message))
                         .await?;
                 }
             }
@@ -855,50 +939,43 @@ impl JobRun<'_> {
 
     /// Writes output.jsonl (input order), errors.jsonl, then summary.json; closes the job.
     async fn finish(&mut self, manifest: &mut Manifest) -> Result<(), JobError> {
+        self.acquire(manifest).await?;
         let engine = self.engine;
-        manifest.counts.succeeded = manifest.chunks.iter().map(|c| c.succeeded).sum();
-        manifest.counts.failed = manifest.chunks.iter().map(|c| c.failed).sum();
-        manifest.status = JobStatus::Completed;
+        // Worked out on a copy: if a write fails, `manifest` stays what was last saved.
+        let mut done = manifest.clone();
+        done.counts.succeeded = done.chunks.iter().map(|c| c.succeeded).sum();
+        done.counts.failed = done.chunks.iter().map(|c| c.failed).sum();
+        done.status = JobStatus::Completed;
         // A newer upload of the same key owns results/: this job must not overwrite it.
-        let superseded = match engine.store.head(&manifest.input.key).await {
-            Ok(now) => now.etag != manifest.input.etag,
+        let superseded = match engine.store.head(&done.input.key).await {
+            Ok(now) => now.etag != done.input.etag,
             Err(StoreError::NotFound { .. }) => false,
             Err(e) => return Err(e.into()),
         };
-        if superseded {
-            manifest.status = JobStatus::Cancelled;
-            manifest.reason = Some(format!(
+        let summary_key = if superseded {
+            done.status = JobStatus::Cancelled;
+            done.reason = Some(format!(
                 "superseded: {} was uploaded again; results stay with the newer upload",
-                manifest.input.key
+                done.input.key
             ));
-            manifest.finished_at = Some(rfc3339(engine.clock.now()));
-            engine
-                .store
-                .put_json(
-                    &self.keys.summary(),
-                    &manifest.summary(),
-                    PutMode::Overwrite,
-                )
-                .await?;
+            self.keys.summary()
         } else {
-            self.write_output(manifest).await?;
-            let errors_key = format!("{}errors.jsonl", manifest.results_prefix);
+            self.write_output(&done).await?;
+            let errors_key = format!("{}errors.jsonl", done.results_prefix);
             let rejected = engine.store.get(&self.keys.rejected()).await?;
             engine
                 .store
                 .put_stream(&errors_key, rejected.body, PutMode::Overwrite)
                 .await?;
-            manifest.finished_at = Some(rfc3339(engine.clock.now()));
-            engine
-                .store
-                .put_json(
-                    &format!("{}summary.json", manifest.results_prefix),
-                    &manifest.summary(),
-                    PutMode::Overwrite,
-                )
-                .await?;
-        }
-        self.save(manifest).await?;
+            format!("{}summary.json", done.results_prefix)
+        };
+        done.finished_at = Some(rfc3339(engine.clock.now()));
+        engine
+            .store
+            .put_json(&summary_key, &done.summary(), PutMode::Overwrite)
+            .await?;
+        self.save(&mut done).await?;
+        *manifest = done;
         engine
             .store
             .delete(&layout::active_key(&manifest.job_id))
@@ -979,7 +1056,11 @@ impl MergeSource {
                 ),
             });
         }
-        let n = std::str::from_utf8(self.number.trim_ascii())
+        let number = match self.number.iter().position(|b| *b == b'\t') {
+            Some(tab) => &self.number[..tab],
+            None => &self.number[..],
+        };
+        let n = std::str::from_utf8(number.trim_ascii())
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(u64::MAX);
@@ -996,4 +1077,12 @@ fn custom_id_of(line: &[u8]) -> Option<String> {
     serde_json::from_slice::<Id>(line.trim_ascii())
         .ok()
         .and_then(|i| i.custom_id)
+}
+
+/// The wire format of a job's provider.
+fn wire_of(manifest: &Manifest) -> Wire {
+    match manifest.provider.as_str() {
+        "anthropic" => Wire::Anthropic,
+        _ => Wire::Openai,
+    }
 }

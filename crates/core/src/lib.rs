@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod plan;
 pub mod provider;
 pub mod store;
+pub mod translate;
 pub mod wire;
 mod writer;
 

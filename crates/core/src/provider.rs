@@ -1,6 +1,6 @@
 //! The provider port: submit a chunk as a batch, watch it, cancel it, download its files.
 //!
-//! Implementations: the OpenAI client in `batchdrop-openai` (which also talks to the sandbox and
+//! Implementations: the OpenAI and Anthropic clients in `batchdrop-providers` (which also talk to the sandbox and
 //! any OpenAI-compatible service). Types here are domain types; no HTTP type appears.
 
 use crate::store::{ByteStream, ObjectStore, StoreError};

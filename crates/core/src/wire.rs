@@ -1,8 +1,10 @@
-//! The provider result lines batchdrop reads and writes (OpenAI batch output shape).
+//! The provider result lines batchdrop reads and writes: OpenAI's
+//! `{"id","custom_id","response","error"}` and Anthropic's `{"custom_id","result"}`.
 //!
 //! Result lines are kept byte for byte; batchdrop only reads what it must (custom_id, outcome,
 //! token usage) and writes a line of the same shape for a request that got no result.
 
+use crate::config::Wire;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -80,9 +82,124 @@ pub fn openai_missing_result(custom_id: &str, code: &str, message: &str) -> Vec<
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
+/// Reads a result line of either wire format.
+pub fn result_facts(wire: Wire, line: &[u8]) -> Result<ResultFacts, serde_json::Error> {
+    match wire {
+        Wire::Openai => openai_result(line),
+        Wire::Anthropic => anthropic_result(line),
+    }
+}
+
+/// The line written for a request without a result, in the wire's shape. `code` is one of
+/// `batch_expired`, `batch_cancelled`, `batch_failed`, `missing_result`.
+pub fn missing_result(wire: Wire, custom_id: &str, code: &str, message: &str) -> Vec<u8> {
+    match wire {
+        Wire::Openai => openai_missing_result(custom_id, code, message),
+        Wire::Anthropic => anthropic_missing_result(custom_id, code, message),
+    }
+}
+
+#[derive(Deserialize)]
+struct AnthropicLine<'a> {
+    #[serde(borrow)]
+    custom_id: Cow<'a, str>,
+    result: AnthropicResult,
+}
+
+#[derive(Deserialize)]
+struct AnthropicResult {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    message: Option<AnthropicMessage>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicMessage {
+    #[serde(default)]
+    usage: Usage,
+}
+
+/// Reads an Anthropic batch result line; only `succeeded` is a success.
+pub fn anthropic_result(line: &[u8]) -> Result<ResultFacts, serde_json::Error> {
+    let l: AnthropicLine = serde_json::from_slice(line)?;
+    let usage = l.result.message.map(|m| m.usage).unwrap_or_default();
+    Ok(ResultFacts {
+        custom_id: l.custom_id.into_owned(),
+        succeeded: l.result.kind == "succeeded",
+        input_tokens: usage.input_tokens.unwrap_or(0),
+        output_tokens: usage.output_tokens.unwrap_or(0),
+    })
+}
+
+/// Anthropic's own result types where they exist (`expired`, `canceled`), else `errored` with
+/// the reason.
+pub fn anthropic_missing_result(custom_id: &str, code: &str, message: &str) -> Vec<u8> {
+    let result = match code {
+        "batch_expired" => serde_json::json!({"type": "expired"}),
+        "batch_cancelled" => serde_json::json!({"type": "canceled"}),
+        _ => serde_json::json!({
+            "type": "errored",
+            "error": {"type": "error", "error": {"type": code, "message": message}},
+        }),
+    };
+    serde_json::to_vec(&serde_json::json!({"custom_id": custom_id, "result": result}))
+        .unwrap_or_default()
+}
+
+/// The same line with another `custom_id` (field order and everything else kept).
+pub fn with_custom_id(line: &[u8], custom_id: &str) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line) {
+        Ok(mut map) => {
+            if let Some(slot) = map.get_mut("custom_id") {
+                *slot = serde_json::Value::String(custom_id.to_string());
+            }
+            serde_json::to_vec(&map).unwrap_or_else(|_| line.to_vec())
+        }
+        Err(_) => line.to_vec(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anthropic_succeeded_line_with_usage() {
+        let f = anthropic_result(br#"{"custom_id":"a","result":{"type":"succeeded","message":{"id":"msg_1","usage":{"input_tokens":12,"output_tokens":30}}}}"#).unwrap();
+        assert!(f.succeeded);
+        assert_eq!((f.input_tokens, f.output_tokens), (12, 30));
+    }
+
+    #[test]
+    fn anthropic_errored_expired_canceled_are_failures() {
+        for kind in ["errored", "expired", "canceled"] {
+            let line = format!(r#"{{"custom_id":"b","result":{{"type":"{kind}"}}}}"#);
+            assert!(!anthropic_result(line.as_bytes()).unwrap().succeeded);
+        }
+    }
+
+    #[test]
+    fn anthropic_missing_results_use_native_types() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&anthropic_missing_result("x", "batch_expired", "m")).unwrap();
+        assert_eq!(v["result"]["type"], "expired");
+        let v: serde_json::Value =
+            serde_json::from_slice(&anthropic_missing_result("x", "batch_failed", "why")).unwrap();
+        assert_eq!(v["result"]["error"]["error"]["type"], "batch_failed");
+    }
+
+    #[test]
+    fn custom_id_is_replaced_in_place() {
+        let out = with_custom_id(
+            br#"{"custom_id":"bd_3","result":{"type":"succeeded"},"z":1}"#,
+            "a.b c",
+        );
+        assert_eq!(
+            out,
+            br#"{"custom_id":"a.b c","result":{"type":"succeeded"},"z":1}"#
+        );
+    }
 
     #[test]
     fn success_line_with_usage() {

@@ -1,11 +1,12 @@
 //! The job engine end to end over an in-memory bucket, a manual clock and a scripted provider:
 //! one behaviour per test, as DESIGN.md ("Input lines", "Results", summary.json) promises it.
 
+use batchdrop_core::clock::Clock;
 use batchdrop_core::job::{Advance, LEASE};
-use batchdrop_core::layout::{self, ACTIVE};
-use batchdrop_core::manifest::{JobStatus, Manifest};
+use batchdrop_core::layout::{self, ACTIVE, JobKeys};
+use batchdrop_core::manifest::{JobStatus, Lease, Manifest};
 use batchdrop_core::provider::BatchError;
-use batchdrop_core::store::{ObjectStore, ObjectStoreExt};
+use batchdrop_core::store::{ObjectStore, ObjectStoreExt, PutMode};
 use batchdrop_core::testing::{BUCKET, FaultyStore, Script, ScriptedProvider, TestBed, usage_of};
 use batchdrop_core::{JobEvent, SubmitOutcome};
 use serde_json::Value;
@@ -846,13 +847,23 @@ async fn file_without_a_valid_line_completes_without_a_batch() -> TestResult {
 #[tokio::test]
 async fn second_engine_is_busy_while_the_lease_is_fresh_and_takes_over_once_it_expires()
 -> TestResult {
-    // GIVEN a job advanced by worker-a, its batch still in progress
+    // GIVEN a job in progress whose manifest worker-a holds a fresh lease on (mid-advance)
     let bed = TestBed::new(
         ScriptedProvider::new().with_script(Script::complete().after_polls(10)),
         10,
     );
     let (_, outcome) = bed.drop_file(KEY, file(&[chat("r1", "gpt-a")])).await?;
     let job_id = started(outcome)?;
+    let key = JobKeys::new(&job_id).manifest();
+    let (mut held, etag): (Manifest, String) = bed.store.get_json(&key).await?;
+    held.lease = Some(Lease {
+        owner: "worker-a".into(),
+        until: bed.clock.now().unix_timestamp() + LEASE.as_secs() as i64,
+    });
+    bed.store
+        .put_json(&key, &held, PutMode::Update(etag))
+        .await?;
+    let lookups_before = bed.provider.calls().lookups;
     let worker_b = bed.engine("worker-b");
 
     // WHEN worker-b advances it while worker-a's lease is fresh
@@ -860,19 +871,39 @@ async fn second_engine_is_busy_while_the_lease_is_fresh_and_takes_over_once_it_e
 
     // THEN it is Busy and costs nothing
     assert_eq!(busy, Advance::Busy);
-    assert_eq!(bed.provider.calls().lookups, 0);
+    assert_eq!(bed.provider.calls().lookups, lookups_before);
 
-    // WHEN the lease runs out
+    // WHEN the lease runs out (worker-a died)
     bed.clock.advance(LEASE + Duration::from_secs(1));
     let taken = worker_b.advance(&job_id).await?;
 
-    // THEN worker-b takes over, and now worker-a is the one kept out
+    // THEN worker-b carries the job on
     assert_eq!(taken, Advance::Running);
-    assert_eq!(bed.provider.calls().lookups, 1);
-    let lease = manifest(&bed, &job_id).await?.lease.ok_or("no lease")?;
-    assert_eq!(lease.owner, "worker-b");
-    assert_eq!(bed.engine.advance(&job_id).await?, Advance::Busy);
-    assert_eq!(bed.provider.calls().lookups, 1);
+    assert_eq!(bed.provider.calls().lookups, lookups_before + 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn advance_with_nothing_to_do_writes_nothing_and_holds_no_lease() -> TestResult {
+    // GIVEN a job whose batch is still running
+    let bed = TestBed::new(
+        ScriptedProvider::new().with_script(Script::complete().after_polls(10)),
+        10,
+    );
+    let (_, outcome) = bed.drop_file(KEY, file(&[chat("r1", "gpt-a")])).await?;
+    let job_id = started(outcome)?;
+    bed.engine.advance(&job_id).await?; // status word changes once: validating → in_progress
+    let key = JobKeys::new(&job_id).manifest();
+    let before = bed.store.head(&key).await?.etag;
+
+    // WHEN it is advanced again with no change at the provider
+    let again = bed.engine.advance(&job_id).await?;
+
+    // THEN nothing was written and nobody holds the job
+    assert_eq!(again, Advance::Running);
+    assert_eq!(bed.store.head(&key).await?.etag, before);
+    let (m, _): (Manifest, String) = bed.store.get_json(&key).await?;
+    assert_eq!(m.lease, None);
     Ok(())
 }
 

@@ -39,7 +39,7 @@ impl App {
     pub async fn from_env() -> Result<App, HandlerError> {
         let config =
             Config::from_env(&process_env).map_err(|e| HandlerError::Config(e.to_string()))?;
-        let providers = batchdrop_openai::providers_for(&config, &process_env);
+        let providers = batchdrop_providers::providers_for(&config, &process_env);
         // The store for the poll bucket (or a placeholder name) carries the configured client.
         let s3 = S3Store::from_env("batchdrop").await.client().clone();
         Ok(App {

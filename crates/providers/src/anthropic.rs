@@ -1,0 +1,230 @@
+//! The Anthropic Message Batches client (also the sandbox's Anthropic side).
+//!
+//! A chunk file holds one `{"custom_id","params"}` request per line; it is sent as the
+//! `{"requests":[…]}` body of `POST /v1/messages/batches`, streamed from the store with the
+//! newlines turned into commas on the way — the body is never built in memory. Results are read
+//! from the batch's `results_url` (never built by hand).
+
+use crate::http::{Auth, Http, describe_reqwest};
+use crate::retry::RetryPolicy;
+use async_trait::async_trait;
+use batchdrop_core::clock::Clock;
+use batchdrop_core::provider::{
+    BatchInfo, BatchState, ChunkUpload, Provider, ProviderError, RequestCounts, Submitted,
+};
+use batchdrop_core::store::ByteStream;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::{Stream, StreamExt, TryStreamExt};
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub struct AnthropicProvider {
+    http: Http,
+}
+
+impl std::fmt::Debug for AnthropicProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnthropicProvider")
+            .field("base_url", &self.http.base_url)
+            .field("key", &self.http.has_key().then_some("[redacted]"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl AnthropicProvider {
+    /// `base_url` without `/v1` (`https://api.anthropic.com`, as `ANTHROPIC_BASE_URL`).
+    pub fn new(base_url: &str, key: Option<SecretString>) -> Self {
+        Self {
+            http: Http::new(base_url, Auth::AnthropicKey(key)),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.http.clock = clock;
+        self
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.http.retry = retry;
+        self
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct MessageBatch {
+    id: String,
+    processing_status: String,
+    #[serde(default)]
+    request_counts: Counts,
+    #[serde(default)]
+    results_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Counts {
+    #[serde(default)]
+    processing: u64,
+    #[serde(default)]
+    succeeded: u64,
+    #[serde(default)]
+    errored: u64,
+    #[serde(default)]
+    canceled: u64,
+    #[serde(default)]
+    expired: u64,
+}
+
+impl MessageBatch {
+    fn into_info(self) -> BatchInfo {
+        let c = self.request_counts;
+        // `ended` is the only final status; each request's own fate is in its result line.
+        let state = if self.processing_status == "ended" {
+            BatchState::Completed
+        } else {
+            BatchState::Pending
+        };
+        BatchInfo {
+            id: self.id,
+            status: self.processing_status,
+            state,
+            output_file: self.results_url.filter(|u| !u.is_empty()),
+            error_file: None,
+            errors: Vec::new(),
+            counts: RequestCounts {
+                total: c.processing + c.succeeded + c.errored + c.canceled + c.expired,
+                completed: c.succeeded,
+                failed: c.errored + c.canceled + c.expired,
+            },
+        }
+    }
+}
+
+/// `{"requests":[` + the lines joined by commas + `]}`, streaming.
+fn requests_body(lines: ByteStream) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
+    let mut pending_comma = false;
+    let middle = lines.map_ok(move |piece| {
+        let mut out = BytesMut::with_capacity(piece.len() + 1);
+        for part in piece.split_inclusive(|b| *b == b'\n') {
+            let (content, ends_line) = match part.split_last() {
+                Some((b'\n', rest)) => (rest, true),
+                _ => (part, false),
+            };
+            if !content.is_empty() {
+                if pending_comma {
+                    out.put_u8(b',');
+                    pending_comma = false;
+                }
+                out.extend_from_slice(content);
+            }
+            if ends_line && !content.is_empty() {
+                pending_comma = true;
+            }
+        }
+        out.freeze()
+    });
+    futures::stream::once(async { Ok(Bytes::from_static(b"{\"requests\":[")) })
+        .chain(middle)
+        .chain(futures::stream::once(async {
+            Ok(Bytes::from_static(b"]}"))
+        }))
+}
+
+#[async_trait]
+impl Provider for AnthropicProvider {
+    async fn submit(&self, chunk: ChunkUpload<'_>) -> Result<Submitted, ProviderError> {
+        let http = &self.http;
+        let resp = http
+            .send("create message batch", || async {
+                let lines = chunk.body.open().await?;
+                Ok(http
+                    .client
+                    .post(http.url("/v1/messages/batches"))
+                    .header("content-type", "application/json")
+                    .body(reqwest::Body::wrap_stream(requests_body(lines))))
+            })
+            .await?;
+        let batch: MessageBatch = Http::json("create message batch", resp).await?;
+        Ok(Submitted {
+            batch_id: batch.id,
+            input_file_id: None,
+        })
+    }
+
+    async fn batch(&self, batch_id: &str) -> Result<BatchInfo, ProviderError> {
+        let url = self.http.url(&format!("/v1/messages/batches/{batch_id}"));
+        let resp = self
+            .http
+            .send("retrieve message batch", || async {
+                Ok(self.http.client.get(&url))
+            })
+            .await?;
+        let batch: MessageBatch = Http::json("retrieve message batch", resp).await?;
+        Ok(batch.into_info())
+    }
+
+    async fn cancel(&self, batch_id: &str) -> Result<BatchInfo, ProviderError> {
+        let url = self
+            .http
+            .url(&format!("/v1/messages/batches/{batch_id}/cancel"));
+        let resp = self
+            .http
+            .send("cancel message batch", || async {
+                Ok(self.http.client.post(&url))
+            })
+            .await?;
+        let batch: MessageBatch = Http::json("cancel message batch", resp).await?;
+        Ok(batch.into_info())
+    }
+
+    /// `file` is the batch's `results_url`.
+    async fn download(&self, file: &str) -> Result<ByteStream, ProviderError> {
+        let url = if file.starts_with("http://") || file.starts_with("https://") {
+            file.to_string()
+        } else {
+            self.http.url(file)
+        };
+        let resp = self
+            .http
+            .send("download message batch results", || async {
+                Ok(self.http.client.get(&url))
+            })
+            .await?;
+        Ok(Box::pin(
+            resp.bytes_stream()
+                .map_err(|e| std::io::Error::other(describe_reqwest(&e))),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(pieces: &[&'static [u8]]) -> String {
+        let stream: ByteStream = Box::pin(futures::stream::iter(
+            pieces
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        ));
+        let all: Vec<Bytes> = requests_body(stream).try_collect().await.unwrap();
+        String::from_utf8(all.concat()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn lines_become_a_json_array_even_split_across_pieces() {
+        let body = body_of(&[b"{\"a\":1}\n{\"b\"", b":2}\n", b"{\"c\":3}\n"]).await;
+        assert_eq!(body, r#"{"requests":[{"a":1},{"b":2},{"c":3}]}"#);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["requests"].as_array().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn last_line_without_newline_and_blank_lines() {
+        assert_eq!(
+            body_of(&[b"{\"a\":1}\n\n{\"b\":2}"]).await,
+            r#"{"requests":[{"a":1},{"b":2}]}"#
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! What both provider clients share: sending a request with retries, decoding errors.
+//!
+//! Calls failing with 408, 409, 429, 5xx (529 included) or a transport error are retried with
+//! exponential backoff and jitter, waiting at least what `retry-after-ms` / `retry-after` asks.
+//! Error messages never carry a header, so no key can leak through them.
+
+use crate::retry::RetryPolicy;
+use batchdrop_core::clock::{Clock, SystemClock};
+use batchdrop_core::provider::ProviderError;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a provider wants its key.
+#[derive(Clone)]
+pub(crate) enum Auth {
+    /// `Authorization: Bearer <key>` (OpenAI); the sandbox takes any token.
+    Bearer(Option<SecretString>),
+    /// `x-api-key: <key>` and `anthropic-version` (Anthropic).
+    AnthropicKey(Option<SecretString>),
+}
+
+pub(crate) struct Http {
+    pub client: reqwest::Client,
+    pub base_url: String,
+    auth: Auth,
+    pub clock: Arc<dyn Clock>,
+    pub retry: RetryPolicy,
+}
+
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+impl Http {
+    pub fn new(base_url: &str, auth: Auth) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(600))
+            .build()
+            .unwrap_or_default();
+        Self {
+            client,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            auth,
+            clock: Arc::new(SystemClock),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn has_key(&self) -> bool {
+        match &self.auth {
+            Auth::Bearer(k) | Auth::AnthropicKey(k) => k.is_some(),
+        }
+    }
+
+    fn authorise(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            Auth::Bearer(Some(key)) => req.bearer_auth(key.expose_secret()),
+            Auth::Bearer(None) => req.bearer_auth("sandbox"),
+            Auth::AnthropicKey(key) => req
+                .header(
+                    "x-api-key",
+                    key.as_ref().map(|k| k.expose_secret()).unwrap_or("sandbox"),
+                )
+                .header("anthropic-version", ANTHROPIC_VERSION),
+        }
+    }
+
+    /// Sends a request built by `make` (called again for every attempt) and returns the
+    /// successful response.
+    pub async fn send<F, Fut>(
+        &self,
+        operation: &'static str,
+        make: F,
+    ) -> Result<reqwest::Response, ProviderError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<reqwest::RequestBuilder, ProviderError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let err: ProviderError = match make().await {
+                Ok(req) => match self.authorise(req).send().await {
+                    Ok(resp) if resp.status().is_success() => return Ok(resp),
+                    Ok(resp) => http_error(operation, resp).await,
+                    Err(e) => ProviderError::Transport {
+                        operation,
+                        message: describe_reqwest(&e),
+                    },
+                },
+                Err(e) => e,
+            };
+            if !err.is_retryable() || attempt >= self.retry.max_attempts {
+                return Err(err);
+            }
+            let wait = self.retry.delay(attempt, err.retry_after());
+            tracing::warn!(
+                operation,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                error = %err,
+                "retrying provider call"
+            );
+            self.clock.sleep(wait).await;
+        }
+    }
+
+    /// Reads a successful response as JSON.
+    pub async fn json<T: serde::de::DeserializeOwned>(
+        operation: &'static str,
+        resp: reqwest::Response,
+    ) -> Result<T, ProviderError> {
+        let bytes = resp.bytes().await.map_err(|e| ProviderError::Transport {
+            operation,
+            message: describe_reqwest(&e),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| ProviderError::Decode {
+            operation,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Both providers answer errors as `{"error":{"message","type","code"?}}` (Anthropic wraps it
+/// in `{"type":"error",…}`, which this reads the same way).
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+/// `retry-after-ms`, then `retry-after` in seconds or as an HTTP date.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
+        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    }
+    let value = text("retry-after")?;
+    if let Ok(secs) = value.trim().parse::<f64>() {
+        return Some(Duration::from_secs_f64(secs.max(0.0)));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+pub async fn http_error(operation: &'static str, resp: reqwest::Response) -> ProviderError {
+    let status = resp.status().as_u16();
+    let retry_after = retry_after(resp.headers());
+    let body = resp.bytes().await.unwrap_or_default();
+    let (message, code) = match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(b) => (
+            b.error.message.unwrap_or_default(),
+            b.error
+                .code
+                .and_then(|c| c.as_str().map(str::to_string))
+                .or(b.error.kind),
+        ),
+        Err(_) => (
+            String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+            None,
+        ),
+    };
+    ProviderError::Http {
+        operation,
+        status,
+        code,
+        message,
+        retry_after,
+    }
+}
+
+/// A transport error without the URL or any header (no secret can leak through it).
+pub fn describe_reqwest(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() {
+        "body error"
+    } else if e.is_decode() {
+        "decode error"
+    } else {
+        "request failed"
+    };
+    let mut msg = kind.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn retry_after_ms_wins_over_seconds() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("3"));
+        h.insert("retry-after-ms", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn retry_after_in_seconds() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+    }
+}

@@ -1,0 +1,127 @@
+//! The OpenAI Files + Batches client (also any OpenAI-compatible batch service, and the sandbox).
+//!
+//! A chunk is uploaded as a `purpose=batch` file (streamed from the store, reopened on each
+//! retry), then a batch is created with `metadata` naming the job and chunk.
+
+mod wire;
+
+use crate::http::{Auth, Http, describe_reqwest};
+use crate::retry::RetryPolicy;
+use async_trait::async_trait;
+use batchdrop_core::clock::Clock;
+use batchdrop_core::provider::{BatchInfo, ChunkUpload, Provider, ProviderError, Submitted};
+use batchdrop_core::store::ByteStream;
+use futures::TryStreamExt;
+use secrecy::SecretString;
+use std::sync::Arc;
+
+pub struct OpenAiProvider {
+    http: Http,
+}
+
+impl std::fmt::Debug for OpenAiProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiProvider")
+            .field("base_url", &self.http.base_url)
+            .field("key", &self.http.has_key().then_some("[redacted]"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAiProvider {
+    /// `base_url` ends in `/v1` (a trailing slash is fine); `key` is None for the sandbox.
+    pub fn new(base_url: &str, key: Option<SecretString>) -> Self {
+        Self {
+            http: Http::new(base_url, Auth::Bearer(key)),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.http.clock = clock;
+        self
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.http.retry = retry;
+        self
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAiProvider {
+    async fn submit(&self, chunk: ChunkUpload<'_>) -> Result<Submitted, ProviderError> {
+        let http = &self.http;
+        let filename = format!("{}-{:05}.jsonl", chunk.job_id, chunk.chunk);
+        let resp = http
+            .send("upload batch input file", || async {
+                let stream = chunk.body.open().await?;
+                let body = reqwest::Body::wrap_stream(stream);
+                let part = reqwest::multipart::Part::stream_with_length(body, chunk.bytes)
+                    .file_name(filename.clone())
+                    .mime_str("application/jsonl")
+                    .map_err(|e| ProviderError::Decode {
+                        operation: "upload batch input file",
+                        message: e.to_string(),
+                    })?;
+                let form = reqwest::multipart::Form::new()
+                    .text("purpose", "batch")
+                    .part("file", part);
+                Ok(http.client.post(http.url("/files")).multipart(form))
+            })
+            .await?;
+        let file: wire::FileObject = Http::json("upload batch input file", resp).await?;
+        let body = serde_json::json!({
+            "input_file_id": file.id,
+            "endpoint": chunk.endpoint,
+            "completion_window": "24h",
+            "metadata": {
+                "batchdrop_job": chunk.job_id,
+                "batchdrop_chunk": chunk.chunk.to_string(),
+            },
+        });
+        let resp = http
+            .send("create batch", || async {
+                Ok(http.client.post(http.url("/batches")).json(&body))
+            })
+            .await?;
+        let batch: wire::BatchObject = Http::json("create batch", resp).await?;
+        Ok(Submitted {
+            batch_id: batch.id,
+            input_file_id: Some(file.id),
+        })
+    }
+
+    async fn batch(&self, batch_id: &str) -> Result<BatchInfo, ProviderError> {
+        let url = self.http.url(&format!("/batches/{batch_id}"));
+        let resp = self
+            .http
+            .send("retrieve batch", || async {
+                Ok(self.http.client.get(&url))
+            })
+            .await?;
+        let batch: wire::BatchObject = Http::json("retrieve batch", resp).await?;
+        Ok(batch.into_info())
+    }
+
+    async fn cancel(&self, batch_id: &str) -> Result<BatchInfo, ProviderError> {
+        let url = self.http.url(&format!("/batches/{batch_id}/cancel"));
+        let resp = self
+            .http
+            .send("cancel batch", || async { Ok(self.http.client.post(&url)) })
+            .await?;
+        let batch: wire::BatchObject = Http::json("cancel batch", resp).await?;
+        Ok(batch.into_info())
+    }
+
+    async fn download(&self, file: &str) -> Result<ByteStream, ProviderError> {
+        let url = self.http.url(&format!("/files/{file}/content"));
+        let resp = self
+            .http
+            .send("download file", || async { Ok(self.http.client.get(&url)) })
+            .await?;
+        Ok(Box::pin(
+            resp.bytes_stream()
+                .map_err(|e| std::io::Error::other(describe_reqwest(&e))),
+        ))
+    }
+}
