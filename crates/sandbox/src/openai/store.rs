@@ -1,0 +1,560 @@
+//! The sandbox's OpenAI memory: files and batches.
+//!
+//! State lives in memory only. A batch's input is processed once, on a blocking thread
+//! started when it is created (`input::process`); everything else is computed from the clock
+//! when asked (`timeline`). When a batch ends, its output and error files are written once, as
+//! File objects dated when it ended: output lines for requests that succeeded; error lines for
+//! requests that failed and, in a cancelled or expired batch, for the requests never processed
+//! (`batch_cancelled` / `batch_expired`). A file that would be empty is not written, and its id
+//! stays null on the batch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use serde_json::{Map, Value};
+
+use super::input::{self, Processed, Work};
+use super::timeline::{Snapshot, Status, Timeline, Validation};
+use super::{
+    BatchObject, BatchUsage, Endpoint, ErrorList, FileObject, List, RequestCounts, new_id,
+};
+use crate::clock::unix_seconds;
+
+/// How long files live unless told otherwise: 30 days (batch input, output and error files).
+const FILE_LIFETIME: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+type WorkFuture = Shared<BoxFuture<'static, Arc<Work>>>;
+
+/// Files and batches, behind one lock that is never held across an `.await`.
+pub(crate) struct Store {
+    step: Duration,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    files: Files,
+    batches: HashMap<String, BatchRecord>,
+    /// Batch ids, oldest first.
+    batch_order: Vec<String>,
+}
+
+#[derive(Default)]
+struct Files {
+    by_id: HashMap<String, FileRecord>,
+    /// File ids, oldest first.
+    order: Vec<String>,
+}
+
+struct FileRecord {
+    object: FileObject,
+    content: Bytes,
+}
+
+struct BatchRecord {
+    id: String,
+    endpoint: Endpoint,
+    input_file_id: String,
+    metadata: Option<Map<String, Value>>,
+    output_expires_after: Option<Duration>,
+    timeline: Timeline,
+    work: WorkFuture,
+    /// Set once the batch has ended and its result files (if any) are written.
+    results: Option<ResultFiles>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ResultFiles {
+    output_file_id: Option<String>,
+    error_file_id: Option<String>,
+}
+
+/// A file to store.
+#[derive(Debug)]
+pub(crate) struct NewFile {
+    pub filename: String,
+    pub purpose: String,
+    pub content: Bytes,
+    /// Lifetime from its creation; `None`: 30 days for `batch` files, forever for the rest.
+    pub expires_after: Option<Duration>,
+}
+
+/// A batch to create; its fields are already checked against the wire rules.
+#[derive(Debug)]
+pub(crate) struct NewBatch {
+    pub input_file_id: String,
+    pub endpoint: Endpoint,
+    pub metadata: Option<Map<String, Value>>,
+    pub output_expires_after: Option<Duration>,
+}
+
+/// Sort order of a file listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    NewestFirst,
+    OldestFirst,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StoreError {
+    FileNotFound {
+        id: String,
+    },
+    /// The input file of a batch to create does not exist.
+    InputFileNotFound {
+        id: String,
+    },
+    BatchNotFound {
+        id: String,
+    },
+    NotBatchInput {
+        id: String,
+        purpose: String,
+    },
+    NotCancellable {
+        id: String,
+        status: Status,
+    },
+    UnknownCursor {
+        after: String,
+    },
+}
+
+impl Store {
+    pub(crate) fn new(step: Duration) -> Self {
+        Store {
+            step,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    pub(crate) fn add_file(&self, file: NewFile, now: SystemTime) -> FileObject {
+        let created_at = unix_seconds(now);
+        let lifetime = file
+            .expires_after
+            .or((file.purpose == "batch").then_some(FILE_LIFETIME));
+        self.lock().files.insert(
+            file.filename,
+            file.purpose,
+            file.content,
+            created_at,
+            lifetime,
+        )
+    }
+
+    pub(crate) fn file(&self, id: &str) -> Result<FileObject, StoreError> {
+        self.lock()
+            .files
+            .by_id
+            .get(id)
+            .map(|file| file.object.clone())
+            .ok_or_else(|| StoreError::FileNotFound { id: id.to_owned() })
+    }
+
+    pub(crate) fn file_content(&self, id: &str) -> Result<Bytes, StoreError> {
+        self.lock()
+            .files
+            .by_id
+            .get(id)
+            .map(|file| file.content.clone())
+            .ok_or_else(|| StoreError::FileNotFound { id: id.to_owned() })
+    }
+
+    /// Deletes a file. Batches that use it keep working: a batch holds its own input.
+    pub(crate) fn delete_file(&self, id: &str) -> Result<(), StoreError> {
+        let files = &mut self.lock().files;
+        files
+            .by_id
+            .remove(id)
+            .ok_or_else(|| StoreError::FileNotFound { id: id.to_owned() })?;
+        files.order.retain(|other| other != id);
+        Ok(())
+    }
+
+    pub(crate) fn list_files(
+        &self,
+        purpose: Option<&str>,
+        order: Order,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<List<FileObject>, StoreError> {
+        let inner = self.lock();
+        let files = &inner.files;
+        let matching = |id: &&String| {
+            purpose.is_none_or(|purpose| {
+                files
+                    .by_id
+                    .get(*id)
+                    .is_some_and(|file| file.object.purpose == purpose)
+            })
+        };
+        let ids: Vec<&String> = match order {
+            Order::OldestFirst => files.order.iter().filter(matching).collect(),
+            Order::NewestFirst => files.order.iter().rev().filter(matching).collect(),
+        };
+        page(&ids, after, limit, |id| {
+            files.by_id.get(id).map(|file| file.object.clone())
+        })
+    }
+
+    /// Creates a batch and starts processing its input in the background. The batch is
+    /// returned as created: `validating`.
+    pub(crate) fn create_batch(
+        &self,
+        batch: NewBatch,
+        now: SystemTime,
+    ) -> Result<BatchObject, StoreError> {
+        let mut inner = self.lock();
+        let input = inner.files.by_id.get(&batch.input_file_id).ok_or_else(|| {
+            StoreError::InputFileNotFound {
+                id: batch.input_file_id.clone(),
+            }
+        })?;
+        if input.object.purpose != "batch" {
+            return Err(StoreError::NotBatchInput {
+                id: batch.input_file_id,
+                purpose: input.object.purpose.clone(),
+            });
+        }
+        let content = input.content.clone();
+        let id = new_id("batch_", 32);
+        let timeline = Timeline {
+            created: now,
+            step: self.step,
+            cancelled_at: None,
+        };
+        let started = unix_seconds(timeline.validated_at());
+        let (work_id, endpoint) = (id.clone(), batch.endpoint);
+        let job = tokio::task::spawn_blocking(move || {
+            input::process(&content, endpoint, &work_id, started)
+        });
+        let work = async move {
+            Arc::new(job.await.unwrap_or_else(|error| {
+                tracing::error!(%error, "processing a sandbox batch crashed");
+                Work::crashed(&error.to_string())
+            }))
+        }
+        .boxed()
+        .shared();
+        tracing::debug!(batch = %id, endpoint = endpoint.path(), "sandbox batch created");
+
+        let record = BatchRecord {
+            id: id.clone(),
+            endpoint,
+            input_file_id: batch.input_file_id,
+            metadata: batch.metadata,
+            output_expires_after: batch.output_expires_after,
+            timeline,
+            work,
+            results: None,
+        };
+        let object = record.object(&timeline.at(now, Validation::Pending));
+        inner.batches.insert(id.clone(), record);
+        inner.batch_order.push(id);
+        Ok(object)
+    }
+
+    /// Brings every batch up to `now`: waits for the input processing that the batches'
+    /// states need by now, and writes the result files of the batches that have ended.
+    /// Call before reading batches or files.
+    pub(crate) async fn settle(&self, now: SystemTime) {
+        let pending: Vec<WorkFuture> = {
+            let inner = self.lock();
+            inner
+                .batches
+                .values()
+                .filter(|batch| {
+                    batch.results.is_none()
+                        && batch.timeline.needs_validation(now)
+                        && batch.work.peek().is_none()
+                })
+                .map(|batch| batch.work.clone())
+                .collect()
+        };
+        futures::future::join_all(pending).await;
+
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        for id in &inner.batch_order {
+            let Some(batch) = inner.batches.get_mut(id) else {
+                continue;
+            };
+            if batch.results.is_some() {
+                continue;
+            }
+            let snapshot = batch.snapshot(now);
+            if !snapshot.status.is_final() {
+                continue;
+            }
+            let results = batch.write_results(&snapshot, &mut inner.files);
+            batch.results = Some(results);
+        }
+    }
+
+    pub(crate) fn batch(&self, id: &str, now: SystemTime) -> Result<BatchObject, StoreError> {
+        let inner = self.lock();
+        let batch = inner
+            .batches
+            .get(id)
+            .ok_or_else(|| StoreError::BatchNotFound { id: id.to_owned() })?;
+        Ok(batch.object(&batch.snapshot(now)))
+    }
+
+    /// Cancels a batch that is validating, in progress or finalizing; a batch already
+    /// cancelling is returned as it is.
+    pub(crate) fn cancel_batch(
+        &self,
+        id: &str,
+        now: SystemTime,
+    ) -> Result<BatchObject, StoreError> {
+        let mut inner = self.lock();
+        let batch = inner
+            .batches
+            .get_mut(id)
+            .ok_or_else(|| StoreError::BatchNotFound { id: id.to_owned() })?;
+        match batch.snapshot(now).status {
+            Status::Validating | Status::InProgress | Status::Finalizing => {
+                batch.timeline.cancelled_at = Some(now);
+            }
+            Status::Cancelling => {}
+            status => {
+                return Err(StoreError::NotCancellable {
+                    id: id.to_owned(),
+                    status,
+                });
+            }
+        }
+        Ok(batch.object(&batch.snapshot(now)))
+    }
+
+    /// Batches, newest first.
+    pub(crate) fn list_batches(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        now: SystemTime,
+    ) -> Result<List<BatchObject>, StoreError> {
+        let inner = self.lock();
+        let ids: Vec<&String> = inner.batch_order.iter().rev().collect();
+        page(&ids, after, limit, |id| {
+            inner
+                .batches
+                .get(id)
+                .map(|batch| batch.object(&batch.snapshot(now)))
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Files {
+    /// Stores a new file with a fresh id; `lifetime` sets its `expires_at`.
+    fn insert(
+        &mut self,
+        filename: String,
+        purpose: String,
+        content: Bytes,
+        created_at: i64,
+        lifetime: Option<Duration>,
+    ) -> FileObject {
+        let id = new_id("file-", 22);
+        let object = FileObject {
+            id: id.clone(),
+            object: "file",
+            bytes: content.len() as u64,
+            created_at,
+            expires_at: lifetime.map(|lifetime| {
+                created_at.saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX))
+            }),
+            filename,
+            purpose,
+            status: "processed",
+            status_details: None,
+        };
+        let record = FileRecord {
+            object: object.clone(),
+            content,
+        };
+        self.by_id.insert(id.clone(), record);
+        self.order.push(id);
+        object
+    }
+}
+
+impl BatchRecord {
+    /// The processed requests, once the input has been processed and found valid.
+    fn processed(&self) -> Option<&Processed> {
+        match self.work.peek().map(|work| &**work) {
+            Some(Work::Processed(processed)) => Some(processed),
+            _ => None,
+        }
+    }
+
+    fn snapshot(&self, now: SystemTime) -> Snapshot {
+        let validation = match self.work.peek().map(|work| &**work) {
+            None => Validation::Pending,
+            Some(Work::Invalid(_)) => Validation::Failed,
+            Some(Work::Processed(processed)) => Validation::Passed {
+                requests: processed.total(),
+            },
+        };
+        self.timeline.at(now, validation)
+    }
+
+    fn object(&self, snapshot: &Snapshot) -> BatchObject {
+        let seconds = |time: Option<SystemTime>| time.map(unix_seconds);
+        let processed = self.processed().filter(|_| snapshot.total > 0);
+        let progress = processed.map(|processed| processed.progress[snapshot.processed]);
+        let errors = match self.work.peek().map(|work| &**work) {
+            Some(Work::Invalid(errors)) if snapshot.status == Status::Failed => Some(ErrorList {
+                object: "list",
+                data: errors.clone(),
+            }),
+            _ => None,
+        };
+        let usage = progress
+            .filter(|_| {
+                matches!(
+                    snapshot.status,
+                    Status::Completed | Status::Cancelled | Status::Expired
+                )
+            })
+            .map(|progress| BatchUsage::new(progress.input_tokens, progress.output_tokens));
+        let results = self.results.clone().unwrap_or_default();
+        BatchObject {
+            id: self.id.clone(),
+            object: "batch",
+            endpoint: self.endpoint.path(),
+            model: processed.and_then(|processed| processed.model.clone()),
+            errors,
+            input_file_id: self.input_file_id.clone(),
+            completion_window: "24h",
+            status: snapshot.status,
+            output_file_id: results.output_file_id,
+            error_file_id: results.error_file_id,
+            created_at: unix_seconds(self.timeline.created),
+            in_progress_at: seconds(snapshot.in_progress_at),
+            expires_at: unix_seconds(self.timeline.expires_at()),
+            finalizing_at: seconds(snapshot.finalizing_at),
+            completed_at: seconds(snapshot.completed_at),
+            failed_at: seconds(snapshot.failed_at),
+            expired_at: seconds(snapshot.expired_at),
+            cancelling_at: seconds(snapshot.cancelling_at),
+            cancelled_at: seconds(snapshot.cancelled_at),
+            request_counts: RequestCounts {
+                total: snapshot.total as u64,
+                completed: progress.map_or(0, |progress| progress.completed),
+                failed: progress.map_or(0, |progress| progress.failed)
+                    + snapshot.unprocessed() as u64,
+            },
+            usage,
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    /// Writes the output and error files of a batch that has ended.
+    fn write_results(&self, snapshot: &Snapshot, files: &mut Files) -> ResultFiles {
+        let Some(processed) = self.processed().filter(|_| snapshot.total > 0) else {
+            return ResultFiles::default();
+        };
+        let progress = processed.progress[snapshot.processed];
+        let output = processed.output.slice(..progress.output_bytes);
+        let mut errors = processed.errors.slice(..progress.error_bytes);
+        if snapshot.unprocessed() > 0 {
+            let (code, message) = if snapshot.status == Status::Expired {
+                (
+                    "batch_expired",
+                    "This request could not be executed before the completion window expired.",
+                )
+            } else {
+                (
+                    "batch_cancelled",
+                    "This request could not be executed before the batch was cancelled.",
+                )
+            };
+            let mut lines = String::with_capacity(snapshot.unprocessed() * 160);
+            for custom_id in &processed.custom_ids[snapshot.processed..] {
+                input::stopped_line(&mut lines, &self.id, custom_id, code, message);
+            }
+            let mut all = Vec::with_capacity(errors.len() + lines.len());
+            all.extend_from_slice(&errors);
+            all.extend_from_slice(lines.as_bytes());
+            errors = Bytes::from(all);
+        }
+
+        let ended_at = unix_seconds(snapshot.ended_at().unwrap_or(self.timeline.created));
+        let lifetime = Some(self.output_expires_after.unwrap_or(FILE_LIFETIME));
+        let mut write = |suffix: &str, content: Bytes| {
+            (!content.is_empty()).then(|| {
+                files
+                    .insert(
+                        format!("{}_{suffix}.jsonl", self.id),
+                        "batch_output".to_owned(),
+                        content,
+                        ended_at,
+                        lifetime,
+                    )
+                    .id
+            })
+        };
+        ResultFiles {
+            output_file_id: write("output", output),
+            error_file_id: write("error", errors),
+        }
+    }
+}
+
+/// One page of `ids` (already in list order): the `limit` ids after `after`.
+fn page<T>(
+    ids: &[&String],
+    after: Option<&str>,
+    limit: usize,
+    mut build: impl FnMut(&str) -> Option<T>,
+) -> Result<List<T>, StoreError>
+where
+    T: HasId,
+{
+    let start = match after {
+        None => 0,
+        Some(after) => {
+            ids.iter()
+                .position(|id| id.as_str() == after)
+                .ok_or_else(|| StoreError::UnknownCursor {
+                    after: after.to_owned(),
+                })?
+                + 1
+        }
+    };
+    let end = ids.len().min(start.saturating_add(limit));
+    let data: Vec<T> = ids[start..end].iter().filter_map(|id| build(id)).collect();
+    Ok(List {
+        object: "list",
+        first_id: data.first().map(|item| item.id().to_owned()),
+        last_id: data.last().map(|item| item.id().to_owned()),
+        has_more: end < ids.len(),
+        data,
+    })
+}
+
+/// Objects that can be listed: they have an id to page by.
+pub(crate) trait HasId {
+    fn id(&self) -> &str;
+}
+
+impl HasId for FileObject {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl HasId for BatchObject {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
