@@ -60,8 +60,13 @@ pub async fn run(args: LocalArgs) -> Result<(), String> {
         let sandbox = batchdrop_sandbox::Sandbox::start(args.sandbox_addr, sandbox_config)
             .await
             .map_err(|e| format!("cannot start the sandbox on {}: {e}", args.sandbox_addr))?;
+        // The built-in sandbox routes point at the embedded sandbox: OpenAI paths under /v1,
+        // Anthropic's from the root (as ANTHROPIC_BASE_URL).
         if let Some(route) = config.routes.get_mut("sandbox") {
             route.base_url = sandbox.base_url();
+        }
+        if let Some(route) = config.routes.get_mut("sandbox-anthropic") {
+            route.base_url = format!("http://{}", sandbox.addr());
         }
         Some(sandbox)
     };

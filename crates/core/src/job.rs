@@ -18,8 +18,8 @@ use crate::manifest::{
 };
 use crate::plan::{ChunkPlan, Planner};
 use crate::provider::{
-    BatchError, BatchInfo, BatchState, ChunkUpload, Provider, ProviderError, Providers,
-    RequestCounts, StoredBody,
+    BatchError, BatchInfo, BatchLookup, BatchState, ChunkUpload, Provider, ProviderError,
+    Providers, RequestCounts, StoredBody, Submitted,
 };
 use crate::store::{ObjectStore, ObjectStoreExt, PutMode, StoreError, lines_of};
 use crate::wire;
@@ -275,6 +275,7 @@ impl Engine {
                 state: ChunkState::Staged,
                 batch_id: None,
                 input_file_id: None,
+                submit_started_at: None,
                 provider_status: None,
                 succeeded: 0,
                 failed: 0,
@@ -680,14 +681,39 @@ impl JobRun<'_> {
         let chunk = &manifest.chunks[i];
         match chunk.state {
             ChunkState::Collected => Ok(()),
-            ChunkState::Staged => {
+            ChunkState::Staged | ChunkState::Submitting => {
                 let index = chunk.plan.index;
+                if chunk.state == ChunkState::Submitting {
+                    // A submit began and its outcome was not saved: the batch may exist.
+                    let exclude: Vec<String> = manifest
+                        .chunks
+                        .iter()
+                        .filter_map(|c| c.batch_id.clone())
+                        .collect();
+                    let found = provider
+                        .find_batch(BatchLookup {
+                            job_id: &job_id,
+                            chunk: index,
+                            since: chunk.submit_started_at.unwrap_or(0),
+                            requests: chunk.plan.requests,
+                            exclude: &exclude,
+                        })
+                        .await?;
+                    if let Some(submitted) = found {
+                        tracing::info!(job_id, chunk = index, batch_id = %submitted.batch_id, "found the batch of an interrupted submit");
+                        return self.submitted(manifest, i, submitted).await;
+                    }
+                }
+                // Intent first: from here on, a crash leaves `Submitting` behind.
+                let chunk = &mut manifest.chunks[i];
+                chunk.state = ChunkState::Submitting;
+                chunk.submit_started_at = Some(engine.clock.now().unix_timestamp());
+                self.save(manifest).await?;
+                let chunk = &manifest.chunks[i];
                 let body = StoredBody {
                     store: engine.store.clone(),
                     key: self.keys.chunk(index),
                 };
-                self.acquire(manifest).await?;
-                let chunk = &manifest.chunks[i];
                 let upload = ChunkUpload {
                     job_id: &job_id,
                     chunk: index,
@@ -697,22 +723,7 @@ impl JobRun<'_> {
                     requests: chunk.plan.requests,
                 };
                 match provider.submit(upload).await {
-                    Ok(submitted) => {
-                        let chunk = &mut manifest.chunks[i];
-                        chunk.state = ChunkState::Submitted;
-                        chunk.batch_id = Some(submitted.batch_id.clone());
-                        chunk.input_file_id = submitted.input_file_id;
-                        chunk.provider_status = Some("submitted".into());
-                        let requests = chunk.plan.requests;
-                        self.save(manifest).await?;
-                        engine.observer.event(&JobEvent::BatchSubmitted {
-                            job_id,
-                            chunk: index,
-                            batch_id: submitted.batch_id,
-                            requests,
-                        });
-                        Ok(())
-                    }
+                    Ok(submitted) => self.submitted(manifest, i, submitted).await,
                     Err(e) if e.is_retryable() => Err(e.into()),
                     Err(e) => {
                         // The provider refused the batch for good: its requests fail, the job goes on.
@@ -757,6 +768,29 @@ impl JobRun<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// Records a created batch.
+    async fn submitted(
+        &mut self,
+        manifest: &mut Manifest,
+        i: usize,
+        submitted: Submitted,
+    ) -> Result<(), JobError> {
+        let chunk = &mut manifest.chunks[i];
+        chunk.state = ChunkState::Submitted;
+        chunk.batch_id = Some(submitted.batch_id.clone());
+        chunk.input_file_id = submitted.input_file_id;
+        chunk.provider_status = Some("submitted".into());
+        let (index, requests) = (chunk.plan.index, chunk.plan.requests);
+        self.save(manifest).await?;
+        self.engine.observer.event(&JobEvent::BatchSubmitted {
+            job_id: manifest.job_id.clone(),
+            chunk: index,
+            batch_id: submitted.batch_id,
+            requests,
+        });
+        Ok(())
     }
 
     /// Puts a finished batch's results in chunk order, one per request, and tallies them.

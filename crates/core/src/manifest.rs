@@ -28,12 +28,15 @@ impl JobStatus {
     }
 }
 
-/// A chunk's progress: staged → submitted → collected.
+/// A chunk's progress: staged → submitting → submitted → collected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChunkState {
     /// Written under `_batchdrop/`; not yet sent.
     Staged,
+    /// Recorded before the provider is asked to create the batch: after a crash, the batch may
+    /// exist without its id being saved, and is looked for before submitting again.
+    Submitting,
     /// A provider batch exists for it.
     Submitted,
     /// Its results are in the store, one per request, in chunk order.
@@ -72,6 +75,9 @@ pub struct ChunkRecord {
     pub batch_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_file_id: Option<String>,
+    /// Unix time the (last) submit of this chunk began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submit_started_at: Option<i64>,
     /// The provider's last status word for the batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_status: Option<String>,

@@ -38,6 +38,18 @@ pub struct ChunkUpload<'a> {
     pub requests: u64,
 }
 
+/// What identifies a batch batchdrop may have created without saving its id.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLookup<'a> {
+    pub job_id: &'a str,
+    pub chunk: u32,
+    /// Unix time the submit began: the batch cannot be older.
+    pub since: i64,
+    pub requests: u64,
+    /// Batches already known to belong to other chunks of the job.
+    pub exclude: &'a [String],
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submitted {
     pub batch_id: String,
@@ -140,6 +152,10 @@ impl ProviderError {
 pub trait Provider: Send + Sync + std::fmt::Debug {
     /// Uploads the chunk and creates a batch for it.
     async fn submit(&self, chunk: ChunkUpload<'_>) -> Result<Submitted, ProviderError>;
+    /// Looks for a batch created for this chunk by a submit whose outcome was lost (a crash
+    /// between the create call and saving its id). `None` when there is none.
+    async fn find_batch(&self, lookup: BatchLookup<'_>)
+    -> Result<Option<Submitted>, ProviderError>;
     async fn batch(&self, batch_id: &str) -> Result<BatchInfo, ProviderError>;
     async fn cancel(&self, batch_id: &str) -> Result<BatchInfo, ProviderError>;
     /// Streams an output or error file named by [`BatchInfo`].

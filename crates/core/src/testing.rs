@@ -16,8 +16,8 @@ use crate::clock::ManualClock;
 use crate::config::Config;
 use crate::job::{Engine, JobEvent, Observer, SubmitOutcome};
 use crate::provider::{
-    BatchError, BatchInfo, BatchState, ChunkUpload, Provider, ProviderError, Providers,
-    RequestCounts, Submitted,
+    BatchError, BatchInfo, BatchLookup, BatchState, ChunkUpload, Provider, ProviderError,
+    Providers, RequestCounts, Submitted,
 };
 use crate::store::{
     ByteStream, GetResult, MemoryStore, ObjectMeta, ObjectStore, PutMode, StoreError,
@@ -144,6 +144,8 @@ impl Script {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Calls {
     pub submits: u64,
+    /// Searches for the batch of an interrupted submit.
+    pub finds: u64,
     pub lookups: u64,
     pub cancels: u64,
     pub downloads: u64,
@@ -151,7 +153,7 @@ pub struct Calls {
 
 impl Calls {
     pub fn total(&self) -> u64 {
-        self.submits + self.lookups + self.cancels + self.downloads
+        self.submits + self.finds + self.lookups + self.cancels + self.downloads
     }
 }
 
@@ -591,6 +593,23 @@ impl Provider for ScriptedProvider {
             ended: None,
         });
         Ok(submitted)
+    }
+
+    /// Finds a batch by the job and chunk it was created for (OpenAI keeps them in `metadata`).
+    async fn find_batch(
+        &self,
+        lookup: BatchLookup<'_>,
+    ) -> Result<Option<Submitted>, ProviderError> {
+        let mut state = self.lock();
+        state.calls.finds += 1;
+        Ok(state
+            .batches
+            .iter()
+            .find(|b| b.record.job_id == lookup.job_id && b.record.chunk == lookup.chunk)
+            .map(|b| Submitted {
+                batch_id: b.record.id.clone(),
+                input_file_id: Some(b.record.input_file_id.clone()),
+            }))
     }
 
     async fn batch(&self, batch_id: &str) -> Result<BatchInfo, ProviderError> {

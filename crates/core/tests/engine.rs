@@ -985,8 +985,6 @@ async fn crash_while_writing_results_is_finished_by_the_next_poll() -> TestResul
 }
 
 #[tokio::test]
-#[ignore = "known gap: OpenAI has no idempotency key and the Provider port cannot find a batch \
-            by job and chunk, so a crash between create-batch and the manifest save resubmits"]
 async fn crash_right_after_a_batch_is_created_does_not_submit_it_twice() -> TestResult {
     // GIVEN a submit whose manifest save right after the batch was created dies (the manifest
     // is written on create, on taking the lease, then with the batch id)

@@ -6,11 +6,13 @@
 //! from the batch's `results_url` (never built by hand).
 
 use crate::http::{Auth, Http, describe_reqwest};
+use crate::openai::CLOCK_SLACK_SECS;
 use crate::retry::RetryPolicy;
 use async_trait::async_trait;
 use batchdrop_core::clock::Clock;
 use batchdrop_core::provider::{
-    BatchInfo, BatchState, ChunkUpload, Provider, ProviderError, RequestCounts, Submitted,
+    BatchInfo, BatchLookup, BatchState, ChunkUpload, Provider, ProviderError, RequestCounts,
+    Submitted,
 };
 use batchdrop_core::store::ByteStream;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -18,6 +20,9 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::sync::Arc;
+
+/// How far back `find_batch` looks, at most (pages of 100 batches).
+const MAX_LIST_PAGES: usize = 20;
 
 pub struct AnthropicProvider {
     http: Http,
@@ -52,9 +57,21 @@ impl AnthropicProvider {
 }
 
 #[derive(Debug, Deserialize)]
+struct BatchList {
+    #[serde(default)]
+    data: Vec<MessageBatch>,
+    #[serde(default)]
+    has_more: bool,
+    #[serde(default)]
+    last_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
 struct MessageBatch {
     id: String,
     processing_status: String,
+    #[serde(default)]
+    created_at: Option<String>,
     #[serde(default)]
     request_counts: Counts,
     #[serde(default)]
@@ -148,6 +165,70 @@ impl Provider for AnthropicProvider {
         Ok(Submitted {
             batch_id: batch.id,
             input_file_id: None,
+        })
+    }
+
+    /// Anthropic batches carry no metadata to find them by. The window this covers is the
+    /// time between the create call answering and the manifest saving the batch id: a batch
+    /// created since the submit began, not known to the job, with this chunk's request count,
+    /// is taken as the lost one — only when exactly one such batch exists. Otherwise the chunk
+    /// is submitted again (and the orphan, if any, is logged by the provider's console).
+    async fn find_batch(
+        &self,
+        lookup: BatchLookup<'_>,
+    ) -> Result<Option<Submitted>, ProviderError> {
+        let http = &self.http;
+        let mut candidates: Vec<String> = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let mut url = http.url("/v1/messages/batches?limit=100");
+            if let Some(a) = &after {
+                url.push_str("&after_id=");
+                url.push_str(a);
+            }
+            let resp = http
+                .send("list message batches", || async {
+                    Ok(http.client.get(&url))
+                })
+                .await?;
+            let page: BatchList = Http::json("list message batches", resp).await?;
+            let mut older = false;
+            for b in &page.data {
+                let created = b
+                    .created_at
+                    .as_deref()
+                    .and_then(|t| {
+                        time::OffsetDateTime::parse(
+                            t,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .ok()
+                    })
+                    .map(|t| t.unix_timestamp())
+                    .unwrap_or(0);
+                if created < lookup.since - CLOCK_SLACK_SECS {
+                    older = true;
+                    continue;
+                }
+                let c = &b.request_counts;
+                let total = c.processing + c.succeeded + c.errored + c.canceled + c.expired;
+                if total == lookup.requests && !lookup.exclude.contains(&b.id) {
+                    candidates.push(b.id.clone());
+                }
+            }
+            if older || !page.has_more {
+                break;
+            }
+            after = page
+                .last_id
+                .or_else(|| page.data.last().map(|b| b.id.clone()));
+        }
+        Ok(match candidates.as_slice() {
+            [only] => Some(Submitted {
+                batch_id: only.clone(),
+                input_file_id: None,
+            }),
+            _ => None,
         })
     }
 

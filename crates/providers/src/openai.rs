@@ -9,11 +9,18 @@ use crate::http::{Auth, Http, describe_reqwest};
 use crate::retry::RetryPolicy;
 use async_trait::async_trait;
 use batchdrop_core::clock::Clock;
-use batchdrop_core::provider::{BatchInfo, ChunkUpload, Provider, ProviderError, Submitted};
+use batchdrop_core::provider::{
+    BatchInfo, BatchLookup, ChunkUpload, Provider, ProviderError, Submitted,
+};
 use batchdrop_core::store::ByteStream;
 use futures::TryStreamExt;
 use secrecy::SecretString;
 use std::sync::Arc;
+
+/// How far back `find_batch` looks, at most (pages of 100 batches).
+const MAX_LIST_PAGES: usize = 20;
+/// Allowance for the provider's clock being behind ours.
+pub(crate) const CLOCK_SLACK_SECS: i64 = 300;
 
 pub struct OpenAiProvider {
     http: Http,
@@ -89,6 +96,54 @@ impl Provider for OpenAiProvider {
             batch_id: batch.id,
             input_file_id: Some(file.id),
         })
+    }
+
+    /// Pages through the newest batches (back to a few minutes before the submit began) for
+    /// one whose `metadata` names this job and chunk.
+    async fn find_batch(
+        &self,
+        lookup: BatchLookup<'_>,
+    ) -> Result<Option<Submitted>, ProviderError> {
+        let http = &self.http;
+        let chunk = lookup.chunk.to_string();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let mut url = http.url("/batches?limit=100");
+            if let Some(a) = &after {
+                url.push_str("&after=");
+                url.push_str(a);
+            }
+            let resp = http
+                .send("list batches", || async { Ok(http.client.get(&url)) })
+                .await?;
+            let page: wire::BatchList = Http::json("list batches", resp).await?;
+            let mut older = false;
+            for b in &page.data {
+                if b.created_at < lookup.since - CLOCK_SLACK_SECS {
+                    older = true;
+                    continue;
+                }
+                let meta = b.metadata.as_ref();
+                let ours = meta
+                    .and_then(|m| m.get("batchdrop_job"))
+                    .map(String::as_str)
+                    == Some(lookup.job_id)
+                    && meta.and_then(|m| m.get("batchdrop_chunk")) == Some(&chunk);
+                if ours {
+                    return Ok(Some(Submitted {
+                        batch_id: b.id.clone(),
+                        input_file_id: b.input_file_id.clone(),
+                    }));
+                }
+            }
+            if older || !page.has_more {
+                return Ok(None);
+            }
+            after = page
+                .last_id
+                .or_else(|| page.data.last().map(|b| b.id.clone()));
+        }
+        Ok(None)
     }
 
     async fn batch(&self, batch_id: &str) -> Result<BatchInfo, ProviderError> {

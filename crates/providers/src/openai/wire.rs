@@ -9,9 +9,25 @@ pub struct FileObject {
 }
 
 #[derive(Debug, Deserialize)]
+pub struct BatchList {
+    #[serde(default)]
+    pub data: Vec<BatchObject>,
+    #[serde(default)]
+    pub has_more: bool,
+    #[serde(default)]
+    pub last_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
 pub struct BatchObject {
     pub id: String,
     pub status: String,
+    #[serde(default)]
+    pub created_at: i64,
+    #[serde(default)]
+    pub input_file_id: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<std::collections::HashMap<String, String>>,
     #[serde(default)]
     pub output_file_id: Option<String>,
     #[serde(default)]
