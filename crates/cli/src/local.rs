@@ -141,6 +141,28 @@ async fn watch(engine: &Engine, store: &dyn ObjectStore, args: &LocalArgs) -> Re
             }
             done.insert(object.key, object.etag);
         }
+        for object in store
+            .list(layout::CANCEL)
+            .await
+            .map_err(|e| format!("cannot list cancel/: {e}"))?
+        {
+            if done.get(&object.key) == Some(&object.etag)
+                || layout::InboxKey::parse_cancel(&object.key).is_none()
+            {
+                continue;
+            }
+            match engine.cancel(&object.key).await {
+                Ok(jobs) if jobs.is_empty() => {
+                    println!("{}: no unfinished job to cancel", object.key)
+                }
+                Ok(jobs) => println!("{}: cancelling {}", object.key, jobs.join(", ")),
+                Err(e) => {
+                    println!("{}: {e} (will try again)", object.key);
+                    continue;
+                }
+            }
+            done.insert(object.key, object.etag);
+        }
         let mut active = usize::MAX;
         if last_poll.elapsed() >= poll_every {
             last_poll = Instant::now();

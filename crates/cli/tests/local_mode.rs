@@ -20,17 +20,16 @@ struct Local {
 
 impl Local {
     fn start(root: &Path, config: &Path) -> std::io::Result<Local> {
+        Self::start_with_step(root, config, 0)
+    }
+
+    fn start_with_step(root: &Path, config: &Path, step_ms: u64) -> std::io::Result<Local> {
         let log = root.with_extension("log");
         let out = std::fs::File::create(&log)?;
         let child = Command::new(env!("CARGO_BIN_EXE_batchdrop"))
-            .args([
-                "local",
-                "--sandbox-step-ms",
-                "0",
-                "--poll-interval",
-                "0.2",
-                "--root",
-            ])
+            .args(["local", "--poll-interval", "0.2", "--sandbox-step-ms"])
+            .arg(step_ms.to_string())
+            .arg("--root")
             .arg(root)
             .arg("--config")
             .arg(config)
@@ -252,5 +251,52 @@ fn file_under_an_unknown_route_fails_with_every_line_reported() -> TestResult {
     assert_eq!(errors.len(), 6);
     assert!(errors.iter().all(|e| e["error"]["code"] == "unknown_route"));
     assert_eq!(summary["counts"]["rejected"], 6);
+    Ok(())
+}
+
+#[test]
+fn cancel_object_finishes_the_job_as_cancelled() -> TestResult {
+    // GIVEN a job whose batches take seconds (sandbox step of 2 s)
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("bucket");
+    let local = Local::start_with_step(&root, &small_chunks_config(dir.path())?, 2000)?;
+    drop_file(
+        &root,
+        &workspace().join("examples/prompts.jsonl"),
+        "inbox/sandbox/slow.jsonl",
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !local.output().contains("submitted") {
+        if Instant::now() > deadline {
+            return Err(format!("no batch submitted; output:\n{}", local.output()).into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // WHEN a cancel object for the same path is dropped
+    drop_file(
+        &root,
+        &workspace().join("examples/prompts.jsonl"),
+        "cancel/sandbox/slow.jsonl",
+    )?;
+    let results = root.join("results/sandbox/slow");
+    wait_for(&results.join("summary.json"), &local)?;
+    let printed = local.stop();
+
+    // THEN the job is cancelled, and every accepted request has its line saying so
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("summary.json"))?)?;
+    assert_eq!(summary["status"], "cancelled", "{printed}");
+    let output = json_lines(&results.join("output.jsonl"))?;
+    assert_eq!(output.len(), 5);
+    assert!(
+        output
+            .iter()
+            .all(|l| l["error"]["code"] == "batch_cancelled"),
+        "{output:?}"
+    );
+    assert!(
+        printed.contains("cancel/sandbox/slow.jsonl: cancelling"),
+        "{printed}"
+    );
     Ok(())
 }

@@ -237,6 +237,7 @@ impl Engine {
             created_at: rfc3339(self.clock.now()),
             finished_at: None,
             counts: Counts::default(),
+            cancel_requested: None,
             chunks: Vec::new(),
             lease: None,
         };
@@ -280,6 +281,7 @@ impl Engine {
                 succeeded: 0,
                 failed: 0,
                 usage: Usage::default(),
+                cancel_sent: false,
             })
             .collect();
         // The index entry first: a manifest is never unreachable from poll.
@@ -493,6 +495,61 @@ impl Engine {
         })
     }
 
+    /// Asks every unfinished job of an upload to cancel. `key` is the `cancel/<route>/<path>.jsonl`
+    /// object that asked, or the upload's own `inbox/…` key. The next advance cancels the
+    /// job's batches at the provider, keeps what they finished, and finishes the job as
+    /// `cancelled` with every unfinished request marked so in output.jsonl. Returns the ids of
+    /// the jobs asked (none when nothing unfinished matches: a cancel after the end is a no-op).
+    pub async fn cancel(&self, key: &str) -> Result<Vec<String>, JobError> {
+        let inbox_key = match InboxKey::parse_cancel(key) {
+            Some(k) => k.key(),
+            None => key.to_string(),
+        };
+        let reason = format!("cancelled: {key} asked for it");
+        let mut asked = Vec::new();
+        for entry in self.store.list(layout::ACTIVE).await? {
+            let Some(job_id) = entry.key.strip_prefix(layout::ACTIVE) else {
+                continue;
+            };
+            let manifest_key = JobKeys::new(job_id).manifest();
+            // Compare-and-swap, again if another worker wrote in between.
+            for _ in 0..5 {
+                let (mut manifest, etag): (Manifest, String) =
+                    match self.store.get_json(&manifest_key).await {
+                        Ok(found) => found,
+                        Err(StoreError::NotFound { .. }) => break,
+                        Err(e) => return Err(e.into()),
+                    };
+                if manifest.input.key != inbox_key
+                    || manifest.status.is_finished()
+                    || manifest.cancel_requested.is_some()
+                {
+                    break;
+                }
+                manifest.cancel_requested = Some(reason.clone());
+                match self
+                    .store
+                    .put_json(&manifest_key, &manifest, PutMode::Update(etag))
+                    .await
+                {
+                    Ok(_) => {
+                        asked.push(job_id.to_string());
+                        break;
+                    }
+                    Err(StoreError::Precondition { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        for job_id in &asked {
+            // Best effort now; the next poll finishes what this could not.
+            if let Err(e) = self.advance(job_id).await {
+                tracing::warn!(job_id, error = %e, "cancel will be completed by the next poll");
+            }
+        }
+        Ok(asked)
+    }
+
     /// Advances every active job, a few at a time.
     pub async fn poll(&self) -> Result<PollReport, JobError> {
         let active = self.store.list(layout::ACTIVE).await?;
@@ -681,6 +738,11 @@ impl JobRun<'_> {
         let chunk = &manifest.chunks[i];
         match chunk.state {
             ChunkState::Collected => Ok(()),
+            ChunkState::Staged if manifest.cancel_requested.is_some() => {
+                // Never sent: nothing to cancel at the provider.
+                let info = cancelled_unsent();
+                self.collect(manifest, i, provider, &info).await
+            }
             ChunkState::Staged | ChunkState::Submitting => {
                 let index = chunk.plan.index;
                 if chunk.state == ChunkState::Submitting {
@@ -702,6 +764,10 @@ impl JobRun<'_> {
                     if let Some(submitted) = found {
                         tracing::info!(job_id, chunk = index, batch_id = %submitted.batch_id, "found the batch of an interrupted submit");
                         return self.submitted(manifest, i, submitted).await;
+                    }
+                    if manifest.cancel_requested.is_some() {
+                        let info = cancelled_unsent();
+                        return self.collect(manifest, i, provider, &info).await;
                     }
                 }
                 // Intent first: from here on, a crash leaves `Submitting` behind.
@@ -746,6 +812,12 @@ impl JobRun<'_> {
             }
             ChunkState::Submitted => {
                 let batch_id = chunk.batch_id.clone().unwrap_or_default();
+                if manifest.cancel_requested.is_some() && !chunk.cancel_sent {
+                    self.acquire(manifest).await?;
+                    provider.cancel(&batch_id).await?;
+                    manifest.chunks[i].cancel_sent = true;
+                    self.save(manifest).await?;
+                }
                 let info = provider.batch(&batch_id).await?;
                 if info.state.is_terminal() {
                     return self.collect(manifest, i, provider, &info).await;
@@ -980,6 +1052,10 @@ impl JobRun<'_> {
         done.counts.succeeded = done.chunks.iter().map(|c| c.succeeded).sum();
         done.counts.failed = done.chunks.iter().map(|c| c.failed).sum();
         done.status = JobStatus::Completed;
+        if let Some(why) = &done.cancel_requested {
+            done.status = JobStatus::Cancelled;
+            done.reason = Some(why.clone());
+        }
         // A newer upload of the same key owns results/: this job must not overwrite it.
         let superseded = match engine.store.head(&done.input.key).await {
             Ok(now) => now.etag != done.input.etag,
@@ -1118,5 +1194,18 @@ fn wire_of(manifest: &Manifest) -> Wire {
     match manifest.provider.as_str() {
         "anthropic" => Wire::Anthropic,
         _ => Wire::Openai,
+    }
+}
+
+/// The outcome of a chunk cancelled before it reached the provider.
+fn cancelled_unsent() -> BatchInfo {
+    BatchInfo {
+        id: String::new(),
+        status: "cancelled".into(),
+        state: BatchState::Cancelled,
+        output_file: None,
+        error_file: None,
+        errors: Vec::new(),
+        counts: RequestCounts::default(),
     }
 }

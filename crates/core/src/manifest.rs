@@ -87,6 +87,9 @@ pub struct ChunkRecord {
     pub failed: u64,
     #[serde(default)]
     pub usage: Usage,
+    /// The provider was asked to cancel this batch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_sent: bool,
 }
 
 /// Who may act on a job until when (unix seconds). Renewed on every save.
@@ -111,6 +114,9 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
     pub counts: Counts,
+    /// Why the job is being cancelled, once someone asked (`cancel/…` object, `batchdrop cancel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_requested: Option<String>,
     pub chunks: Vec<ChunkRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,

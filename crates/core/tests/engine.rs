@@ -1006,3 +1006,71 @@ async fn crash_right_after_a_batch_is_created_does_not_submit_it_twice() -> Test
     assert_eq!(bed.provider.batches().len(), 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn cancel_object_cancels_running_batches_keeps_finished_results_and_marks_the_rest()
+-> TestResult {
+    // GIVEN a job of two batches (chunks of 2): the first finishes, the second keeps running
+    let bed = TestBed::new(
+        ScriptedProvider::new().with_chunk_script(1, Script::complete().after_polls(100)),
+        2,
+    );
+    let lines: Vec<String> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|id| chat(id, "gpt-a"))
+        .collect();
+    let (_, outcome) = bed.drop_file(KEY, file(&lines)).await?;
+    let job_id = started(outcome)?;
+    bed.engine.poll().await?;
+
+    // WHEN a cancel object for the same path is handled
+    let asked = bed
+        .engine
+        .cancel("cancel/sandbox/run/requests.jsonl")
+        .await?;
+    for _ in 0..3 {
+        bed.engine.poll().await?;
+    }
+
+    // THEN the running batch was cancelled at the provider and the job finished as cancelled
+    assert_eq!(asked, [job_id]);
+    assert_eq!(bed.provider.calls().cancels, 1);
+    let summary = summary(&bed).await?;
+    assert_eq!(summary["status"], "cancelled");
+    assert!(
+        summary["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cancel/sandbox/run/requests.jsonl")
+    );
+    // AND every request still has exactly one line, in order: the finished ones kept
+    let out = output(&bed).await?;
+    assert_eq!(ids(&out), ["a", "b", "c", "d"]);
+    assert_eq!(out[0]["response"]["status_code"], 200);
+    assert_eq!(out[2]["error"]["code"], "batch_cancelled");
+    assert_eq!(out[3]["error"]["code"], "batch_cancelled");
+    assert_eq!(summary["counts"]["succeeded"], 2);
+    assert_eq!(summary["counts"]["failed"], 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancel_after_the_job_finished_does_nothing() -> TestResult {
+    // GIVEN a finished job
+    let bed = TestBed::new(ScriptedProvider::new(), 10);
+    bed.drop_file(KEY, file(&[chat("a", "gpt-a")])).await?;
+    bed.engine.poll().await?;
+    let before = summary(&bed).await?;
+
+    // WHEN a cancel object arrives
+    let asked = bed
+        .engine
+        .cancel("cancel/sandbox/run/requests.jsonl")
+        .await?;
+
+    // THEN no job is touched and the results stand
+    assert!(asked.is_empty());
+    assert_eq!(summary(&bed).await?, before);
+    assert_eq!(bed.provider.calls().cancels, 0);
+    Ok(())
+}

@@ -10,7 +10,7 @@ use aws_lambda_events::event::s3::S3Event;
 use batchdrop_core::clock::SystemClock;
 use batchdrop_core::config::{Config, process_env};
 use batchdrop_core::job::{Engine, JobError, SubmitOutcome};
-use batchdrop_core::layout::decode_event_key;
+use batchdrop_core::layout::{InboxKey, decode_event_key};
 use batchdrop_core::provider::Providers;
 use batchdrop_s3::S3Store;
 use serde::Serialize;
@@ -79,7 +79,8 @@ pub struct RecordOutcome {
     pub job_id: Option<String>,
 }
 
-/// Handles an S3 `ObjectCreated` event: one submit per record. A record whose failure may pass
+/// Handles an S3 `ObjectCreated` event: one submit per record (`inbox/…`), or a cancel
+/// (`cancel/…`). A record whose failure may pass
 /// (throttling, a provider hiccup) fails the invocation so that Lambda retries it; the job is
 /// idempotent, so records already handled are found and left alone.
 pub async fn handle_s3_event(app: &App, event: S3Event) -> Result<SubmitResponse, HandlerError> {
@@ -101,6 +102,26 @@ pub async fn handle_s3_event(app: &App, event: S3Event) -> Result<SubmitResponse
             }
         };
         let engine = app.engine(&bucket);
+        if InboxKey::parse_cancel(&key).is_some() {
+            let (text, retryable) = match engine.cancel(&key).await {
+                Ok(jobs) if jobs.is_empty() => {
+                    ("cancel: no unfinished job for this path".to_string(), false)
+                }
+                Ok(jobs) => (format!("cancel requested for {}", jobs.join(", ")), false),
+                Err(e) => (format!("cancel failed: {e}"), e.is_retryable()),
+            };
+            tracing::info!(bucket, key, outcome = %text, "cancel");
+            if retryable {
+                retry.push(format!("{key}: {text}"));
+            }
+            records.push(RecordOutcome {
+                bucket,
+                key,
+                outcome: text,
+                job_id: None,
+            });
+            continue;
+        }
         let outcome = engine.submit(&key, record.s3.object.e_tag.as_deref()).await;
         let (text, job_id) = match outcome {
             Ok(SubmitOutcome::Started { job_id }) => ("started".to_string(), Some(job_id)),
