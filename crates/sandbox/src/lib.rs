@@ -1,24 +1,30 @@
-//! The sandbox provider: a local HTTP server that speaks OpenAI's Files + Batches wire format
-//! well enough that the official SDKs work against it (`base_url` = [`Sandbox::base_url`]),
-//! answering every request with a deterministic synthetic result. Users try batchdrop with it
-//! without an account; tests run offline against it.
+//! The sandbox provider: a local HTTP server that speaks OpenAI's Files + Batches and
+//! Anthropic's Message Batches wire formats well enough that the official SDKs work against it
+//! (OpenAI `base_url` = [`Sandbox::base_url`]; Anthropic `base_url` =
+//! [`Sandbox::anthropic_base_url`]), answering every request with a deterministic synthetic
+//! result. Users try batchdrop with it without an account; tests run offline against it.
 //!
-//! What a client can rely on:
-//! - **States and timestamps.** A batch spends [`SandboxConfig::step`] in each of
-//!   `validating`, `in_progress` and `finalizing`, then is `completed` (or `failed` at the end
-//!   of `validating` if its input is invalid). During `in_progress` its request counts grow in
+//! What a client can rely on, on both sides:
+//! - **Timing.** Batch states are computed from a [`Clock`] when asked, with
+//!   [`SandboxConfig::step`] as the unit: a manual clock drives them in tests without sleeping.
+//!   With a zero step a batch has ended by the request after its create call.
+//! - **Answers.** The same request gets the same answer in any batch (text, embedding, token
+//!   counts; only ids and timestamps differ). Tokens are counted as words. Any model name works
+//!   except [`MODEL_NOT_FOUND`], which fails the request (OpenAI 404 `model_not_found`,
+//!   Anthropic `errored` with `not_found_error`). Results come in an order shuffled by the
+//!   batch id, as the real APIs do not keep input order.
+//! - **Memory.** Files and batches live in memory and are lost when the sandbox stops.
+//!
+//! OpenAI (`/v1/files`, `/v1/batches`, `Authorization: Bearer`):
+//! - **States and timestamps.** A batch spends one step in each of `validating`,
+//!   `in_progress` and `finalizing`, then is `completed` (or `failed` at the end of
+//!   `validating` if its input is invalid). During `in_progress` its request counts grow in
 //!   proportion to the time elapsed. A cancel shows `cancelling` for one step, then
-//!   `cancelled`. With a zero step, create answers `validating` and the batch has ended by the
-//!   next request. States are computed from a [`Clock`] when asked: a manual clock drives them
-//!   in tests without sleeping.
+//!   `cancelled`. Create answers `validating`.
 //! - **Results.** When a batch ends, its output file (successful requests) and error file
 //!   (rejected requests, and in a cancelled batch the requests never processed, with code
 //!   `batch_cancelled`) appear as File objects with purpose `batch_output`; a file that would
-//!   be empty is not written and its id is null. Output lines come in an order shuffled by the
-//!   batch id, as the real API does not keep input order.
-//! - **Answers.** The same request gets the same answer in any batch (text, embedding, token
-//!   counts; only ids and timestamps differ). Tokens are counted as words. Any model name works
-//!   except [`MODEL_NOT_FOUND`], which gets a 404 `model_not_found` per request.
+//!   be empty is not written and its id is null.
 //! - **Validation.** At the end of `validating` a batch fails as a whole (`errors.data`, no
 //!   files) if any line is bad; every bad line is reported (up to [`MAX_REPORTED_ERRORS`])
 //!   with its 1-based `line`: `invalid_json_line` (not JSON, not UTF-8, not an object),
@@ -36,10 +42,35 @@
 //!   `/v1/embeddings`, `/v1/completions`, `/v1/responses`, `/v1/moderations`.
 //! - **Counts.** `request_counts` are exact once a batch has ended; in a cancelled batch the
 //!   requests never processed count as failed (they are in the error file).
-//! - **Memory.** Files and batches live in memory and are lost when the sandbox stops.
+//!
+//! Anthropic (`/v1/messages/batches`, a key in `x-api-key` or `Authorization: Bearer`, and an
+//! `anthropic-version` header):
+//! - **States and timestamps.** A batch is `in_progress` for three steps, then `ended`. A
+//!   cancel shows `canceling` for one step, then `ended`, with the requests not processed by
+//!   the cancel as `{"type":"canceled"}` results (processing runs in proportion to the time
+//!   elapsed). A batch that cannot end within 24 hours (a step over 8 hours) ends at
+//!   `expires_at` with the rest `expired`. Timestamps are RFC 3339 strings in UTC;
+//!   `archived_at` is always null.
+//! - **Counts.** Until a batch has ended every request counts as `processing` and the other
+//!   counts are 0, as with the real API; then they are exact. `results_url` is null until the
+//!   batch has ended, then `http://<Host of the request>/v1/messages/batches/{id}/results`.
+//! - **Results.** One JSONL line per request: `succeeded` with a Message (`content` one text
+//!   block, `stop_reason` `end_turn`, or `max_tokens` when cut at `max_tokens` words, `usage`),
+//!   `errored` (`not_found_error` for [`MODEL_NOT_FOUND`]; `invalid_request_error` for a first
+//!   message that is not the user's, a bad `role`, `content` or `system`), `canceled` or
+//!   `expired`. Asking before the batch has ended is a 400.
+//! - **Validation.** Create refuses the whole batch with a 400 `invalid_request_error` naming
+//!   the first bad request (`requests.3.custom_id: …`): a `custom_id` not matching
+//!   `^[a-zA-Z0-9_-]{1,64}$` or used twice, `params` without a string `model`, a positive
+//!   integer `max_tokens` or a non-empty `messages` list; also no `requests`, or more than
+//!   [`MAX_MESSAGE_REQUESTS`]. A body over [`MAX_MESSAGE_BATCH_BYTES`] is a 413
+//!   `request_too_large`, refused as soon as that much has streamed in.
+//! - **Delete** only once ended (else 400); **cancel** only before (else 400). Listings are
+//!   newest first, `limit` 1–1000 (default 20), paged by `after_id` / `before_id`.
 //!
 //! `GET /sandbox/stats` (no key needed) answers [`SandboxStats`] as JSON.
 
+mod anthropic;
 mod clock;
 mod openai;
 mod respond;
@@ -52,9 +83,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -62,6 +93,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use anthropic::{MAX_MESSAGE_BATCH_BYTES, MAX_MESSAGE_REQUESTS};
 #[cfg(feature = "testing")]
 pub use clock::ManualClock;
 pub use clock::{Clock, SystemClock};
@@ -76,12 +108,15 @@ const MAX_BODY_BYTES: usize = 512 * 1024 * 1024;
 /// How the sandbox behaves.
 #[derive(Clone, Default)]
 pub struct SandboxConfig {
-    /// Time each batch spends in each of `validating`, `in_progress` and `finalizing`. Zero
-    /// = "instant": a batch is returned as `validating` by create and has ended by the next
+    /// The unit of batch timing: the time an OpenAI batch spends in each of `validating`,
+    /// `in_progress` and `finalizing`, a third of the time an Anthropic message batch is
+    /// `in_progress`, and the time either spends cancelling. Zero = "instant": create answers
+    /// `validating` (OpenAI) or `in_progress` (Anthropic) and the batch has ended by the next
     /// request.
     pub step: Duration,
-    /// If set, requests must carry `Authorization: Bearer <this>`; otherwise any non-empty
-    /// bearer token is accepted. A missing one is a 401 either way, as with the real API.
+    /// If set, requests must carry this key (OpenAI: `Authorization: Bearer`; Anthropic:
+    /// `x-api-key` or `Authorization: Bearer`); otherwise any non-empty key is accepted. A
+    /// missing one is a 401 either way, as with the real APIs.
     pub api_key: Option<String>,
 }
 
@@ -99,10 +134,13 @@ impl fmt::Debug for SandboxConfig {
 pub struct SandboxStats {
     /// Files uploaded by clients (not the output and error files the sandbox writes).
     pub files_uploaded: u64,
-    /// Batches created.
+    /// OpenAI batches created.
     pub batches_created: u64,
-    /// HTTP requests to the provider API, whatever their outcome (not `/sandbox/stats`).
+    /// HTTP requests to either provider API, whatever their outcome (not `/sandbox/stats`).
     pub requests_received: u64,
+    /// Anthropic message batches created.
+    #[serde(default)]
+    pub message_batches_created: u64,
 }
 
 /// What every handler shares.
@@ -111,6 +149,9 @@ pub(crate) struct AppState {
     clock: Arc<dyn Clock>,
     stats: Counters,
     openai: openai::Store,
+    anthropic: anthropic::Store,
+    /// The address the server listens on, when it is a [`Sandbox`] (not a bare [`router`]).
+    addr: Option<SocketAddr>,
 }
 
 #[derive(Default)]
@@ -118,15 +159,18 @@ struct Counters {
     files_uploaded: AtomicU64,
     batches_created: AtomicU64,
     requests_received: AtomicU64,
+    message_batches_created: AtomicU64,
 }
 
 impl AppState {
-    fn new(config: SandboxConfig, clock: Arc<dyn Clock>) -> Self {
+    fn new(config: SandboxConfig, clock: Arc<dyn Clock>, addr: Option<SocketAddr>) -> Self {
         AppState {
             openai: openai::Store::new(config.step),
+            anthropic: anthropic::Store::new(config.step),
             config,
             clock,
             stats: Counters::default(),
+            addr,
         }
     }
 
@@ -139,6 +183,7 @@ impl AppState {
             files_uploaded: self.stats.files_uploaded.load(Ordering::Relaxed),
             batches_created: self.stats.batches_created.load(Ordering::Relaxed),
             requests_received: self.stats.requests_received.load(Ordering::Relaxed),
+            message_batches_created: self.stats.message_batches_created.load(Ordering::Relaxed),
         }
     }
 }
@@ -175,7 +220,7 @@ impl Sandbox {
     ) -> io::Result<Sandbox> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(AppState::new(config, clock));
+        let state = Arc::new(AppState::new(config, clock, Some(addr)));
         let app = app(state.clone());
         let (shutdown, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -203,13 +248,19 @@ impl Sandbox {
     /// The OpenAI base URL, e.g. `http://127.0.0.1:8080/v1` (a loopback address when the
     /// server listens on all interfaces).
     pub fn base_url(&self) -> String {
+        format!("{}/v1", self.anthropic_base_url())
+    }
+
+    /// The Anthropic base URL (as `ANTHROPIC_BASE_URL`: without `/v1`), e.g.
+    /// `http://127.0.0.1:8080` (a loopback address when the server listens on all interfaces).
+    pub fn anthropic_base_url(&self) -> String {
         let mut addr = self.addr;
         match addr.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => addr.set_ip(Ipv4Addr::LOCALHOST.into()),
             IpAddr::V6(ip) if ip.is_unspecified() => addr.set_ip(Ipv6Addr::LOCALHOST.into()),
             _ => {}
         }
-        format!("http://{addr}/v1")
+        format!("http://{addr}")
     }
 
     pub fn stats(&self) -> SandboxStats {
@@ -234,18 +285,28 @@ pub fn router(config: SandboxConfig) -> Router {
 
 /// [`router`] with the clock batch states are computed from.
 pub fn router_with_clock(config: SandboxConfig, clock: Arc<dyn Clock>) -> Router {
-    app(Arc::new(AppState::new(config, clock)))
+    app(Arc::new(AppState::new(config, clock, None)))
 }
 
 fn app(state: Arc<AppState>) -> Router {
     let providers = openai::routes(state.clone())
+        .merge(anthropic::routes(state.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), count_and_tag));
     Router::new()
         .route("/sandbox/stats", get(stats))
         .merge(providers)
-        .fallback(openai::unknown_route)
+        .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// A 404 in the error shape of the provider whose paths the URL is under.
+async fn unknown_route(method: Method, uri: Uri) -> Response {
+    if anthropic::owns(&uri) {
+        anthropic::unknown_route(method, uri).await.into_response()
+    } else {
+        openai::unknown_route(method, uri).await.into_response()
+    }
 }
 
 async fn stats(State(state): State<Arc<AppState>>) -> Json<SandboxStats> {

@@ -404,7 +404,7 @@ async fn require_bearer(
 }
 
 /// Compares two secrets in time that depends only on their lengths.
-fn same_secret(given: &str, expected: &str) -> bool {
+pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
     given.len() == expected.len()
         && given
             .bytes()

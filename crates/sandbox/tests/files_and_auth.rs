@@ -179,6 +179,7 @@ async fn stats_count_uploads_batches_and_requests() -> Result {
         files_uploaded: 1,
         batches_created: 1,
         requests_received: 4,
+        message_batches_created: 0,
     };
     assert_eq!(stats, expected);
     assert_eq!(over_http, expected);
@@ -192,6 +193,10 @@ async fn the_base_url_is_http_on_the_bound_port_under_v1() -> Result {
     let port = sandbox.addr().port();
     assert_ne!(port, 0);
     assert_eq!(sandbox.base_url(), format!("http://127.0.0.1:{port}/v1"));
+    assert_eq!(
+        sandbox.anthropic_base_url(),
+        format!("http://127.0.0.1:{port}")
+    );
     sandbox.stop().await;
     Ok(())
 }

@@ -1,0 +1,284 @@
+//! The sandbox's Anthropic memory: message batches.
+//!
+//! State lives in memory only. A batch's requests are validated and answered once, when it is
+//! created (`input::process`, on a blocking thread); what a client sees of them is computed
+//! from the clock when asked (`timeline`). A deleted batch is gone, but its id stays valid as a
+//! listing cursor.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use super::RequestCounts;
+use super::input::{self, Invalid, Processed};
+use super::timeline::{Snapshot, Status, Timeline};
+use crate::openai::new_id;
+
+/// Message batches, behind one lock that is never held across an `.await`.
+pub(crate) struct Store {
+    step: Duration,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    batches: HashMap<String, Record>,
+    /// The id of every batch ever created, deleted ones too, oldest first.
+    order: Vec<String>,
+}
+
+struct Record {
+    id: String,
+    timeline: Timeline,
+    work: Arc<Processed>,
+}
+
+/// A batch as a client sees it at one instant.
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    pub id: String,
+    pub status: Status,
+    pub counts: RequestCounts,
+    pub created_at: SystemTime,
+    pub expires_at: SystemTime,
+    pub ended_at: Option<SystemTime>,
+    pub cancel_initiated_at: Option<SystemTime>,
+}
+
+/// One page of a listing, newest first.
+#[derive(Debug)]
+pub(crate) struct Page {
+    pub data: Vec<View>,
+    pub has_more: bool,
+}
+
+/// Where a listing starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Cursor<'a> {
+    /// The newest batches.
+    Start,
+    /// The batches just older than this one.
+    After(&'a str),
+    /// The batches just newer than this one.
+    Before(&'a str),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StoreError {
+    /// The create call is refused as a whole.
+    Invalid(Invalid),
+    /// Processing the batch failed inside the sandbox.
+    Crashed {
+        reason: String,
+    },
+    NotFound {
+        id: String,
+    },
+    /// Cancel of a batch that has already ended.
+    AlreadyEnded {
+        id: String,
+    },
+    /// Delete of a batch that has not ended yet.
+    NotDeletable {
+        id: String,
+        status: Status,
+    },
+    /// Results of a batch that has not ended yet.
+    NoResultsYet {
+        id: String,
+        status: Status,
+    },
+    UnknownCursor {
+        param: &'static str,
+        id: String,
+    },
+}
+
+impl Store {
+    pub(crate) fn new(step: Duration) -> Self {
+        Store {
+            step,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Validates and answers the requests of a create call's `body`, and stores the batch,
+    /// created at `now`. The batch is returned as created: `in_progress`.
+    pub(crate) async fn create(&self, body: Bytes, now: SystemTime) -> Result<View, StoreError> {
+        let id = new_id("msgbatch_", 24);
+        let work_id = id.clone();
+        let work = tokio::task::spawn_blocking(move || input::process(&body, &work_id))
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "processing a sandbox message batch crashed");
+                StoreError::Crashed {
+                    reason: error.to_string(),
+                }
+            })?
+            .map_err(StoreError::Invalid)?;
+        tracing::debug!(batch = %id, requests = work.total(), "sandbox message batch created");
+        let record = Record {
+            id: id.clone(),
+            timeline: Timeline {
+                created: now,
+                step: self.step,
+                cancel_initiated: None,
+            },
+            work: Arc::new(work),
+        };
+        let view = record.view(&record.timeline.as_created());
+        let mut inner = self.lock();
+        inner.batches.insert(id.clone(), record);
+        inner.order.push(id);
+        Ok(view)
+    }
+
+    pub(crate) fn batch(&self, id: &str, now: SystemTime) -> Result<View, StoreError> {
+        let inner = self.lock();
+        let record = inner.get(id)?;
+        Ok(record.view(&record.snapshot(now)))
+    }
+
+    /// Starts cancelling a batch in progress; a batch already canceling is returned as it is.
+    pub(crate) fn cancel(&self, id: &str, now: SystemTime) -> Result<View, StoreError> {
+        let mut inner = self.lock();
+        let record = inner
+            .batches
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound { id: id.to_owned() })?;
+        match record.snapshot(now).status {
+            Status::InProgress => record.timeline.cancel_initiated = Some(now),
+            Status::Canceling => {}
+            Status::Ended => return Err(StoreError::AlreadyEnded { id: id.to_owned() }),
+        }
+        Ok(record.view(&record.snapshot(now)))
+    }
+
+    /// Deletes a batch that has ended.
+    pub(crate) fn delete(&self, id: &str, now: SystemTime) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let status = inner.get(id)?.snapshot(now).status;
+        if status != Status::Ended {
+            return Err(StoreError::NotDeletable {
+                id: id.to_owned(),
+                status,
+            });
+        }
+        inner.batches.remove(id);
+        Ok(())
+    }
+
+    /// The results file of a batch that has ended: one line per request, in processing order.
+    pub(crate) fn results(&self, id: &str, now: SystemTime) -> Result<Bytes, StoreError> {
+        let (work, snapshot) = {
+            let inner = self.lock();
+            let record = inner.get(id)?;
+            (record.work.clone(), record.snapshot(now))
+        };
+        if snapshot.status != Status::Ended {
+            return Err(StoreError::NoResultsYet {
+                id: id.to_owned(),
+                status: snapshot.status,
+            });
+        }
+        Ok(work.results(snapshot.processed, snapshot.unprocessed))
+    }
+
+    /// Up to `limit` batches from `cursor`, newest first.
+    pub(crate) fn list(
+        &self,
+        cursor: Cursor<'_>,
+        limit: usize,
+        now: SystemTime,
+    ) -> Result<Page, StoreError> {
+        let inner = self.lock();
+        let newest_first: Vec<&String> = inner.order.iter().rev().collect();
+        let position = |param: &'static str, id: &str| {
+            newest_first
+                .iter()
+                .position(|other| other.as_str() == id)
+                .ok_or_else(|| StoreError::UnknownCursor {
+                    param,
+                    id: id.to_owned(),
+                })
+        };
+        let live = |ids: &[&String]| -> Vec<String> {
+            ids.iter()
+                .filter(|id| inner.batches.contains_key(id.as_str()))
+                .map(|id| (*id).clone())
+                .collect()
+        };
+        let (ids, has_more) = match cursor {
+            Cursor::Before(before) => {
+                let newer = live(&newest_first[..position("before_id", before)?]);
+                let start = newer.len().saturating_sub(limit);
+                (newer[start..].to_vec(), start > 0)
+            }
+            Cursor::Start | Cursor::After(_) => {
+                let start = match cursor {
+                    Cursor::After(after) => position("after_id", after)? + 1,
+                    _ => 0,
+                };
+                let mut older = live(&newest_first[start..]);
+                let has_more = older.len() > limit;
+                older.truncate(limit);
+                (older, has_more)
+            }
+        };
+        let data = ids
+            .iter()
+            .filter_map(|id| inner.batches.get(id))
+            .map(|record| record.view(&record.snapshot(now)))
+            .collect();
+        Ok(Page { data, has_more })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    fn get(&self, id: &str) -> Result<&Record, StoreError> {
+        self.batches
+            .get(id)
+            .ok_or_else(|| StoreError::NotFound { id: id.to_owned() })
+    }
+}
+
+impl Record {
+    fn snapshot(&self, now: SystemTime) -> Snapshot {
+        self.timeline.at(now, self.work.total())
+    }
+
+    fn view(&self, snapshot: &Snapshot) -> View {
+        let total = self.work.total() as u64;
+        let counts = if snapshot.status == Status::Ended {
+            let outcome = self.work.outcome(snapshot.processed, snapshot.unprocessed);
+            RequestCounts {
+                processing: 0,
+                succeeded: outcome.succeeded,
+                errored: outcome.errored,
+                canceled: outcome.canceled,
+                expired: outcome.expired,
+            }
+        } else {
+            // As the real API: nothing but `processing` is counted until the batch ends.
+            RequestCounts {
+                processing: total,
+                ..RequestCounts::default()
+            }
+        };
+        View {
+            id: self.id.clone(),
+            status: snapshot.status,
+            counts,
+            created_at: self.timeline.created,
+            expires_at: self.timeline.expires_at(),
+            ended_at: snapshot.ended_at,
+            cancel_initiated_at: self.timeline.cancel_initiated,
+        }
+    }
+}
