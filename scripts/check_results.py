@@ -27,7 +27,10 @@ def check(results: Path, name: str) -> list[str]:
         problems.append("errors.jsonl is not in line order")
     print(f"== {name}: {summary['status']}, counts {json.dumps(c)}, "
           f"{len(summary['batches'])} batches, usage {json.dumps(summary['usage'])}")
-    print("   output custom_ids in order:", " ".join(o["custom_id"] for o in out))
+    print("   output custom_ids in order:", " | ".join(o["custom_id"] for o in out))
+    if out:
+        shape = "anthropic" if "result" in out[0] else "openai"
+        print(f"   output shape: {shape}; first line: {json.dumps(out[0])[:160]}…")
     for e in errs:
         print(f"   line {e['line']}: {e['error']['code']}: {e['error']['message']}")
     return problems

@@ -6,30 +6,38 @@ cd "$(dirname "$0")/.."
 
 bin=target/debug/batchdrop
 root=target/demo/bucket
-inbox="$root/inbox/sandbox/demo"
 staging=target/demo/staging
 rm -rf target/demo
-mkdir -p "$inbox" "$staging"
+mkdir -p "$root/inbox" "$staging"
+
+# What goes where: <example file> <route>. The same prompt file goes to both providers.
+drops=(
+  "requests sandbox"
+  "prompts sandbox"
+  "prompts sandbox-anthropic"
+  "messages sandbox-anthropic"
+)
 
 "$bin" local --root "$root" --config examples/batchdrop.toml \
   --sandbox-step-ms 500 --poll-interval 0.5 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true' EXIT
 
-names=()
-for f in examples/*.jsonl; do
-  name=$(basename "$f" .jsonl)
-  names+=("$name")
+results=()
+for drop in "${drops[@]}"; do
+  read -r name route <<<"$drop"
+  mkdir -p "$root/inbox/$route/demo"
   # Copy, then rename into place: the watcher never sees a half-written file.
-  cp "$f" "$staging/$name.jsonl"
-  mv "$staging/$name.jsonl" "$inbox/$name.jsonl"
+  cp "examples/$name.jsonl" "$staging/$name.jsonl"
+  mv "$staging/$name.jsonl" "$root/inbox/$route/demo/$name.jsonl"
+  results+=("$route/demo/$name")
 done
 
 deadline=$((SECONDS + 120))
-for name in "${names[@]}"; do
-  until [ -f "$root/results/sandbox/demo/$name/summary.json" ]; do
+for r in "${results[@]}"; do
+  until [ -f "$root/results/$r/summary.json" ]; do
     if [ $SECONDS -ge $deadline ]; then
-      echo "demo: no summary for $name after 120 s" >&2
+      echo "demo: no summary for $r after 120 s" >&2
       exit 1
     fi
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -44,4 +52,4 @@ wait "$pid" || true
 trap - EXIT
 
 echo
-python3 scripts/check_results.py "$root/results/sandbox/demo" "${names[@]}"
+python3 scripts/check_results.py "$root/results" "${results[@]}"

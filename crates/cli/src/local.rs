@@ -66,7 +66,7 @@ pub async fn run(args: LocalArgs) -> Result<(), String> {
             route.base_url = sandbox.base_url();
         }
         if let Some(route) = config.routes.get_mut("sandbox-anthropic") {
-            route.base_url = format!("http://{}", sandbox.addr());
+            route.base_url = sandbox.anthropic_base_url();
         }
         Some(sandbox)
     };

@@ -300,3 +300,83 @@ fn cancel_object_finishes_the_job_as_cancelled() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn same_prompt_file_through_both_providers_gives_each_native_shape_in_input_order() -> TestResult {
+    // GIVEN batchdrop local with both sandbox routes
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("bucket");
+    let local = Local::start(&root, &small_chunks_config(dir.path())?)?;
+    // WHEN the same prompt file is dropped under sandbox and sandbox-anthropic
+    let prompts = workspace().join("examples/prompts.jsonl");
+    drop_file(&root, &prompts, "inbox/sandbox/p.jsonl")?;
+    drop_file(&root, &prompts, "inbox/sandbox-anthropic/p.jsonl")?;
+    wait_for(&root.join("results/sandbox/p/summary.json"), &local)?;
+    wait_for(
+        &root.join("results/sandbox-anthropic/p/summary.json"),
+        &local,
+    )?;
+    local.stop();
+
+    // THEN each output lists the same ids in input order, each in its provider's own shape
+    let openai = json_lines(&root.join("results/sandbox/p/output.jsonl"))?;
+    let anthropic = json_lines(&root.join("results/sandbox-anthropic/p/output.jsonl"))?;
+    let ids = |lines: &[Value]| -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| l["custom_id"].as_str().unwrap_or("?").to_string())
+            .collect()
+    };
+    assert_eq!(ids(&openai), ["q1", "line-2", "q3", "q5", "q6"]);
+    assert_eq!(ids(&anthropic), ids(&openai));
+    assert!(openai.iter().all(|l| l["response"]["status_code"] == 200));
+    assert!(anthropic.iter().all(|l| l["result"]["type"] == "succeeded"));
+    assert_eq!(
+        anthropic[0]["result"]["message"]["model"],
+        "claude-sonnet-4-5"
+    );
+    Ok(())
+}
+
+#[test]
+fn custom_ids_anthropic_refuses_come_back_unchanged() -> TestResult {
+    // GIVEN ids Anthropic's ^[a-zA-Z0-9_-]{1,64}$ refuses (65+ chars, dots, spaces, unicode)
+    // and one that looks like batchdrop's own mapped ids
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("bucket");
+    let long = "x".repeat(80);
+    let ids = [
+        long.as_str(),
+        "with.dots",
+        "with spaces",
+        "ünïcødé-日本",
+        "bd_1",
+        "plain_ok-1",
+    ];
+    let file = dir.path().join("ids.jsonl");
+    let lines: Vec<String> = ids
+        .iter()
+        .map(|id| serde_json::json!({"custom_id": id, "prompt": "hello"}).to_string())
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n")?;
+    let local = Local::start(&root, &small_chunks_config(dir.path())?)?;
+    // WHEN they go through the Anthropic route
+    drop_file(&root, &file, "inbox/sandbox-anthropic/ids.jsonl")?;
+    wait_for(
+        &root.join("results/sandbox-anthropic/ids/summary.json"),
+        &local,
+    )?;
+    local.stop();
+    // THEN output.jsonl carries each user id exactly as given, in order
+    let output = json_lines(&root.join("results/sandbox-anthropic/ids/output.jsonl"))?;
+    let got: Vec<&str> = output
+        .iter()
+        .map(|l| l["custom_id"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(got, ids);
+    assert!(
+        output.iter().all(|l| l["result"]["type"] == "succeeded"),
+        "{output:?}"
+    );
+    Ok(())
+}

@@ -814,7 +814,14 @@ impl JobRun<'_> {
                 let batch_id = chunk.batch_id.clone().unwrap_or_default();
                 if manifest.cancel_requested.is_some() && !chunk.cancel_sent {
                     self.acquire(manifest).await?;
-                    provider.cancel(&batch_id).await?;
+                    match provider.cancel(&batch_id).await {
+                        Ok(_) => {}
+                        Err(e) if e.is_retryable() => return Err(e.into()),
+                        // Typically: the batch ended meanwhile. It is collected as it is.
+                        Err(e) => {
+                            tracing::info!(job_id, batch_id, error = %e, "batch not cancelled")
+                        }
+                    }
                     manifest.chunks[i].cancel_sent = true;
                     self.save(manifest).await?;
                 }

@@ -1,0 +1,188 @@
+//! The provider clients over real HTTP against the sandbox: one set of checks, run for the
+//! OpenAI client and the Anthropic client alike.
+
+use batchdrop_core::config::Wire;
+use batchdrop_core::provider::{BatchLookup, BatchState, ChunkUpload, Provider, StoredBody};
+use batchdrop_core::store::{MemoryStore, ObjectStore, PutMode, lines_of};
+use batchdrop_core::wire;
+use batchdrop_providers::{AnthropicProvider, OpenAiProvider};
+use batchdrop_sandbox::{Sandbox, SandboxConfig};
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::io::AsyncBufReadExt;
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn requests(wire: Wire, n: usize) -> String {
+    (0..n)
+        .map(|i| match wire {
+            Wire::Openai => serde_json::json!({"custom_id": format!("r{i}"), "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("question {i}")}]}}),
+            Wire::Anthropic => serde_json::json!({"custom_id": format!("r{i}"),
+                "params": {"model": "claude-sonnet-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": format!("question {i}")}]}}),
+        }
+        .to_string() + "\n")
+        .collect()
+}
+
+async fn setup(wire: Wire) -> Result<(Sandbox, Arc<dyn Provider>), std::io::Error> {
+    let sandbox = Sandbox::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        SandboxConfig::default(),
+    )
+    .await?;
+    let provider: Arc<dyn Provider> = match wire {
+        Wire::Openai => Arc::new(OpenAiProvider::new(&sandbox.base_url(), None)),
+        Wire::Anthropic => Arc::new(AnthropicProvider::new(&sandbox.anthropic_base_url(), None)),
+    };
+    Ok((sandbox, provider))
+}
+
+/// Submits 25 requests, waits for the end, reads every result back.
+async fn batch_round_trips(wire: Wire) -> TestResult {
+    // GIVEN a chunk of 25 requests in a store
+    let (sandbox, provider) = setup(wire).await?;
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let body = requests(wire, 25);
+    store
+        .put("chunk.jsonl", Bytes::from(body.clone()), PutMode::Overwrite)
+        .await?;
+    let source = StoredBody {
+        store: store.clone(),
+        key: "chunk.jsonl".into(),
+    };
+    let endpoint = match wire {
+        Wire::Openai => "/v1/chat/completions",
+        Wire::Anthropic => "/v1/messages",
+    };
+
+    // WHEN it is submitted and looked at until it ends
+    let submitted = provider
+        .submit(ChunkUpload {
+            job_id: "job1",
+            chunk: 0,
+            endpoint,
+            body: &source,
+            bytes: body.len() as u64,
+            requests: 25,
+        })
+        .await?;
+    let mut info = provider.batch(&submitted.batch_id).await?;
+    for _ in 0..5 {
+        if info.state.is_terminal() {
+            break;
+        }
+        info = provider.batch(&submitted.batch_id).await?;
+    }
+
+    // THEN it completed and its results name every request once, with usage
+    assert_eq!(info.state, BatchState::Completed, "{info:?}");
+    let file = info.output_file.clone().ok_or("no output file")?;
+    let mut reader = lines_of(provider.download(&file).await?);
+    let mut line = Vec::new();
+    let mut ids = Vec::new();
+    while reader.read_until(b'\n', &mut line).await? > 0 {
+        let facts = wire::result_facts(wire, line.trim_ascii())?;
+        assert!(
+            facts.succeeded && facts.input_tokens > 0,
+            "{}",
+            String::from_utf8_lossy(&line)
+        );
+        ids.push(facts.custom_id);
+        line.clear();
+    }
+    let in_order: Vec<String> = (0..25).map(|i| format!("r{i}")).collect();
+    assert_ne!(ids, in_order, "the provider shuffles results");
+    ids.sort_by_key(|id| id[1..].parse::<u32>().unwrap_or(0));
+    assert_eq!(ids, in_order);
+    sandbox.stop().await;
+    Ok(())
+}
+
+/// After a lost submit outcome, the batch is found again rather than created twice.
+async fn interrupted_submit_is_found(wire: Wire) -> TestResult {
+    let (sandbox, provider) = setup(wire).await?;
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let body = requests(wire, 3);
+    store
+        .put("c.jsonl", Bytes::from(body.clone()), PutMode::Overwrite)
+        .await?;
+    let source = StoredBody {
+        store,
+        key: "c.jsonl".into(),
+    };
+    let endpoint = if wire == Wire::Openai {
+        "/v1/chat/completions"
+    } else {
+        "/v1/messages"
+    };
+    let since = time::OffsetDateTime::now_utc().unix_timestamp();
+    // GIVEN a batch created for job2/chunk 4 whose id was never saved
+    let created = provider
+        .submit(ChunkUpload {
+            job_id: "job2",
+            chunk: 4,
+            endpoint,
+            body: &source,
+            bytes: body.len() as u64,
+            requests: 3,
+        })
+        .await?;
+    // WHEN the chunk's batch is looked for
+    let found = provider
+        .find_batch(BatchLookup {
+            job_id: "job2",
+            chunk: 4,
+            since,
+            requests: 3,
+            exclude: &[],
+        })
+        .await?;
+    // THEN it is that batch
+    assert_eq!(found.map(|s| s.batch_id), Some(created.batch_id.clone()));
+    // AND a batch known to belong elsewhere is not taken for it
+    let excluded = [created.batch_id];
+    let other = provider
+        .find_batch(BatchLookup {
+            job_id: "job2",
+            chunk: 5,
+            since,
+            requests: 3,
+            exclude: &excluded,
+        })
+        .await?;
+    assert_eq!(other, None);
+    sandbox.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_batch_round_trips() -> TestResult {
+    batch_round_trips(Wire::Openai).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_batch_round_trips() -> TestResult {
+    batch_round_trips(Wire::Anthropic).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_interrupted_submit_is_found() -> TestResult {
+    interrupted_submit_is_found(Wire::Openai).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_interrupted_submit_is_found() -> TestResult {
+    interrupted_submit_is_found(Wire::Anthropic).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_key_never_appears_in_debug_output() -> TestResult {
+    let key = "sk-secret-never-print-me";
+    let openai = OpenAiProvider::new("http://127.0.0.1:1/v1", Some(key.to_string().into()));
+    let anthropic = AnthropicProvider::new("http://127.0.0.1:1", Some(key.to_string().into()));
+    let shown = format!("{openai:?} {anthropic:?}");
+    assert!(!shown.contains(key), "{shown}");
+    assert!(shown.contains("[redacted]"));
+    Ok(())
+}
