@@ -166,7 +166,7 @@ fn dropped_file_gets_ordered_output_errors_and_summary() -> TestResult {
     assert_eq!(summary["status"], "completed");
     assert_eq!(
         summary["counts"],
-        serde_json::json!({"lines": 14, "accepted": 9, "rejected": 5, "succeeded": 8, "failed": 1})
+        serde_json::json!({"lines": 14, "accepted": 9, "rejected": 5, "succeeded": 8, "failed": 1, "retried": 0})
     );
     // 7 gpt-4o-mini requests in chunks of 3, one gpt-4.1-mini, one does-not-exist
     assert_eq!(summary["batches"].as_array().map(Vec::len), Some(5));

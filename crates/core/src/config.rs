@@ -14,6 +14,8 @@
 //! api_key_env = "OPENAI_API_KEY"   # or api_key_secret = "arn:aws:secretsmanager:…"
 //! max_bytes_per_batch = 100_000_000
 //! max_line_bytes = 1_000_000
+//! max_attempts = 3                 # per request, retries of 429/5xx/expired included
+//! max_batches_in_flight = 4        # across jobs of this route
 //! [routes.labelling.defaults]      # fill in prompt lines and lines without a model
 //! model = "gpt-4o-mini"
 //! max_tokens = 512
@@ -96,6 +98,27 @@ pub struct Route {
     pub api_key: KeySource,
     pub defaults: Defaults,
     pub limits: ChunkLimits,
+    pub retries: Retries,
+}
+
+/// How failed requests are tried again, and how much a route keeps in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retries {
+    /// Attempts per request in all, the first included. Requests that failed for a reason
+    /// worth retrying (429/5xx results, expiry, provider capacity) go into follow-up batches
+    /// until then; permanent errors (4xx) never do.
+    pub max_attempts: u32,
+    /// At most this many batches of the route in flight at once, across jobs (None: no cap).
+    pub max_batches_in_flight: Option<u32>,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            max_batches_in_flight: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -137,6 +160,8 @@ struct FileRoute {
     max_requests_per_batch: Option<u64>,
     max_bytes_per_batch: Option<u64>,
     max_line_bytes: Option<u64>,
+    max_attempts: Option<u32>,
+    max_batches_in_flight: Option<u32>,
     defaults: Option<Defaults>,
 }
 
@@ -157,6 +182,7 @@ impl Config {
                 api_key: KeySource::None,
                 defaults: chat_defaults.clone(),
                 limits: Wire::Openai.caps(),
+                retries: Retries::default(),
             },
         );
         routes.insert(
@@ -168,6 +194,7 @@ impl Config {
                 api_key: KeySource::Env("OPENAI_API_KEY".into()),
                 defaults: chat_defaults,
                 limits: Wire::Openai.caps(),
+                retries: Retries::default(),
             },
         );
         let claude_defaults = Defaults {
@@ -188,6 +215,7 @@ impl Config {
                 api_key: KeySource::None,
                 defaults: claude_defaults.clone(),
                 limits: Wire::Anthropic.caps(),
+                retries: Retries::default(),
             },
         );
         routes.insert(
@@ -199,6 +227,7 @@ impl Config {
                 api_key: KeySource::Env("ANTHROPIC_API_KEY".into()),
                 defaults: claude_defaults,
                 limits: Wire::Anthropic.caps(),
+                retries: Retries::default(),
             },
         );
         Config { routes }
@@ -232,6 +261,7 @@ impl Config {
                     api_key: KeySource::None,
                     defaults: Defaults::default(),
                     limits: wire.caps(),
+                    retries: Retries::default(),
                 },
                 (None, None) => {
                     return Err(route_err(
@@ -284,6 +314,18 @@ impl Config {
                     }
                     *slot = v;
                 }
+            }
+            if let Some(n) = fr.max_attempts {
+                if n == 0 {
+                    return Err(route_err("max_attempts must be at least 1".into()));
+                }
+                route.retries.max_attempts = n;
+            }
+            if let Some(n) = fr.max_batches_in_flight {
+                if n == 0 {
+                    return Err(route_err("max_batches_in_flight must be at least 1".into()));
+                }
+                route.retries.max_batches_in_flight = Some(n);
             }
             if route.limits.max_line_bytes > route.limits.max_bytes_per_batch {
                 route.limits.max_line_bytes = route.limits.max_bytes_per_batch;

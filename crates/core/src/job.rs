@@ -237,6 +237,7 @@ impl Engine {
             created_at: rfc3339(self.clock.now()),
             finished_at: None,
             counts: Counts::default(),
+            max_attempts: 1,
             cancel_requested: None,
             chunks: Vec::new(),
             lease: None,
@@ -269,21 +270,8 @@ impl Engine {
             return Ok(SubmitOutcome::Superseded);
         };
         manifest.counts = counts;
-        manifest.chunks = plans
-            .into_iter()
-            .map(|plan| ChunkRecord {
-                plan,
-                state: ChunkState::Staged,
-                batch_id: None,
-                input_file_id: None,
-                submit_started_at: None,
-                provider_status: None,
-                succeeded: 0,
-                failed: 0,
-                usage: Usage::default(),
-                cancel_sent: false,
-            })
-            .collect();
+        manifest.chunks = plans.into_iter().map(ChunkRecord::staged).collect();
+        manifest.max_attempts = route.retries.max_attempts;
         // The index entry first: a manifest is never unreachable from poll.
         self.store
             .put(
@@ -628,6 +616,33 @@ impl Engine {
         }
     }
 
+    /// Batches of `route` in flight in active jobs other than `except`.
+    async fn in_flight(&self, route: &str, except: &str) -> Result<usize, JobError> {
+        let mut total = 0;
+        for entry in self.store.list(layout::ACTIVE).await? {
+            let Some(job_id) = entry.key.strip_prefix(layout::ACTIVE) else {
+                continue;
+            };
+            if job_id == except {
+                continue;
+            }
+            let manifest: Manifest =
+                match self.store.get_json(&JobKeys::new(job_id).manifest()).await {
+                    Ok((m, _)) => m,
+                    Err(StoreError::NotFound { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+            if manifest.route == route && !manifest.status.is_finished() {
+                total += manifest
+                    .chunks
+                    .iter()
+                    .filter(|c| matches!(c.state, ChunkState::Submitted | ChunkState::Submitting))
+                    .count();
+            }
+        }
+        Ok(total)
+    }
+
     fn finished_event(&self, manifest: &Manifest) {
         self.observer.event(&JobEvent::Finished {
             job_id: manifest.job_id.clone(),
@@ -655,8 +670,11 @@ impl JobRun<'_> {
         manifest: &mut Manifest,
         provider: &dyn Provider,
     ) -> Result<Advance, JobError> {
-        for i in 0..manifest.chunks.len() {
+        // Follow-up chunks staged on the way are taken in the same pass.
+        let mut i = 0;
+        while i < manifest.chunks.len() {
             self.step_chunk(manifest, i, provider).await?;
+            i += 1;
         }
         if manifest
             .chunks
@@ -743,6 +761,7 @@ impl JobRun<'_> {
                 let info = cancelled_unsent();
                 self.collect(manifest, i, provider, &info).await
             }
+            ChunkState::Staged if !self.may_submit(manifest, i).await? => Ok(()),
             ChunkState::Staged | ChunkState::Submitting => {
                 let index = chunk.plan.index;
                 if chunk.state == ChunkState::Submitting {
@@ -847,6 +866,32 @@ impl JobRun<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// Whether a staged chunk may go out now: not while a capacity refusal waits for the job's
+    /// other batches to drain, nor beyond the route's cap on batches in flight.
+    async fn may_submit(&self, manifest: &Manifest, i: usize) -> Result<bool, JobError> {
+        let in_flight_here = manifest
+            .chunks
+            .iter()
+            .filter(|c| matches!(c.state, ChunkState::Submitted | ChunkState::Submitting))
+            .count();
+        if manifest.chunks[i].after_drain && in_flight_here > 0 {
+            return Ok(false);
+        }
+        let cap = self
+            .engine
+            .config
+            .route(&manifest.route)
+            .and_then(|r| r.retries.max_batches_in_flight);
+        let Some(cap) = cap else {
+            return Ok(true);
+        };
+        let elsewhere = self
+            .engine
+            .in_flight(&manifest.route, &manifest.job_id)
+            .await?;
+        Ok(in_flight_here + elsewhere < cap as usize)
     }
 
     /// Records a created batch.
@@ -996,6 +1041,14 @@ impl JobRun<'_> {
             .iter()
             .filter_map(|e| e.line.map(|l| (l, e)))
             .collect();
+        // The provider refused the work for capacity: everything goes again once in-flight
+        // work has drained.
+        let capacity = info.state == BatchState::Failed
+            && info.errors.iter().any(|e| e.code == "token_limit_exceeded");
+        let missing_retryable = capacity || matches!(code, "batch_expired" | "missing_result");
+        let (attempt, max_attempts) = (manifest.chunks[i].attempt, manifest.max_attempts);
+        let may_retry = attempt < max_attempts && manifest.cancel_requested.is_none();
+        let mut retry: Vec<usize> = Vec::new();
         let mut tally = (0u64, 0u64, Usage::default());
         let mut out = StreamWriter::open(
             engine.store.clone(),
@@ -1003,22 +1056,24 @@ impl JobRun<'_> {
             PutMode::Overwrite,
         );
         for (pos, slot) in slots.into_iter().enumerate() {
-            match slot {
+            // Every request keeps a line here, also one sent again: if the retry never comes
+            // back, this attempt's line is the answer.
+            let retryable = match slot {
                 Some((bytes, facts)) => {
-                    if facts.succeeded {
-                        tally.0 += 1;
-                    } else {
-                        tally.1 += 1;
-                    }
                     tally.2.input_tokens += facts.input_tokens;
                     tally.2.output_tokens += facts.output_tokens;
                     match restore.get(&pos) {
                         Some(user_id) => out.write(&wire::with_custom_id(&bytes, user_id)).await?,
                         None => out.write(&bytes).await?,
                     }
+                    if facts.succeeded {
+                        tally.0 += 1;
+                        false
+                    } else {
+                        facts.retryable
+                    }
                 }
                 None => {
-                    tally.1 += 1;
                     let message = match line_errors.get(&(pos as u64 + 1)) {
                         Some(e) => format!("{why}: {}: {}", e.code, e.message),
                         None => why.clone(),
@@ -1026,16 +1081,25 @@ impl JobRun<'_> {
                     let id = restore.get(&pos).unwrap_or(&ids[pos]);
                     out.write(&wire::missing_result(wire, id, code, &message))
                         .await?;
+                    missing_retryable && !line_errors.contains_key(&(pos as u64 + 1))
                 }
-            }
+            };
             out.write(b"\n").await?;
+            if retryable && may_retry {
+                retry.push(pos);
+            }
         }
         out.finish().await?;
+        let failed = ids.len() as u64 - tally.0 - retry.len() as u64;
+        if !retry.is_empty() {
+            self.stage_retry(manifest, i, &retry, capacity).await?;
+        }
         let chunk = &mut manifest.chunks[i];
         chunk.state = ChunkState::Collected;
         chunk.provider_status = Some(info.status.clone());
         chunk.succeeded = tally.0;
-        chunk.failed = tally.1;
+        chunk.failed = failed;
+        chunk.retried = retry.len() as u64;
         chunk.usage = tally.2;
         let batch_id = chunk.batch_id.clone().unwrap_or_default();
         self.save(manifest).await?;
@@ -1045,8 +1109,80 @@ impl JobRun<'_> {
             batch_id,
             status: info.status.clone(),
             succeeded: tally.0,
-            failed: tally.1,
+            failed,
         });
+        Ok(())
+    }
+
+    /// Stages a follow-up chunk with the requests of chunk `i` at `positions` (ascending),
+    /// exactly as they were sent, with their input line numbers.
+    async fn stage_retry(
+        &mut self,
+        manifest: &mut Manifest,
+        i: usize,
+        positions: &[usize],
+        after_drain: bool,
+    ) -> Result<(), JobError> {
+        let store = self.engine.store.clone();
+        let parent = manifest.chunks[i].clone();
+        let index = manifest
+            .chunks
+            .iter()
+            .map(|c| c.plan.index)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let (_, mut requests) = store.reader(&self.keys.chunk(parent.plan.index)).await?;
+        let (_, mut numbers) = store
+            .reader(&self.keys.chunk_lines(parent.plan.index))
+            .await?;
+        let mut chunk_out =
+            StreamWriter::open(store.clone(), self.keys.chunk(index), PutMode::Overwrite);
+        let mut lines_out = StreamWriter::open(
+            store.clone(),
+            self.keys.chunk_lines(index),
+            PutMode::Overwrite,
+        );
+        let (mut request, mut number) = (Vec::new(), Vec::new());
+        let mut bytes = 0u64;
+        let mut wanted = positions.iter().peekable();
+        let mut pos = 0usize;
+        while wanted.peek().is_some() {
+            request.clear();
+            number.clear();
+            let read = requests
+                .read_until(b'\n', &mut request)
+                .await
+                .map_err(|e| StoreError::io_at(&self.keys.chunk(parent.plan.index), e))?;
+            numbers
+                .read_until(b'\n', &mut number)
+                .await
+                .map_err(|e| StoreError::io_at(&self.keys.chunk_lines(parent.plan.index), e))?;
+            if read == 0 {
+                break;
+            }
+            if wanted.peek() == Some(&&pos) {
+                wanted.next();
+                chunk_out.write(&request).await?;
+                lines_out.write(&number).await?;
+                bytes += request.len() as u64;
+            }
+            pos += 1;
+        }
+        chunk_out.finish().await?;
+        lines_out.finish().await?;
+        let mut record = ChunkRecord::staged(ChunkPlan {
+            index,
+            endpoint: parent.plan.endpoint.clone(),
+            model: parent.plan.model.clone(),
+            requests: positions.len() as u64,
+            bytes,
+        });
+        record.attempt = parent.attempt + 1;
+        record.retry_of = Some(parent.plan.index);
+        record.after_drain = after_drain;
+        manifest.chunks.push(record);
+        manifest.counts.retried += positions.len() as u64;
         Ok(())
     }
 
@@ -1106,6 +1242,7 @@ impl JobRun<'_> {
     async fn write_output(&self, manifest: &Manifest) -> Result<(), JobError> {
         let store = &self.engine.store;
         let mut sources = Vec::new();
+        let attempts: Vec<u32> = manifest.chunks.iter().map(|c| c.attempt).collect();
         for c in &manifest.chunks {
             let (_, lines) = store.reader(&self.keys.chunk_lines(c.plan.index)).await?;
             let (_, results) = store.reader(&self.keys.chunk_results(c.plan.index)).await?;
@@ -1116,11 +1253,13 @@ impl JobRun<'_> {
                 number: Vec::new(),
             });
         }
+        // Ordered by input line, then latest attempt first: a request sent again keeps only
+        // its last attempt's line.
         let mut heap = BinaryHeap::new();
         let mut current: Vec<Vec<u8>> = vec![Vec::new(); sources.len()];
         for (s, source) in sources.iter_mut().enumerate() {
             if let Some(n) = source.next(&mut current[s]).await? {
-                heap.push(Reverse((n, s)));
+                heap.push(Reverse((n, Reverse(attempts[s]), s)));
             }
         }
         let mut out = StreamWriter::open(
@@ -1128,10 +1267,14 @@ impl JobRun<'_> {
             format!("{}output.jsonl", manifest.results_prefix),
             PutMode::Overwrite,
         );
-        while let Some(Reverse((_, s))) = heap.pop() {
-            out.write(&current[s]).await?;
+        let mut last_line = None;
+        while let Some(Reverse((n, _, s))) = heap.pop() {
+            if last_line != Some(n) {
+                out.write(&current[s]).await?;
+                last_line = Some(n);
+            }
             if let Some(n) = sources[s].next(&mut current[s]).await? {
-                heap.push(Reverse((n, s)));
+                heap.push(Reverse((n, Reverse(attempts[s]), s)));
             }
         }
         out.finish().await?;

@@ -58,6 +58,9 @@ pub struct Counts {
     pub rejected: u64,
     pub succeeded: u64,
     pub failed: u64,
+    /// Requests sent again after a failure worth retrying (one per extra attempt).
+    #[serde(default)]
+    pub retried: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +93,46 @@ pub struct ChunkRecord {
     /// The provider was asked to cancel this batch.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel_sent: bool,
+    /// 1 for a chunk planned from the input; n + 1 for the follow-up of a chunk of attempt n.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// The chunk whose failed requests this one sends again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<u32>,
+    /// Requests of this chunk sent again in a follow-up chunk (their final outcome is counted
+    /// there, not here).
+    #[serde(default)]
+    pub retried: u64,
+    /// Submitted only once no other batch of the job is in flight (the provider refused the
+    /// work for capacity: `token_limit_exceeded`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_drain: bool,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+impl ChunkRecord {
+    /// A staged chunk, not yet sent.
+    pub fn staged(plan: ChunkPlan) -> Self {
+        Self {
+            plan,
+            state: ChunkState::Staged,
+            batch_id: None,
+            input_file_id: None,
+            submit_started_at: None,
+            provider_status: None,
+            succeeded: 0,
+            failed: 0,
+            usage: Usage::default(),
+            cancel_sent: false,
+            attempt: 1,
+            retry_of: None,
+            retried: 0,
+            after_drain: false,
+        }
+    }
 }
 
 /// Who may act on a job until when (unix seconds). Renewed on every save.
@@ -114,6 +157,9 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
     pub counts: Counts,
+    /// Attempts per request in all (from the route when the job started).
+    #[serde(default = "first_attempt")]
+    pub max_attempts: u32,
     /// Why the job is being cancelled, once someone asked (`cancel/…` object, `batchdrop cancel`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_requested: Option<String>,
@@ -141,6 +187,7 @@ impl Manifest {
                     "id": c.batch_id,
                     "requests": c.plan.requests,
                     "status": c.provider_status,
+                    "attempt": c.attempt,
                 })
             })
             .collect();

@@ -14,6 +14,9 @@ use std::borrow::Cow;
 pub struct ResultFacts {
     pub custom_id: String,
     pub succeeded: bool,
+    /// A failure that may go away when the request is sent again (rate limit, server error,
+    /// expiry); never true for a success or a permanent (4xx) error.
+    pub retryable: bool,
     pub input_tokens: u64,
     pub output_tokens: u64,
 }
@@ -26,6 +29,26 @@ struct Line<'a> {
     response: Option<Response>,
     #[serde(borrow, default)]
     error: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ErrorCode<'a> {
+    #[serde(borrow, default)]
+    code: Option<Cow<'a, str>>,
+}
+
+/// Error codes (OpenAI `error.code`, or batchdrop's own for requests without a result) that a
+/// new attempt may clear.
+const RETRYABLE_CODES: &[&str] = &[
+    "batch_expired",
+    "missing_result",
+    "token_limit_exceeded",
+    "rate_limit_exceeded",
+    "server_error",
+];
+
+fn retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 409 | 429) || status >= 500
 }
 
 #[derive(Deserialize)]
@@ -63,9 +86,17 @@ pub fn openai_result(line: &[u8]) -> Result<ResultFacts, serde_json::Error> {
         None => (0, Usage::default()),
     };
     let succeeded = !has_error && (200..400).contains(&status);
+    let code = l
+        .error
+        .and_then(|e| serde_json::from_str::<ErrorCode>(e.get()).ok())
+        .and_then(|e| e.code);
+    let retryable = !succeeded
+        && (retryable_status(status)
+            || code.is_some_and(|c| RETRYABLE_CODES.contains(&c.as_ref())));
     Ok(ResultFacts {
         custom_id: l.custom_id.into_owned(),
         succeeded,
+        retryable,
         input_tokens: usage.prompt_tokens.or(usage.input_tokens).unwrap_or(0),
         output_tokens: usage.completion_tokens.or(usage.output_tokens).unwrap_or(0),
     })
@@ -112,6 +143,20 @@ struct AnthropicResult {
     kind: String,
     #[serde(default)]
     message: Option<AnthropicMessage>,
+    #[serde(default)]
+    error: Option<AnthropicErrorWrap>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicErrorWrap {
+    #[serde(default)]
+    error: Option<AnthropicError>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicError {
+    #[serde(rename = "type", default)]
+    kind: String,
 }
 
 #[derive(Deserialize)]
@@ -123,9 +168,29 @@ struct AnthropicMessage {
 /// Reads an Anthropic batch result line; only `succeeded` is a success.
 pub fn anthropic_result(line: &[u8]) -> Result<ResultFacts, serde_json::Error> {
     let l: AnthropicLine = serde_json::from_slice(line)?;
+    let error_kind = l
+        .result
+        .error
+        .as_ref()
+        .and_then(|e| e.error.as_ref())
+        .map(|e| e.kind.as_str())
+        .unwrap_or("");
+    let retryable = match l.result.kind.as_str() {
+        "expired" => true,
+        "errored" => matches!(
+            error_kind,
+            "rate_limit_error"
+                | "overloaded_error"
+                | "api_error"
+                | "missing_result"
+                | "token_limit_exceeded"
+        ),
+        _ => false,
+    };
     let usage = l.result.message.map(|m| m.usage).unwrap_or_default();
     Ok(ResultFacts {
         custom_id: l.custom_id.into_owned(),
+        retryable,
         succeeded: l.result.kind == "succeeded",
         input_tokens: usage.input_tokens.unwrap_or(0),
         output_tokens: usage.output_tokens.unwrap_or(0),
@@ -187,6 +252,42 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_slice(&anthropic_missing_result("x", "batch_failed", "why")).unwrap();
         assert_eq!(v["result"]["error"]["error"]["type"], "batch_failed");
+    }
+
+    #[test]
+    fn retryable_failures_are_told_from_permanent_ones() {
+        let openai = |line: &str| openai_result(line.as_bytes()).unwrap().retryable;
+        assert!(openai(
+            r#"{"custom_id":"a","response":{"status_code":429,"body":{}},"error":null}"#
+        ));
+        assert!(openai(
+            r#"{"custom_id":"a","response":{"status_code":503,"body":{}},"error":null}"#
+        ));
+        assert!(openai(
+            r#"{"custom_id":"a","response":null,"error":{"code":"batch_expired","message":"m"}}"#
+        ));
+        assert!(!openai(
+            r#"{"custom_id":"a","response":{"status_code":400,"body":{}},"error":null}"#
+        ));
+        assert!(!openai(
+            r#"{"custom_id":"a","response":{"status_code":200,"body":{}},"error":null}"#
+        ));
+        assert!(!openai(
+            r#"{"custom_id":"a","response":null,"error":{"code":"batch_cancelled","message":"m"}}"#
+        ));
+        let anthropic = |line: &str| anthropic_result(line.as_bytes()).unwrap().retryable;
+        assert!(anthropic(
+            r#"{"custom_id":"a","result":{"type":"expired"}}"#
+        ));
+        assert!(anthropic(
+            r#"{"custom_id":"a","result":{"type":"errored","error":{"type":"error","error":{"type":"overloaded_error","message":"m"}}}}"#
+        ));
+        assert!(!anthropic(
+            r#"{"custom_id":"a","result":{"type":"errored","error":{"type":"error","error":{"type":"invalid_request_error","message":"m"}}}}"#
+        ));
+        assert!(!anthropic(
+            r#"{"custom_id":"a","result":{"type":"canceled"}}"#
+        ));
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! one behaviour per test, as DESIGN.md ("Input lines", "Results", summary.json) promises it.
 
 use batchdrop_core::clock::Clock;
+use batchdrop_core::config::Config;
 use batchdrop_core::job::{Advance, LEASE};
 use batchdrop_core::layout::{self, ACTIVE, JobKeys};
 use batchdrop_core::manifest::{JobStatus, Lease, Manifest};
 use batchdrop_core::provider::BatchError;
 use batchdrop_core::store::{ObjectStore, ObjectStoreExt, PutMode};
-use batchdrop_core::testing::{BUCKET, FaultyStore, Script, ScriptedProvider, TestBed, usage_of};
+use batchdrop_core::testing::{
+    BUCKET, FaultyStore, Script, ScriptedProvider, TestBed, small_config, usage_of,
+};
 use batchdrop_core::{JobEvent, SubmitOutcome};
 use serde_json::Value;
 use std::sync::Arc;
@@ -76,6 +79,13 @@ fn started(outcome: SubmitOutcome) -> Result<String, Error> {
 }
 
 /// Polls until no job is active (at most `max` polls); fails on any poll failure.
+fn single_attempt(mut config: Config) -> Config {
+    for route in config.routes.values_mut() {
+        route.retries.max_attempts = 1;
+    }
+    config
+}
+
 async fn poll_to_end(bed: &TestBed, max: usize) -> TestResult {
     for _ in 0..max {
         let report = bed.engine.poll().await?;
@@ -259,10 +269,11 @@ async fn summary_counts_add_up_and_list_batches_with_usage() -> TestResult {
 
 #[tokio::test]
 async fn expired_batch_keeps_answered_requests_and_marks_the_rest_batch_expired() -> TestResult {
-    // GIVEN two batches; the second expires with only its first request answered
-    let bed = TestBed::new(
+    // GIVEN two batches; the second expires with only its first request answered, and a route
+    // that does not retry (one attempt per request)
+    let bed = TestBed::with_config(
         ScriptedProvider::new().with_chunk_script(1, Script::expire_after(1)),
-        3,
+        single_attempt(small_config(3, 1 << 20)),
     );
     let lines: Vec<String> = (1..=6).map(|i| chat(&format!("r{i}"), "gpt-a")).collect();
 
@@ -1072,5 +1083,160 @@ async fn cancel_after_the_job_finished_does_nothing() -> TestResult {
     assert!(asked.is_empty());
     assert_eq!(summary(&bed).await?, before);
     assert_eq!(bed.provider.calls().cancels, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn expired_requests_are_sent_again_and_the_last_attempt_is_the_output() -> TestResult {
+    // GIVEN a route with 3 attempts, and a second batch that expires with one answer
+    let bed = TestBed::new(
+        ScriptedProvider::new().with_chunk_script(1, Script::expire_after(1)),
+        3,
+    );
+    let lines: Vec<String> = (1..=6).map(|i| chat(&format!("r{i}"), "gpt-a")).collect();
+
+    // WHEN it runs to the end
+    bed.drop_file(KEY, file(&lines)).await?;
+    poll_to_end(&bed, 6).await?;
+
+    // THEN the two unanswered requests went out again in a follow-up batch and succeeded
+    let batches = bed.provider.batches();
+    assert_eq!(batches.len(), 3);
+    assert_eq!(batches[2].custom_ids, ["r5", "r6"]);
+    let out = output(&bed).await?;
+    assert_eq!(ids(&out), ["r1", "r2", "r3", "r4", "r5", "r6"]);
+    assert!(
+        out.iter().all(|l| l["response"]["status_code"] == 200),
+        "{out:?}"
+    );
+    // AND the summary counts each request once, and the extra attempts
+    let s = summary(&bed).await?;
+    assert_eq!(s["counts"]["succeeded"], 6);
+    assert_eq!(s["counts"]["failed"], 0);
+    assert_eq!(s["counts"]["retried"], 2);
+    assert_eq!(s["batches"][2]["attempt"], 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn permanent_errors_are_not_sent_again() -> TestResult {
+    // GIVEN a request the provider rejects with a 400 inside a completed batch
+    let bed = TestBed::new(
+        ScriptedProvider::new().with_script(Script::complete().rejecting(["r2"])),
+        10,
+    );
+    let lines: Vec<String> = (1..=3).map(|i| chat(&format!("r{i}"), "gpt-a")).collect();
+    // WHEN it runs to the end
+    bed.drop_file(KEY, file(&lines)).await?;
+    poll_to_end(&bed, 4).await?;
+    // THEN no follow-up batch was made and the rejection stands
+    assert_eq!(bed.provider.batches().len(), 1);
+    let s = summary(&bed).await?;
+    assert_eq!(
+        (
+            s["counts"]["failed"].as_u64(),
+            s["counts"]["retried"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn retries_stop_after_max_attempts_with_the_last_failure_in_the_output() -> TestResult {
+    // GIVEN every batch expires unanswered, and 2 attempts per request
+    let mut config = small_config(10, 1 << 20);
+    config
+        .routes
+        .get_mut("sandbox")
+        .ok_or("no route")?
+        .retries
+        .max_attempts = 2;
+    let bed = TestBed::with_config(
+        ScriptedProvider::new().with_script(Script::expire_after(0)),
+        config,
+    );
+    // WHEN a file of two requests runs to the end
+    bed.drop_file(KEY, file(&[chat("a", "gpt-a"), chat("b", "gpt-a")]))
+        .await?;
+    poll_to_end(&bed, 6).await?;
+    // THEN there were exactly two batches and both requests end as expired, once each
+    assert_eq!(bed.provider.batches().len(), 2);
+    let out = output(&bed).await?;
+    assert_eq!(ids(&out), ["a", "b"]);
+    assert!(out.iter().all(|l| l["error"]["code"] == "batch_expired"));
+    let s = summary(&bed).await?;
+    assert_eq!(
+        (
+            s["counts"]["failed"].as_u64(),
+            s["counts"]["retried"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn capacity_refusal_waits_for_in_flight_batches_then_goes_again() -> TestResult {
+    // GIVEN a first batch refused for capacity and a second one that runs for a while
+    let bed = TestBed::new(
+        ScriptedProvider::new()
+            .with_chunk_script(
+                0,
+                Script::fail_validation([BatchError {
+                    code: "token_limit_exceeded".into(),
+                    message: "Enqueued token limit reached".into(),
+                    line: None,
+                }]),
+            )
+            .with_chunk_script(1, Script::complete().after_polls(2)),
+        2,
+    );
+    let lines: Vec<String> = (1..=4).map(|i| chat(&format!("r{i}"), "gpt-a")).collect();
+    bed.drop_file(KEY, file(&lines)).await?;
+
+    // WHEN the first poll sees the refusal while the second batch is in flight
+    bed.engine.poll().await?;
+    // THEN nothing is sent again yet
+    assert_eq!(bed.provider.batches().len(), 2);
+
+    // WHEN the job runs to the end
+    poll_to_end(&bed, 6).await?;
+    // THEN the refused requests went out once the other batch was done, and all succeeded
+    let batches = bed.provider.batches();
+    assert_eq!(batches.len(), 3);
+    assert_eq!(batches[2].custom_ids, ["r1", "r2"]);
+    let out = output(&bed).await?;
+    assert!(
+        out.iter().all(|l| l["response"]["status_code"] == 200),
+        "{out:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn route_cap_keeps_batches_in_flight_under_the_limit() -> TestResult {
+    // GIVEN a route that allows one batch in flight, and a file of three batches
+    let mut config = small_config(1, 1 << 20);
+    config
+        .routes
+        .get_mut("sandbox")
+        .ok_or("no route")?
+        .retries
+        .max_batches_in_flight = Some(1);
+    let bed = TestBed::with_config(
+        ScriptedProvider::new().with_script(Script::complete().after_polls(1)),
+        config,
+    );
+    let lines: Vec<String> = (1..=3).map(|i| chat(&format!("r{i}"), "gpt-a")).collect();
+    // WHEN it is submitted
+    bed.drop_file(KEY, file(&lines)).await?;
+    // THEN one batch goes out, and the next only after it finished
+    assert_eq!(bed.provider.batches().len(), 1);
+    bed.engine.poll().await?;
+    assert_eq!(bed.provider.batches().len(), 1, "still in flight");
+    poll_to_end(&bed, 10).await?;
+    assert_eq!(bed.provider.batches().len(), 3);
+    assert_eq!(ids(&output(&bed).await?), ["r1", "r2", "r3"]);
     Ok(())
 }
