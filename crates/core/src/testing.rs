@@ -703,6 +703,10 @@ pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     /// (key, writes still to let through first, writes still to fail)
     faults: Mutex<Vec<(String, u32, u32)>>,
+    /// Writes let through so far (any key).
+    writes: std::sync::atomic::AtomicU64,
+    /// After this many writes, every write fails: the process "died".
+    dies_after: Mutex<Option<u64>>,
 }
 
 impl FaultyStore {
@@ -710,7 +714,20 @@ impl FaultyStore {
         Self {
             inner,
             faults: Mutex::new(Vec::new()),
+            writes: std::sync::atomic::AtomicU64::new(0),
+            dies_after: Mutex::new(None),
         }
+    }
+
+    /// Lets `n` writes (any key) through, then fails every write after them, as if the process
+    /// had died there.
+    pub fn die_after_writes(&self, n: u64) {
+        *self.dies_after.lock().expect("faulty store lock") = Some(n);
+    }
+
+    /// Writes that went through so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Fails the next `times` writes (put or put_stream) to `key`.
@@ -727,6 +744,25 @@ impl FaultyStore {
     }
 
     fn check(&self, key: &str) -> Result<(), StoreError> {
+        if let Some(limit) = *self.dies_after.lock().expect("faulty store lock")
+            && self.writes() >= limit
+        {
+            return Err(StoreError::Backend {
+                key: key.to_string(),
+                message: "the process died before this write".into(),
+                retryable: true,
+                source: None,
+            });
+        }
+        let result = self.check_key(key);
+        if result.is_ok() {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        result
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
         let mut faults = self.faults.lock().expect("faulty store lock");
         let Some((_, skip, times)) = faults.iter_mut().find(|(k, _, n)| k == key && *n > 0) else {
             return Ok(());

@@ -1240,3 +1240,99 @@ async fn route_cap_keeps_batches_in_flight_under_the_limit() -> TestResult {
     assert_eq!(ids(&output(&bed).await?), ["r1", "r2", "r3"]);
     Ok(())
 }
+
+/// One run of a 5-request file in chunks of 2 whose second batch expires half answered (so a
+/// follow-up batch is made), through `engine`; returns the upload's ETag.
+async fn run_with_crash(bed: &TestBed, dies_after: Option<u64>) -> Result<(String, u64), Error> {
+    let lines: Vec<String> = (1..=5).map(|i| chat(&format!("r{i}"), "gpt-a")).collect();
+    let meta = bed.upload(KEY, file(&lines)).await?;
+    let faulty = Arc::new(FaultyStore::new(bed.store.clone()));
+    if let Some(n) = dies_after {
+        faulty.die_after_writes(n);
+    }
+    let dying = bed.engine_over(faulty.clone(), "worker-a");
+    let _ = dying.submit(KEY, Some(&meta.etag)).await;
+    for _ in 0..6 {
+        let _ = dying.poll().await;
+    }
+    Ok((meta.etag, faulty.writes()))
+}
+
+#[tokio::test]
+async fn a_crash_after_any_write_then_a_retry_loses_no_request_and_submits_none_twice() -> TestResult
+{
+    let script = || ScriptedProvider::new().with_chunk_script(1, Script::expire_after(1));
+    // The writes of a run that does not crash.
+    let clean = TestBed::new(script(), 2);
+    let (_, total_writes) = run_with_crash(&clean, None).await?;
+    assert!(total_writes > 10, "{total_writes}");
+    let expected: Vec<String> = (1..=5).map(|i| format!("r{i}")).collect();
+
+    for n in 0..total_writes {
+        // GIVEN a process that dies after its n-th write
+        let bed = TestBed::new(script(), 2);
+        let (etag, _) = run_with_crash(&bed, Some(n)).await?;
+
+        // WHEN a new process takes over (the dead one's lease runs out) and S3 delivers the
+        // event again
+        bed.clock.advance(LEASE + Duration::from_secs(1));
+        let engine = bed.engine("worker-b");
+        engine.submit(KEY, Some(&etag)).await?;
+        let mut done = false;
+        for _ in 0..10 {
+            engine.poll().await?;
+            if bed.store.list(ACTIVE).await?.is_empty() {
+                done = true;
+                break;
+            }
+        }
+        assert!(done, "crash after write {n}: job never finished");
+
+        // THEN every accepted request is in output.jsonl exactly once, in order
+        let out = output(&bed).await?;
+        assert_eq!(ids(&out), expected, "crash after write {n}");
+        // AND the provider never got two batches for the same chunk
+        let mut seen = std::collections::HashSet::new();
+        for b in bed.provider.batches() {
+            assert!(
+                seen.insert((b.job_id.clone(), b.chunk)),
+                "crash after write {n}: chunk {} submitted twice",
+                b.chunk
+            );
+        }
+        let s = summary(&bed).await?;
+        assert_eq!(s["counts"]["succeeded"], 5, "crash after write {n}: {s}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_event_delivered_twice_at_once_makes_one_job_and_one_set_of_batches() -> TestResult
+{
+    // GIVEN an upload and two workers receiving its event at the same moment
+    let bed = TestBed::new(ScriptedProvider::new(), 2);
+    let lines: Vec<String> = (1..=5).map(|i| chat(&format!("r{i}"), "gpt-a")).collect();
+    let meta = bed.upload(KEY, file(&lines)).await?;
+    let (a, b) = (bed.engine("worker-a"), bed.engine("worker-b"));
+    // WHEN both submit concurrently
+    let (ra, rb) = tokio::join!(
+        a.submit(KEY, Some(&meta.etag)),
+        b.submit(KEY, Some(&meta.etag))
+    );
+    let outcomes = [ra?, rb?];
+    // THEN one started the job, the other found it
+    let started = outcomes
+        .iter()
+        .filter(|o| matches!(o, SubmitOutcome::Started { .. }))
+        .count();
+    let duplicates = outcomes
+        .iter()
+        .filter(|o| matches!(o, SubmitOutcome::Duplicate { .. }))
+        .count();
+    assert_eq!((started, duplicates), (1, 1), "{outcomes:?}");
+    // AND the job runs once: 3 batches, each request once in the output
+    poll_to_end(&bed, 5).await?;
+    assert_eq!(bed.provider.batches().len(), 3);
+    assert_eq!(ids(&output(&bed).await?), ["r1", "r2", "r3", "r4", "r5"]);
+    Ok(())
+}

@@ -1,0 +1,478 @@
+//! Prices and costs: what a job cost at batch prices, what the same tokens would have cost
+//! through the synchronous API, and the difference.
+//!
+//! - [`PriceTable::builtin`] holds the providers' public list prices, in USD per million
+//!   tokens, taken on [`PRICES_AS_OF`]; a config file replaces or adds models with
+//!   `[prices."model-name"]` (see [`crate::config`]).
+//! - A model name resolves to its table entry exactly, or with a snapshot suffix removed
+//!   (`gpt-4o-mini-2024-07-18` → `gpt-4o-mini`, `claude-sonnet-4-5-20250929` →
+//!   `claude-sonnet-4-5`, `…-latest`). Nothing else is guessed: a name without an entry is
+//!   reported as unpriced, with its tokens, and left out of the totals.
+//! - Costs are plain input and output token prices. Discounts for cached input, long-context
+//!   surcharges and tool fees are not modelled.
+//! - Amounts are rounded to 1e-8 USD per model; totals are sums of the rounded amounts.
+//!
+//! The sandbox routes are priced like the real models their requests name: what the same work
+//! would have cost at the provider.
+
+use crate::manifest::{Manifest, Usage};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The day the built-in prices were taken from the providers' public price lists.
+pub const PRICES_AS_OF: &str = "2025-11-24";
+/// The currency of every amount.
+pub const CURRENCY: &str = "USD";
+
+/// One model's prices, in USD per million tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Price {
+    /// `openai`, `anthropic`, or whatever a config file says.
+    pub provider: String,
+    /// Synchronous API, per million input tokens.
+    pub input: f64,
+    /// Synchronous API, per million output tokens.
+    pub output: f64,
+    /// Batch API, per million input tokens.
+    pub batch_input: f64,
+    /// Batch API, per million output tokens.
+    pub batch_output: f64,
+    /// The day these prices were taken (or `config` for an override without a date).
+    pub as_of: String,
+}
+
+/// Model name → prices.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PriceTable {
+    models: BTreeMap<String, Price>,
+}
+
+/// (model, provider, synchronous input, synchronous output, batch input, batch output), USD per
+/// million tokens. Batch prices are half the synchronous ones at both providers.
+const BUILTIN: &[(&str, &str, f64, f64, f64, f64)] = &[
+    // OpenAI
+    ("gpt-5", "openai", 1.25, 10.00, 0.625, 5.00),
+    ("gpt-5-mini", "openai", 0.25, 2.00, 0.125, 1.00),
+    ("gpt-5-nano", "openai", 0.05, 0.40, 0.025, 0.20),
+    ("gpt-4.1", "openai", 2.00, 8.00, 1.00, 4.00),
+    ("gpt-4.1-mini", "openai", 0.40, 1.60, 0.20, 0.80),
+    ("gpt-4.1-nano", "openai", 0.10, 0.40, 0.05, 0.20),
+    ("gpt-4o", "openai", 2.50, 10.00, 1.25, 5.00),
+    ("gpt-4o-mini", "openai", 0.15, 0.60, 0.075, 0.30),
+    ("o3", "openai", 2.00, 8.00, 1.00, 4.00),
+    ("o4-mini", "openai", 1.10, 4.40, 0.55, 2.20),
+    ("gpt-3.5-turbo", "openai", 0.50, 1.50, 0.25, 0.75),
+    ("text-embedding-3-small", "openai", 0.02, 0.0, 0.01, 0.0),
+    ("text-embedding-3-large", "openai", 0.13, 0.0, 0.065, 0.0),
+    ("text-embedding-ada-002", "openai", 0.10, 0.0, 0.05, 0.0),
+    // Anthropic
+    ("claude-opus-4-5", "anthropic", 5.00, 25.00, 2.50, 12.50),
+    ("claude-opus-4-1", "anthropic", 15.00, 75.00, 7.50, 37.50),
+    ("claude-opus-4", "anthropic", 15.00, 75.00, 7.50, 37.50),
+    ("claude-sonnet-4-5", "anthropic", 3.00, 15.00, 1.50, 7.50),
+    ("claude-sonnet-4", "anthropic", 3.00, 15.00, 1.50, 7.50),
+    ("claude-3-7-sonnet", "anthropic", 3.00, 15.00, 1.50, 7.50),
+    ("claude-haiku-4-5", "anthropic", 1.00, 5.00, 0.50, 2.50),
+    ("claude-3-5-haiku", "anthropic", 0.80, 4.00, 0.40, 2.00),
+    ("claude-3-haiku", "anthropic", 0.25, 1.25, 0.125, 0.625),
+];
+
+impl Default for PriceTable {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+impl PriceTable {
+    /// The providers' list prices of [`PRICES_AS_OF`].
+    pub fn builtin() -> Self {
+        let models = BUILTIN
+            .iter()
+            .map(|&(model, provider, input, output, batch_input, batch_output)| {
+                (
+                    model.to_string(),
+                    Price {
+                        provider: provider.to_string(),
+                        input,
+                        output,
+                        batch_input,
+                        batch_output,
+                        as_of: PRICES_AS_OF.to_string(),
+                    },
+                )
+            })
+            .collect();
+        Self { models }
+    }
+
+    /// An empty table (every model unpriced).
+    pub fn empty() -> Self {
+        Self {
+            models: BTreeMap::new(),
+        }
+    }
+
+    /// Adds or replaces a model's prices.
+    pub fn set(&mut self, model: impl Into<String>, price: Price) {
+        self.models.insert(model.into(), price);
+    }
+
+    /// The entry of `model` exactly as named, if any (no snapshot resolution).
+    pub fn entry(&self, model: &str) -> Option<&Price> {
+        self.models.get(model)
+    }
+
+    /// Every entry, by model name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Price)> {
+        self.models.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The prices of `model`: its own entry, or that of the name without a snapshot suffix
+    /// (`-2024-07-18`, `-20250929`, `-latest`). Returns the entry's name with it.
+    pub fn lookup(&self, model: &str) -> Option<(&str, &Price)> {
+        if let Some((name, price)) = self.models.get_key_value(model) {
+            return Some((name.as_str(), price));
+        }
+        let base = strip_snapshot(model)?;
+        self.models
+            .get_key_value(base)
+            .map(|(name, price)| (name.as_str(), price))
+    }
+}
+
+/// `model` without a trailing snapshot suffix, if it has one.
+fn strip_snapshot(model: &str) -> Option<&str> {
+    if let Some(base) = model.strip_suffix("-latest") {
+        return Some(base);
+    }
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    // -YYYYMMDD
+    if let Some((base, tail)) = model.rsplit_once('-')
+        && tail.len() == 8
+        && digits(tail)
+    {
+        return Some(base);
+    }
+    // -YYYY-MM-DD
+    let mut parts = model.rsplitn(4, '-');
+    let (d, m, y) = (parts.next()?, parts.next()?, parts.next()?);
+    let base = parts.next()?;
+    (y.len() == 4 && m.len() == 2 && d.len() == 2 && digits(y) && digits(m) && digits(d))
+        .then_some(base)
+}
+
+/// Rounds an amount to 1e-8 USD.
+pub fn round_usd(amount: f64) -> f64 {
+    (amount * 1e8).round() / 1e8
+}
+
+/// Tokens of one model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelTokens {
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// The cost of one model's tokens.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelCost {
+    /// The model as the requests (or results) named it.
+    pub model: String,
+    /// The price table entry used.
+    pub priced_as: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub batch: f64,
+    pub synchronous_equivalent: f64,
+    pub prices_as_of: String,
+}
+
+/// A job's (or an estimate's) cost. Serialises as the `cost` object of summary.json.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cost {
+    pub currency: &'static str,
+    /// At the batch prices: what the provider charges.
+    pub batch: f64,
+    /// The same tokens at the synchronous prices.
+    pub synchronous_equivalent: f64,
+    /// `synchronous_equivalent - batch`.
+    pub saved: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub by_model: Vec<ModelCost>,
+    /// Tokens of models without prices: left out of the amounts above.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unpriced: Vec<ModelTokens>,
+    /// Set when some tokens could not be attributed to the model that produced them and were
+    /// priced at the route's default model instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priced_as: Option<String>,
+}
+
+impl Cost {
+    pub fn zero() -> Self {
+        Self {
+            currency: CURRENCY,
+            batch: 0.0,
+            synchronous_equivalent: 0.0,
+            saved: 0.0,
+            by_model: Vec::new(),
+            unpriced: Vec::new(),
+            priced_as: None,
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Adds up tokens per model, then prices them.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    tokens: BTreeMap<String, Usage>,
+    priced_as: Option<String>,
+}
+
+impl Tally {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts `input` and `output` tokens of `model`.
+    pub fn add(&mut self, model: &str, input: u64, output: u64) {
+        if input == 0 && output == 0 {
+            return;
+        }
+        let slot = self.tokens.entry(model.to_string()).or_default();
+        slot.input_tokens += input;
+        slot.output_tokens += output;
+    }
+
+    /// Notes that some tokens were attributed to `model` by default.
+    pub fn assumed(&mut self, model: &str) {
+        self.priced_as = Some(format!(
+            "{model} (the route's default model: these results did not name their model)"
+        ));
+    }
+
+    /// Tokens per model so far.
+    pub fn tokens(&self) -> impl Iterator<Item = (&str, &Usage)> {
+        self.tokens.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Prices the tokens.
+    pub fn cost(&self, prices: &PriceTable) -> Cost {
+        let mut cost = Cost::zero();
+        for (model, usage) in &self.tokens {
+            let (input, output) = (usage.input_tokens as f64, usage.output_tokens as f64);
+            match prices.lookup(model) {
+                Some((entry, p)) => {
+                    let batch = round_usd((input * p.batch_input + output * p.batch_output) / 1e6);
+                    let sync = round_usd((input * p.input + output * p.output) / 1e6);
+                    cost.batch += batch;
+                    cost.synchronous_equivalent += sync;
+                    cost.by_model.push(ModelCost {
+                        model: model.clone(),
+                        priced_as: entry.to_string(),
+                        input_tokens: usage.input_tokens,
+                        output_tokens: usage.output_tokens,
+                        batch,
+                        synchronous_equivalent: sync,
+                        prices_as_of: p.as_of.clone(),
+                    });
+                }
+                None => cost.unpriced.push(ModelTokens {
+                    model: model.clone(),
+                    input_tokens: usage.input_tokens,
+                    output_tokens: usage.output_tokens,
+                }),
+            }
+        }
+        cost.batch = round_usd(cost.batch);
+        cost.synchronous_equivalent = round_usd(cost.synchronous_equivalent);
+        cost.saved = round_usd(cost.synchronous_equivalent - cost.batch);
+        cost.priced_as = self.priced_as.clone();
+        cost
+    }
+}
+
+/// The tokens of a job's collected batches, per model: the model each result named
+/// (`usage_by_model`), else the chunk's planned model (OpenAI batches hold one model), else
+/// `default_model` (the route's), which is then noted in [`Cost::priced_as`].
+pub fn job_tally(manifest: &Manifest, default_model: Option<&str>) -> Tally {
+    let mut tally = Tally::new();
+    for chunk in &manifest.chunks {
+        let by_model: Vec<(&str, &Usage)> = if chunk.usage_by_model.is_empty() {
+            vec![("", &chunk.usage)]
+        } else {
+            chunk
+                .usage_by_model
+                .iter()
+                .map(|(m, u)| (m.as_str(), u))
+                .collect()
+        };
+        for (model, usage) in by_model {
+            if usage.input_tokens == 0 && usage.output_tokens == 0 {
+                continue;
+            }
+            let model = if !model.is_empty() {
+                model
+            } else if !chunk.plan.model.is_empty() {
+                chunk.plan.model.as_str()
+            } else if let Some(default) = default_model {
+                tally.assumed(default);
+                default
+            } else {
+                "unknown"
+            };
+            tally.add(model, usage.input_tokens, usage.output_tokens);
+        }
+    }
+    tally
+}
+
+/// What a job cost so far (its collected batches), at `prices`.
+pub fn job_cost(manifest: &Manifest, prices: &PriceTable, default_model: Option<&str>) -> Cost {
+    job_tally(manifest, default_model).cost(prices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tally(entries: &[(&str, u64, u64)]) -> Tally {
+        let mut t = Tally::new();
+        for (m, i, o) in entries {
+            t.add(m, *i, *o);
+        }
+        t
+    }
+
+    #[test]
+    fn one_million_tokens_cost_the_list_price() {
+        // GIVEN 1M input and 1M output tokens of gpt-4o-mini ($0.15/$0.60, batch $0.075/$0.30)
+        let cost = tally(&[("gpt-4o-mini", 1_000_000, 1_000_000)]).cost(&PriceTable::builtin());
+        // THEN batch = 0.075 + 0.30, synchronous = 0.15 + 0.60, saved = the difference
+        assert_eq!(cost.batch, 0.375);
+        assert_eq!(cost.synchronous_equivalent, 0.75);
+        assert_eq!(cost.saved, 0.375);
+        assert_eq!(cost.currency, "USD");
+    }
+
+    #[test]
+    fn several_models_add_up() {
+        // GIVEN 2,000 in / 500 out of gpt-4.1 and 10,000 in / 3,000 out of claude-sonnet-4-5
+        let cost = tally(&[
+            ("gpt-4.1", 2_000, 500),
+            ("claude-sonnet-4-5", 10_000, 3_000),
+        ])
+        .cost(&PriceTable::builtin());
+        // gpt-4.1:  batch 2000*1.00/1e6 + 500*4.00/1e6 = 0.002 + 0.002 = 0.004
+        //           sync  2000*2.00/1e6 + 500*8.00/1e6 = 0.004 + 0.004 = 0.008
+        // sonnet:   batch 10000*1.50/1e6 + 3000*7.50/1e6 = 0.015 + 0.0225 = 0.0375
+        //           sync  10000*3.00/1e6 + 3000*15.0/1e6 = 0.03 + 0.045 = 0.075
+        assert_eq!(cost.batch, 0.0415);
+        assert_eq!(cost.synchronous_equivalent, 0.083);
+        assert_eq!(cost.saved, 0.0415);
+        assert_eq!(cost.by_model.len(), 2);
+        assert_eq!(cost.by_model[1].model, "gpt-4.1");
+        assert_eq!(cost.by_model[1].batch, 0.004);
+    }
+
+    #[test]
+    fn embeddings_have_no_output_price() {
+        // 3,000,000 tokens of text-embedding-3-small: batch $0.01/M, sync $0.02/M
+        let cost = tally(&[("text-embedding-3-small", 3_000_000, 0)]).cost(&PriceTable::builtin());
+        assert_eq!(cost.batch, 0.03);
+        assert_eq!(cost.synchronous_equivalent, 0.06);
+    }
+
+    #[test]
+    fn small_jobs_keep_fractions_of_a_cent() {
+        // 114 in / 40 out of gpt-4o-mini: batch 114*0.075 + 40*0.30 = 8.55 + 12 = 20.55 µ$
+        let cost = tally(&[("gpt-4o-mini", 114, 40)]).cost(&PriceTable::builtin());
+        assert_eq!(cost.batch, 0.00002055);
+        assert_eq!(cost.synchronous_equivalent, 0.0000411);
+        assert_eq!(cost.saved, 0.00002055);
+    }
+
+    #[test]
+    fn dated_snapshots_use_their_model_entry() {
+        let prices = PriceTable::builtin();
+        assert_eq!(
+            prices.lookup("gpt-4o-mini-2024-07-18").unwrap().0,
+            "gpt-4o-mini"
+        );
+        assert_eq!(
+            prices.lookup("claude-sonnet-4-5-20250929").unwrap().0,
+            "claude-sonnet-4-5"
+        );
+        assert_eq!(
+            prices.lookup("claude-3-5-haiku-latest").unwrap().0,
+            "claude-3-5-haiku"
+        );
+        assert_eq!(prices.lookup("gpt-4o").unwrap().0, "gpt-4o");
+        // not a snapshot of gpt-4o: no guess
+        assert!(prices.lookup("gpt-4o-audio-preview").is_none());
+        assert!(prices.lookup("gpt-4.1-turbo").is_none());
+    }
+
+    #[test]
+    fn unknown_models_are_reported_not_priced() {
+        let cost = tally(&[("gpt-4o-mini", 1_000_000, 0), ("my-finetune", 500, 7)])
+            .cost(&PriceTable::builtin());
+        assert_eq!(cost.batch, 0.075);
+        assert_eq!(
+            cost.unpriced,
+            vec![ModelTokens {
+                model: "my-finetune".into(),
+                input_tokens: 500,
+                output_tokens: 7
+            }]
+        );
+    }
+
+    #[test]
+    fn an_overridden_price_is_used() {
+        let mut prices = PriceTable::builtin();
+        prices.set(
+            "gpt-4o-mini",
+            Price {
+                provider: "openai".into(),
+                input: 1.0,
+                output: 2.0,
+                batch_input: 0.5,
+                batch_output: 1.0,
+                as_of: "2026-01-01".into(),
+            },
+        );
+        let cost = tally(&[("gpt-4o-mini", 1_000_000, 1_000_000)]).cost(&prices);
+        assert_eq!(
+            (cost.batch, cost.synchronous_equivalent, cost.saved),
+            (1.5, 3.0, 1.5)
+        );
+        assert_eq!(cost.by_model[0].prices_as_of, "2026-01-01");
+    }
+
+    #[test]
+    fn summary_cost_serialises_with_the_agreed_fields() {
+        let v = tally(&[("gpt-4o-mini", 1_000_000, 0)])
+            .cost(&PriceTable::builtin())
+            .to_json();
+        assert_eq!(v["currency"], "USD");
+        assert_eq!(v["batch"], 0.075);
+        assert_eq!(v["synchronous_equivalent"], 0.15);
+        assert_eq!(v["saved"], 0.075);
+        assert!(v.get("unpriced").is_none());
+        assert!(v.get("priced_as").is_none());
+    }
+
+    #[test]
+    fn builtin_batch_prices_are_half_the_synchronous_ones() {
+        for (model, p) in PriceTable::builtin().iter() {
+            assert_eq!(p.batch_input * 2.0, p.input, "{model}");
+            assert_eq!(p.batch_output * 2.0, p.output, "{model}");
+        }
+    }
+}
