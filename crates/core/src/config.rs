@@ -19,6 +19,10 @@
 //! [routes.labelling.defaults]      # fill in prompt lines and lines without a model
 //! model = "gpt-4o-mini"
 //! max_tokens = 512
+//!
+//! [prices."gpt-4o-mini"]           # USD per million tokens; see crate::cost
+//! input = 0.15                     # synchronous; batch_input defaults to half
+//! output = 0.60                    # synchronous; batch_output defaults to half
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -124,6 +128,8 @@ impl Default for Retries {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
     pub routes: BTreeMap<String, Route>,
+    /// Model prices: the built-in list, amended by `[prices."model"]` tables.
+    pub prices: crate::cost::PriceTable,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +144,8 @@ pub enum ConfigError {
     Parse { path: String, message: String },
     #[error("route {route:?}: {message}")]
     Route { route: String, message: String },
+    #[error("prices of {model:?}: {message}")]
+    Price { model: String, message: String },
 }
 
 /// The default address of `batchdrop sandbox`, used by the built-in `sandbox` route.
@@ -148,6 +156,8 @@ pub const DEFAULT_SANDBOX_URL: &str = "http://127.0.0.1:8089/v1";
 struct FileConfig {
     #[serde(default)]
     routes: BTreeMap<String, FileRoute>,
+    #[serde(default)]
+    prices: BTreeMap<String, crate::cost::PriceOverride>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -230,7 +240,10 @@ impl Config {
                 retries: Retries::default(),
             },
         );
-        Config { routes }
+        Config {
+            routes,
+            prices: crate::cost::PriceTable::builtin(),
+        }
     }
 
     /// The built-in routes, amended by a TOML document.
@@ -334,6 +347,15 @@ impl Config {
                 return Err(route_err("`base_url` is required".into()));
             }
             config.routes.insert(name, route);
+        }
+        for (model, o) in &file.prices {
+            config
+                .prices
+                .apply(model, o)
+                .map_err(|message| ConfigError::Price {
+                    model: model.clone(),
+                    message,
+                })?;
         }
         Ok(config)
     }
@@ -440,6 +462,38 @@ mod tests {
             c.route("x").unwrap().api_key,
             KeySource::Secret(_)
         ));
+    }
+
+    #[test]
+    fn price_tables_override_and_add_models() {
+        let c = Config::from_toml(
+            "[prices.\"gpt-4o-mini\"]\ninput = 1.0\nas_of = \"2026-11-01\"\n\n[prices.\"my-model\"]\nprovider = \"openai\"\ninput = 4.0\noutput = 8.0\nbatch_output = 3.0\n",
+            "t.toml",
+            &no_env,
+        )
+        .unwrap();
+        let mini = c.prices.entry("gpt-4o-mini").unwrap();
+        assert_eq!((mini.input, mini.batch_input), (1.0, 0.5));
+        assert_eq!((mini.output, mini.batch_output), (0.60, 0.30));
+        assert_eq!(mini.as_of, "2026-11-01");
+        let mine = c.prices.entry("my-model").unwrap();
+        assert_eq!(
+            (mine.input, mine.output, mine.batch_input, mine.batch_output),
+            (4.0, 8.0, 2.0, 3.0)
+        );
+        assert_eq!(mine.as_of, "config");
+    }
+
+    #[test]
+    fn a_new_price_needs_input_and_output_and_no_negatives() {
+        let err = Config::from_toml("[prices.x]\ninput = 1.0\n", "t", &no_env).unwrap_err();
+        assert!(
+            err.to_string().contains("needs `input` and `output`"),
+            "{err}"
+        );
+        let err = Config::from_toml("[prices.gpt-4o]\ninput = -1.0\n", "t", &no_env).unwrap_err();
+        assert!(err.to_string().contains("non-negative"), "{err}");
+        assert!(Config::from_toml("[prices.gpt-4o]\ncost = 1\n", "t", &no_env).is_err());
     }
 
     #[test]

@@ -88,19 +88,21 @@ impl PriceTable {
     pub fn builtin() -> Self {
         let models = BUILTIN
             .iter()
-            .map(|&(model, provider, input, output, batch_input, batch_output)| {
-                (
-                    model.to_string(),
-                    Price {
-                        provider: provider.to_string(),
-                        input,
-                        output,
-                        batch_input,
-                        batch_output,
-                        as_of: PRICES_AS_OF.to_string(),
-                    },
-                )
-            })
+            .map(
+                |&(model, provider, input, output, batch_input, batch_output)| {
+                    (
+                        model.to_string(),
+                        Price {
+                            provider: provider.to_string(),
+                            input,
+                            output,
+                            batch_input,
+                            batch_output,
+                            as_of: PRICES_AS_OF.to_string(),
+                        },
+                    )
+                },
+            )
             .collect();
         Self { models }
     }
@@ -137,6 +139,79 @@ impl PriceTable {
         self.models
             .get_key_value(base)
             .map(|(name, price)| (name.as_str(), price))
+    }
+}
+
+/// A `[prices."model"]` table of the config file. For a model of the built-in table, the fields
+/// given replace its prices; a new model needs `input` and `output`. Batch prices default to
+/// half the synchronous ones (both providers' discount).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceOverride {
+    pub provider: Option<String>,
+    pub input: Option<f64>,
+    pub output: Option<f64>,
+    pub batch_input: Option<f64>,
+    pub batch_output: Option<f64>,
+    pub as_of: Option<String>,
+}
+
+impl PriceTable {
+    /// Applies one `[prices."model"]` table; the error says what is wrong with it.
+    pub fn apply(&mut self, model: &str, o: &PriceOverride) -> Result<(), String> {
+        for (field, value) in [
+            ("input", o.input),
+            ("output", o.output),
+            ("batch_input", o.batch_input),
+            ("batch_output", o.batch_output),
+        ] {
+            if let Some(v) = value
+                && !(v.is_finite() && v >= 0.0)
+            {
+                return Err(format!(
+                    "{field} = {v} must be a non-negative number (USD per million tokens)"
+                ));
+            }
+        }
+        let mut price = match self.models.get(model) {
+            Some(p) => p.clone(),
+            None => {
+                let (Some(input), Some(output)) = (o.input, o.output) else {
+                    return Err(
+                        "a model without built-in prices needs `input` and `output` (USD per million tokens)"
+                            .into(),
+                    );
+                };
+                Price {
+                    provider: String::new(),
+                    input,
+                    output,
+                    batch_input: input / 2.0,
+                    batch_output: output / 2.0,
+                    as_of: String::new(),
+                }
+            }
+        };
+        if let Some(v) = o.input {
+            price.input = v;
+            price.batch_input = o.batch_input.unwrap_or(v / 2.0);
+        }
+        if let Some(v) = o.output {
+            price.output = v;
+            price.batch_output = o.batch_output.unwrap_or(v / 2.0);
+        }
+        if let Some(v) = o.batch_input {
+            price.batch_input = v;
+        }
+        if let Some(v) = o.batch_output {
+            price.batch_output = v;
+        }
+        if let Some(p) = &o.provider {
+            price.provider = p.clone();
+        }
+        price.as_of = o.as_of.clone().unwrap_or_else(|| "config".into());
+        self.models.insert(model.to_string(), price);
+        Ok(())
     }
 }
 

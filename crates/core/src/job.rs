@@ -460,7 +460,7 @@ impl Engine {
         self.store
             .put_json(
                 &format!("{}summary.json", manifest.results_prefix),
-                &manifest.summary(),
+                &manifest.summary_for(&self.config),
                 PutMode::Overwrite,
             )
             .await?;
@@ -1050,6 +1050,8 @@ impl JobRun<'_> {
         let may_retry = attempt < max_attempts && manifest.cancel_requested.is_none();
         let mut retry: Vec<usize> = Vec::new();
         let mut tally = (0u64, 0u64, Usage::default());
+        // The same usage by the model each result names, to price batches that mix models.
+        let mut by_model: std::collections::BTreeMap<String, Usage> = Default::default();
         let mut out = StreamWriter::open(
             engine.store.clone(),
             self.keys.chunk_results(index),
@@ -1062,6 +1064,12 @@ impl JobRun<'_> {
                 Some((bytes, facts)) => {
                     tally.2.input_tokens += facts.input_tokens;
                     tally.2.output_tokens += facts.output_tokens;
+                    if facts.input_tokens + facts.output_tokens > 0 {
+                        let m = by_model.entry(facts.model.clone().unwrap_or_default());
+                        let m = m.or_default();
+                        m.input_tokens += facts.input_tokens;
+                        m.output_tokens += facts.output_tokens;
+                    }
                     match restore.get(&pos) {
                         Some(user_id) => out.write(&wire::with_custom_id(&bytes, user_id)).await?,
                         None => out.write(&bytes).await?,
@@ -1101,6 +1109,7 @@ impl JobRun<'_> {
         chunk.failed = failed;
         chunk.retried = retry.len() as u64;
         chunk.usage = tally.2;
+        chunk.usage_by_model = by_model;
         let batch_id = chunk.batch_id.clone().unwrap_or_default();
         self.save(manifest).await?;
         engine.observer.event(&JobEvent::BatchCollected {
@@ -1225,7 +1234,7 @@ impl JobRun<'_> {
         done.finished_at = Some(rfc3339(engine.clock.now()));
         engine
             .store
-            .put_json(&summary_key, &done.summary(), PutMode::Overwrite)
+            .put_json(&summary_key, &done.summary_for(&engine.config), PutMode::Overwrite)
             .await?;
         self.save(&mut done).await?;
         *manifest = done;

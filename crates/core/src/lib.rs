@@ -4,6 +4,7 @@
 //! - [`provider`]: the batch provider port.
 //! - [`clock`]: the clock port.
 //! - [`config`]: routes, read once at start.
+//! - [`cost`]: price table and job costs (batch, synchronous equivalent, saved).
 //! - [`layout`]: what each key of the bucket means.
 //! - [`input`]: line validation; [`plan`]: chunk planning.
 //! - [`manifest`]: the job manifest; [`job`]: the engine that submit and poll run.
@@ -11,6 +12,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod cost;
 pub mod input;
 pub mod job;
 pub mod layout;

@@ -107,6 +107,10 @@ pub struct ChunkRecord {
     /// work for capacity: `token_limit_exceeded`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub after_drain: bool,
+    /// `usage` split by the model each result named (empty key: results that named none),
+    /// for pricing batches that mix models.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub usage_by_model: std::collections::BTreeMap<String, Usage>,
 }
 
 fn first_attempt() -> u32 {
@@ -131,6 +135,7 @@ impl ChunkRecord {
             retry_of: None,
             retried: 0,
             after_drain: false,
+            usage_by_model: Default::default(),
         }
     }
 }
@@ -176,8 +181,18 @@ impl Manifest {
         })
     }
 
-    /// `summary.json` as DESIGN.md fixes it.
+    /// `summary.json` as DESIGN.md fixes it, priced with the built-in prices and routes.
     pub fn summary(&self) -> serde_json::Value {
+        self.summary_for(&crate::config::Config::builtin(&|_| None))
+    }
+
+    /// `summary.json` with `cost` at `config`'s prices (the route's default model prices
+    /// results that did not name their model).
+    pub fn summary_for(&self, config: &crate::config::Config) -> serde_json::Value {
+        let default_model = config
+            .route(&self.route)
+            .and_then(|r| r.defaults.model.as_deref());
+        let cost = crate::cost::job_cost(self, &config.prices, default_model);
         let batches: Vec<_> = self
             .chunks
             .iter()
@@ -199,6 +214,7 @@ impl Manifest {
             "counts": self.counts,
             "batches": batches,
             "usage": self.usage(),
+            "cost": cost.to_json(),
             "created_at": self.created_at,
             "finished_at": self.finished_at,
         });

@@ -19,6 +19,8 @@ pub struct ResultFacts {
     pub retryable: bool,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// The model the result says answered (`response.body.model`, `result.message.model`).
+    pub model: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +65,8 @@ struct Response {
 struct Body {
     #[serde(default)]
     usage: Option<Usage>,
+    #[serde(default)]
+    model: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -78,12 +82,12 @@ struct Usage {
 pub fn openai_result(line: &[u8]) -> Result<ResultFacts, serde_json::Error> {
     let l: Line = serde_json::from_slice(line)?;
     let has_error = l.error.is_some_and(|e| e.get() != "null");
-    let (status, usage) = match l.response {
-        Some(r) => (
-            r.status_code,
-            r.body.and_then(|b| b.usage).unwrap_or_default(),
-        ),
-        None => (0, Usage::default()),
+    let (status, usage, model) = match l.response {
+        Some(r) => {
+            let (usage, model) = r.body.map(|b| (b.usage, b.model)).unwrap_or_default();
+            (r.status_code, usage.unwrap_or_default(), text(model))
+        }
+        None => (0, Usage::default(), None),
     };
     let succeeded = !has_error && (200..400).contains(&status);
     let code = l
@@ -99,6 +103,7 @@ pub fn openai_result(line: &[u8]) -> Result<ResultFacts, serde_json::Error> {
         retryable,
         input_tokens: usage.prompt_tokens.or(usage.input_tokens).unwrap_or(0),
         output_tokens: usage.completion_tokens.or(usage.output_tokens).unwrap_or(0),
+        model,
     })
 }
 
@@ -163,6 +168,16 @@ struct AnthropicError {
 struct AnthropicMessage {
     #[serde(default)]
     usage: Usage,
+    #[serde(default)]
+    model: Option<serde_json::Value>,
+}
+
+/// A string field read leniently: anything else is as good as absent.
+fn text(value: Option<serde_json::Value>) -> Option<String> {
+    match value {
+        Some(serde_json::Value::String(s)) => Some(s),
+        _ => None,
+    }
 }
 
 /// Reads an Anthropic batch result line; only `succeeded` is a success.
@@ -187,13 +202,18 @@ pub fn anthropic_result(line: &[u8]) -> Result<ResultFacts, serde_json::Error> {
         ),
         _ => false,
     };
-    let usage = l.result.message.map(|m| m.usage).unwrap_or_default();
+    let (usage, model) = l
+        .result
+        .message
+        .map(|m| (m.usage, text(m.model)))
+        .unwrap_or_default();
     Ok(ResultFacts {
         custom_id: l.custom_id.into_owned(),
         retryable,
         succeeded: l.result.kind == "succeeded",
         input_tokens: usage.input_tokens.unwrap_or(0),
         output_tokens: usage.output_tokens.unwrap_or(0),
+        model,
     })
 }
 
@@ -234,6 +254,16 @@ mod tests {
         let f = anthropic_result(br#"{"custom_id":"a","result":{"type":"succeeded","message":{"id":"msg_1","usage":{"input_tokens":12,"output_tokens":30}}}}"#).unwrap();
         assert!(f.succeeded);
         assert_eq!((f.input_tokens, f.output_tokens), (12, 30));
+    }
+
+    #[test]
+    fn results_name_the_model_that_answered() {
+        let f = anthropic_result(br#"{"custom_id":"a","result":{"type":"succeeded","message":{"model":"claude-haiku-4-5-20251001","usage":{"input_tokens":1,"output_tokens":2}}}}"#).unwrap();
+        assert_eq!(f.model.as_deref(), Some("claude-haiku-4-5-20251001"));
+        let f = openai_result(br#"{"id":"b1","custom_id":"r1","response":{"status_code":200,"body":{"model":"gpt-4o-mini-2024-07-18","usage":{"prompt_tokens":1,"completion_tokens":2}}},"error":null}"#).unwrap();
+        assert_eq!(f.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+        let f = openai_result(br#"{"id":"b1","custom_id":"r1","response":{"status_code":200,"body":{"model":7}},"error":null}"#).unwrap();
+        assert_eq!(f.model, None);
     }
 
     #[test]
