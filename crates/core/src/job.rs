@@ -1234,7 +1234,11 @@ impl JobRun<'_> {
         done.finished_at = Some(rfc3339(engine.clock.now()));
         engine
             .store
-            .put_json(&summary_key, &done.summary_for(&engine.config), PutMode::Overwrite)
+            .put_json(
+                &summary_key,
+                &done.summary_for(&engine.config),
+                PutMode::Overwrite,
+            )
             .await?;
         self.save(&mut done).await?;
         *manifest = done;
