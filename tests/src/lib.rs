@@ -1,7 +1,13 @@
 //! Harness for the end-to-end tests: servers the tests start and stop, and small shared helpers.
 //!
 //! - [`moto`]: a private moto S3 server per test, and clients and stores pointed at it.
+//! - [`lambda`]: `cargo lambda watch` running the workspace's functions, killed on drop.
+//! - [`bucket`]: a bucket seen through a plain S3 client (upload, read, list).
+//! - [`fixtures`]: the files of `examples/` and `events/`, and the results they must give.
 
+pub mod bucket;
+pub mod fixtures;
+pub mod lambda;
 pub mod moto;
 
 /// The error type of harness helpers and of tests (`-> TestResult`).
