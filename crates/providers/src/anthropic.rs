@@ -7,9 +7,7 @@
 
 use crate::http::{Auth, Http, describe_reqwest};
 use crate::openai::CLOCK_SLACK_SECS;
-use crate::retry::RetryPolicy;
 use async_trait::async_trait;
-use batchdrop_core::clock::Clock;
 use batchdrop_core::provider::{
     BatchInfo, BatchLookup, BatchState, ChunkUpload, Provider, ProviderError, RequestCounts,
     Submitted,
@@ -19,7 +17,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
 use secrecy::SecretString;
 use serde::Deserialize;
-use std::sync::Arc;
 
 /// How far back `find_batch` looks, at most (pages of 100 batches).
 const MAX_LIST_PAGES: usize = 20;
@@ -28,14 +25,7 @@ pub struct AnthropicProvider {
     http: Http,
 }
 
-impl std::fmt::Debug for AnthropicProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AnthropicProvider")
-            .field("base_url", &self.http.base_url)
-            .field("key", &self.http.has_key().then_some("[redacted]"))
-            .finish_non_exhaustive()
-    }
-}
+crate::http::http_provider_common!(AnthropicProvider);
 
 impl AnthropicProvider {
     /// `base_url` without `/v1` (`https://api.anthropic.com`, as `ANTHROPIC_BASE_URL`).
@@ -43,16 +33,6 @@ impl AnthropicProvider {
         Self {
             http: Http::new(base_url, Auth::AnthropicKey(key)),
         }
-    }
-
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.http.clock = clock;
-        self
-    }
-
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.http.retry = retry;
-        self
     }
 }
 

@@ -31,6 +31,39 @@ pub(crate) struct Http {
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// What every provider wrapping an [`Http`] in a field `http` has: a `Debug` that never shows
+/// the key, and the builders for the retry clock and policy.
+macro_rules! http_provider_common {
+    ($ty:ident) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("base_url", &self.http.base_url)
+                    .field("key", &self.http.has_key().then_some("[redacted]"))
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl $ty {
+            /// The clock retries wait on (tests inject a manual one).
+            pub fn with_clock(
+                mut self,
+                clock: std::sync::Arc<dyn batchdrop_core::clock::Clock>,
+            ) -> Self {
+                self.http.clock = clock;
+                self
+            }
+
+            /// How failed calls are tried again.
+            pub fn with_retry(mut self, retry: $crate::retry::RetryPolicy) -> Self {
+                self.http.retry = retry;
+                self
+            }
+        }
+    };
+}
+pub(crate) use http_provider_common;
+
 impl Http {
     pub fn new(base_url: &str, auth: Auth) -> Self {
         let client = reqwest::Client::builder()

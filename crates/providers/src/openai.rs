@@ -6,16 +6,13 @@
 mod wire;
 
 use crate::http::{Auth, Http, describe_reqwest};
-use crate::retry::RetryPolicy;
 use async_trait::async_trait;
-use batchdrop_core::clock::Clock;
 use batchdrop_core::provider::{
     BatchInfo, BatchLookup, ChunkUpload, Provider, ProviderError, Submitted,
 };
 use batchdrop_core::store::ByteStream;
 use futures::TryStreamExt;
 use secrecy::SecretString;
-use std::sync::Arc;
 
 /// How far back `find_batch` looks, at most (pages of 100 batches).
 const MAX_LIST_PAGES: usize = 20;
@@ -26,14 +23,7 @@ pub struct OpenAiProvider {
     http: Http,
 }
 
-impl std::fmt::Debug for OpenAiProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiProvider")
-            .field("base_url", &self.http.base_url)
-            .field("key", &self.http.has_key().then_some("[redacted]"))
-            .finish_non_exhaustive()
-    }
-}
+crate::http::http_provider_common!(OpenAiProvider);
 
 impl OpenAiProvider {
     /// `base_url` ends in `/v1` (a trailing slash is fine); `key` is None for the sandbox.
@@ -41,16 +31,6 @@ impl OpenAiProvider {
         Self {
             http: Http::new(base_url, Auth::Bearer(key)),
         }
-    }
-
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.http.clock = clock;
-        self
-    }
-
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.http.retry = retry;
-        self
     }
 }
 
