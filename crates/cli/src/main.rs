@@ -1,8 +1,12 @@
 //! `batchdrop`: run the pipeline on a local directory (`batchdrop local`) or serve the sandbox
-//! provider (`batchdrop sandbox`).
+//! provider (`batchdrop sandbox`); and the operator's commands on a local root or an S3 bucket
+//! (`submit`, `status`, `results`, `cancel`, `estimate`: see `ops`).
 
+mod estimate;
 mod local;
+mod ops;
 mod printer;
+mod status;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -12,7 +16,8 @@ use std::process::ExitCode;
 #[command(
     name = "batchdrop",
     version,
-    about = "LLM batch inference from object storage"
+    about = "LLM batch inference from object storage",
+    after_help = ops::EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,6 +39,8 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         step_ms: u64,
     },
+    #[command(flatten)]
+    Ops(ops::OpsCommand),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +62,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Local(args) => local::run(args).await,
+            Command::Ops(command) => ops::run(command).await,
             Command::Sandbox { addr, step_ms } => serve_sandbox(addr, step_ms).await,
         }
     });

@@ -10,7 +10,8 @@
 //!   reported as unpriced, with its tokens, and left out of the totals.
 //! - Costs are plain input and output token prices. Discounts for cached input, long-context
 //!   surcharges and tool fees are not modelled.
-//! - Amounts are rounded to 1e-8 USD per model; totals are sums of the rounded amounts.
+//! - Amounts are worked out in whole nano-dollars (1e-9 USD, exact for every built-in price)
+//!   per model and price, then added up; `saved` is the exact difference.
 //!
 //! The sandbox routes are priced like the real models their requests name: what the same work
 //! would have cost at the provider.
@@ -236,9 +237,13 @@ fn strip_snapshot(model: &str) -> Option<&str> {
         .then_some(base)
 }
 
-/// Rounds an amount to 1e-8 USD.
-pub fn round_usd(amount: f64) -> f64 {
-    (amount * 1e8).round() / 1e8
+/// Nano-dollars (1e-9 USD) of `tokens` at `per_million` USD per million tokens.
+fn nanos(tokens: u64, per_million: f64) -> i64 {
+    (tokens as f64 * per_million * 1e3).round() as i64
+}
+
+fn dollars(nanos: i64) -> f64 {
+    nanos as f64 / 1e9
 }
 
 /// Tokens of one model.
@@ -339,21 +344,22 @@ impl Tally {
     /// Prices the tokens.
     pub fn cost(&self, prices: &PriceTable) -> Cost {
         let mut cost = Cost::zero();
+        let (mut batch_total, mut sync_total) = (0i64, 0i64);
         for (model, usage) in &self.tokens {
-            let (input, output) = (usage.input_tokens as f64, usage.output_tokens as f64);
+            let (input, output) = (usage.input_tokens, usage.output_tokens);
             match prices.lookup(model) {
                 Some((entry, p)) => {
-                    let batch = round_usd((input * p.batch_input + output * p.batch_output) / 1e6);
-                    let sync = round_usd((input * p.input + output * p.output) / 1e6);
-                    cost.batch += batch;
-                    cost.synchronous_equivalent += sync;
+                    let batch = nanos(input, p.batch_input) + nanos(output, p.batch_output);
+                    let sync = nanos(input, p.input) + nanos(output, p.output);
+                    batch_total += batch;
+                    sync_total += sync;
                     cost.by_model.push(ModelCost {
                         model: model.clone(),
                         priced_as: entry.to_string(),
-                        input_tokens: usage.input_tokens,
-                        output_tokens: usage.output_tokens,
-                        batch,
-                        synchronous_equivalent: sync,
+                        input_tokens: input,
+                        output_tokens: output,
+                        batch: dollars(batch),
+                        synchronous_equivalent: dollars(sync),
                         prices_as_of: p.as_of.clone(),
                     });
                 }
@@ -364,9 +370,9 @@ impl Tally {
                 }),
             }
         }
-        cost.batch = round_usd(cost.batch);
-        cost.synchronous_equivalent = round_usd(cost.synchronous_equivalent);
-        cost.saved = round_usd(cost.synchronous_equivalent - cost.batch);
+        cost.batch = dollars(batch_total);
+        cost.synchronous_equivalent = dollars(sync_total);
+        cost.saved = dollars(sync_total - batch_total);
         cost.priced_as = self.priced_as.clone();
         cost
     }
@@ -470,6 +476,11 @@ mod tests {
         assert_eq!(cost.batch, 0.00002055);
         assert_eq!(cost.synchronous_equivalent, 0.0000411);
         assert_eq!(cost.saved, 0.00002055);
+        // 85 in / 500 out: batch 6.375 + 150 = 156.375 µ$, sync 312.75 µ$, saved exactly half
+        let cost = tally(&[("gpt-4o-mini", 85, 500)]).cost(&PriceTable::builtin());
+        assert_eq!(cost.batch, 0.000156375);
+        assert_eq!(cost.synchronous_equivalent, 0.00031275);
+        assert_eq!(cost.saved, 0.000156375);
     }
 
     #[test]
