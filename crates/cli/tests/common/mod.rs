@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub type TestResult = Result<(), Box<dyn std::error::Error>>;
-pub type Error = Box<dyn std::error::Error>;
+pub type TestResult = Result<(), Error>;
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
