@@ -4,7 +4,14 @@
 //! Environment:
 //! - `BATCHDROP_BUCKET` (poll): the bucket whose jobs it polls;
 //! - `BATCHDROP_CONFIG`: path of the config file (optional; built-in routes otherwise);
+//! - `BATCHDROP_EVENT_BUS` (optional): EventBridge bus (name or ARN) that gets a
+//!   `Batch Job Finished` event per finished job (see [`events`]; needs `events:PutEvents`);
+//! - `BATCHDROP_METRICS_NAMESPACE` (optional): CloudWatch namespace of the EMF metric lines
+//!   (default `batchdrop`; see [`metrics`]);
 //! - `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `BATCHDROP_SANDBOX_URL`, `AWS_ENDPOINT_URL`: as usual.
+
+pub mod events;
+pub mod metrics;
 
 use aws_lambda_events::event::s3::S3Event;
 use batchdrop_core::clock::SystemClock;
@@ -21,6 +28,8 @@ pub struct App {
     s3: aws_sdk_s3::Client,
     config: Arc<Config>,
     providers: Arc<dyn Providers>,
+    /// Metrics and completion events of the jobs each invocation moves.
+    completions: Arc<events::Completions>,
     /// Bucket polled by the poll function.
     pub bucket: Option<String>,
 }
@@ -42,9 +51,13 @@ impl App {
         let providers = batchdrop_providers::providers_for(&config, &process_env);
         // The store for the poll bucket (or a placeholder name) carries the configured client.
         let s3 = S3Store::from_env("batchdrop").await.client().clone();
+        let config = Arc::new(config);
+        let env = |name: &str| process_env(name).filter(|v| !v.is_empty());
+        let completions = Arc::new(events::Completions::from_env(config.clone(), &env).await);
         Ok(App {
             s3,
-            config: Arc::new(config),
+            config,
+            completions,
             providers: Arc::new(providers),
             bucket: std::env::var("BATCHDROP_BUCKET")
                 .ok()
@@ -53,7 +66,9 @@ impl App {
     }
 
     pub fn engine(&self, bucket: &str) -> Engine {
-        let store = Arc::new(S3Store::new(self.s3.clone(), bucket));
+        let store: Arc<dyn batchdrop_core::store::ObjectStore> =
+            Arc::new(S3Store::new(self.s3.clone(), bucket));
+        let observer = self.completions.observer(store.clone());
         Engine::new(
             store,
             bucket,
@@ -61,6 +76,7 @@ impl App {
             self.providers.clone(),
             Arc::new(SystemClock),
         )
+        .with_observer(observer)
     }
 }
 
@@ -144,6 +160,7 @@ pub async fn handle_s3_event(app: &App, event: S3Event) -> Result<SubmitResponse
             job_id,
         });
     }
+    app.completions.flush().await;
     if !retry.is_empty() {
         return Err(HandlerError::Retryable(retry.join("; ")));
     }
@@ -170,6 +187,10 @@ pub async fn handle_tick(app: &App) -> Result<PollResponse, HandlerError> {
         .poll()
         .await
         .map_err(|e: JobError| HandlerError::Retryable(e.to_string()))?;
+    app.completions.flush().await;
+    app.completions
+        .batches_in_flight(&S3Store::new(app.s3.clone(), bucket))
+        .await;
     let failures: Vec<String> = report
         .failures
         .iter()
