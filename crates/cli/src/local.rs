@@ -31,6 +31,10 @@ pub struct LocalArgs {
     /// Milliseconds a sandbox batch spends in each state (validating, in_progress, finalizing).
     #[arg(long, default_value_t = 1000)]
     sandbox_step_ms: u64,
+    /// Faults the embedded sandbox injects, e.g. "seed=7,http429=0.1,req500=0.02" (keys: see
+    /// the README). Default: none.
+    #[arg(long, value_name = "SPEC")]
+    sandbox_faults: Option<batchdrop_sandbox::Faults>,
     /// Seconds between polls of the provider.
     #[arg(long, default_value_t = 2.0)]
     poll_interval: f64,
@@ -55,6 +59,7 @@ pub async fn run(args: LocalArgs) -> Result<(), String> {
     } else {
         let sandbox_config = batchdrop_sandbox::SandboxConfig {
             step: Duration::from_millis(args.sandbox_step_ms),
+            faults: args.sandbox_faults.clone().unwrap_or_default(),
             ..Default::default()
         };
         let sandbox = batchdrop_sandbox::Sandbox::start(args.sandbox_addr, sandbox_config)

@@ -38,6 +38,10 @@ enum Command {
         /// (0: batches complete on the first retrieve).
         #[arg(long, default_value_t = 0)]
         step_ms: u64,
+        /// Faults to inject, e.g. "seed=7,http429=0.1,token_limit=0.2,req500=0.02" (keys: see
+        /// the README or the batchdrop-sandbox docs). Default: none.
+        #[arg(long, value_name = "SPEC")]
+        faults: Option<batchdrop_sandbox::Faults>,
     },
     #[command(flatten)]
     Ops(ops::OpsCommand),
@@ -63,7 +67,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Local(args) => local::run(args).await,
             Command::Ops(command) => ops::run(command).await,
-            Command::Sandbox { addr, step_ms } => serve_sandbox(addr, step_ms).await,
+            Command::Sandbox {
+                addr,
+                step_ms,
+                faults,
+            } => serve_sandbox(addr, step_ms, faults.unwrap_or_default()).await,
         }
     });
     match result {
@@ -75,9 +83,15 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve_sandbox(addr: SocketAddr, step_ms: u64) -> Result<(), String> {
+async fn serve_sandbox(
+    addr: SocketAddr,
+    step_ms: u64,
+    faults: batchdrop_sandbox::Faults,
+) -> Result<(), String> {
+    let spec = faults.to_string();
     let config = batchdrop_sandbox::SandboxConfig {
         step: std::time::Duration::from_millis(step_ms),
+        faults,
         ..Default::default()
     };
     let sandbox = batchdrop_sandbox::Sandbox::start(addr, config)
@@ -88,6 +102,9 @@ async fn serve_sandbox(addr: SocketAddr, step_ms: u64) -> Result<(), String> {
         "  OPENAI_BASE_URL={} works with the official SDKs",
         sandbox.base_url()
     );
+    if !spec.is_empty() {
+        println!("  injecting faults: {spec}");
+    }
     local::shutdown_signal().await;
     sandbox.stop().await;
     Ok(())

@@ -19,6 +19,7 @@ mod timeline;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -41,6 +42,7 @@ use timeline::Status;
 
 use crate::AppState;
 use crate::clock::rfc3339;
+use crate::faults::{self, BatchFault, Provider};
 use crate::openai::{new_id, same_secret};
 
 /// The largest create body, in bytes.
@@ -99,40 +101,55 @@ pub(crate) struct ApiError {
     status: StatusCode,
     kind: &'static str,
     message: String,
+    /// Sent as `retry-after` and `retry-after-ms` (injected 429s and 529s).
+    retry_after: Option<Duration>,
 }
 
 impl ApiError {
-    fn invalid(message: String) -> Self {
+    fn new(status: StatusCode, kind: &'static str, message: String) -> Self {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
-            kind: "invalid_request_error",
+            status,
+            kind,
             message,
+            retry_after: None,
         }
+    }
+
+    fn invalid(message: String) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
     }
 
     fn not_found(message: String) -> Self {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            kind: "not_found_error",
-            message,
-        }
+        Self::new(StatusCode::NOT_FOUND, "not_found_error", message)
     }
 
     fn authentication(message: &str) -> Self {
-        ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            kind: "authentication_error",
-            message: message.to_owned(),
-        }
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            message.to_owned(),
+        )
     }
 
     fn too_large() -> Self {
-        ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            kind: "request_too_large",
-            message: format!(
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            format!(
                 "Request exceeds the maximum allowed number of bytes: a message batch may have at most {MAX_MESSAGE_BATCH_BYTES} bytes."
             ),
+        )
+    }
+
+    /// An error injected with `status`, in the error type Anthropic uses for it.
+    fn injected(status: u16, message: &str, retry_after: Option<Duration>) -> Self {
+        ApiError {
+            retry_after,
+            ..Self::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                faults::anthropic_error_type(status),
+                format!("{message} (sandbox fault injection)"),
+            )
         }
     }
 }
@@ -140,19 +157,45 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"type": "error", "error": {"type": self.kind, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        for (name, value) in self
+            .retry_after
+            .map(faults::retry_after_headers)
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
     }
+}
+
+/// An injected API error: `status` (429, 500 or 529) in Anthropic's shape, with a
+/// `request-id`, and `retry-after` / `retry-after-ms` when `retry_after` is given.
+pub(crate) fn injected_error(status: u16, retry_after: Option<Duration>) -> Response {
+    let message = match status {
+        429 => "Number of requests has exceeded your rate limit. Please try again later.",
+        529 => "Overloaded",
+        _ => "Internal server error",
+    };
+    let mut response = ApiError::injected(status, message, retry_after).into_response();
+    if let Ok(id) = HeaderValue::from_str(&new_id("req_", 24)) {
+        response.headers_mut().insert("request-id", id);
+    }
+    response
 }
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Invalid(invalid) => ApiError::invalid(invalid.message),
-            StoreError::Crashed { reason } => ApiError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                kind: "api_error",
-                message: format!("The sandbox failed while processing this batch: {reason}"),
-            },
+            StoreError::Crashed { reason } => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                format!("The sandbox failed while processing this batch: {reason}"),
+            ),
             StoreError::NotFound { id } => {
                 ApiError::not_found(format!("No Message Batch with id '{id}'."))
             }
@@ -248,7 +291,26 @@ async fn create_batch(
     body: Body,
 ) -> Result<Json<MessageBatch>, ApiError> {
     let body = read_body(&headers, body).await?;
-    let view = app.anthropic.create(body, app.now()).await?;
+    let plan = app.faults.batch(Provider::Anthropic);
+    match plan.outcome {
+        Some(BatchFault::Validation) => {
+            return Err(ApiError::injected(
+                400,
+                "requests: this batch failed validation",
+                None,
+            ));
+        }
+        // Anthropic refuses work over the queue limit at create, with a 429.
+        Some(BatchFault::TokenLimit) => {
+            return Err(ApiError::injected(
+                429,
+                "This batch would put more requests in your batch queue than your rate limit allows. Please try again once some batches have ended.",
+                Some(app.faults.faults().retry_after),
+            ));
+        }
+        _ => {}
+    }
+    let view = app.anthropic.create(body, app.now(), plan).await?;
     app.stats
         .message_batches_created
         .fetch_add(1, Ordering::Relaxed);

@@ -68,10 +68,81 @@
 //! - **Delete** only once ended (else 400); **cancel** only before (else 400). Listings are
 //!   newest first, `limit` 1–1000 (default 20), paged by `after_id` / `before_id`.
 //!
+//! # Fault injection
+//!
+//! [`SandboxConfig::faults`] makes the sandbox fail the way the real providers do, on
+//! purpose and reproducibly (default: no faults). [`Faults`] comes from Rust (fields and
+//! chainable setters), from a spec string ([`Faults::parse`]; `batchdrop sandbox --faults
+//! SPEC`, `batchdrop local --sandbox-faults SPEC`), or through serde from a config file, as
+//! that string or as a table of the same keys:
+//!
+//! ```text
+//! seed=7,http429=0.1,http500=0.05,timeout=0.02,token_limit=0.2,expire=0.1,expire_keep=0.5,
+//! finalizing_extra=3,no_output=0.1,validation=0.1,req429=0.05,req500=0.02,req400=0.01
+//! ```
+//!
+//! A spec is comma-separated `key=value` pairs; the empty spec is no faults. A rate is a
+//! probability from 0 to 1 or `every:N` (exactly the Nth, 2Nth, … request, batch or line).
+//! An unknown key, a bad value, a key given twice, or exclusive probabilities adding up to
+//! more than 1 are refused with an error naming the key ([`FaultsError`]), and
+//! [`Sandbox::start`] refuses faults that do not [validate](Faults::validate).
+//!
+//! API faults, on any provider request (not `/sandbox/stats`), one draw among them:
+//! - `http429` — 429 with `retry-after` (seconds, rounded up) and `retry-after-ms`
+//!   (`retry_after_ms`, default 1000); OpenAI `{"error":{"type":"requests","code":
+//!   "rate_limit_exceeded"}}`, Anthropic `rate_limit_error`. Nothing is done.
+//! - `http500` — 500, OpenAI `server_error`, Anthropic `api_error`. Nothing is done.
+//! - `http529` — Anthropic 529 `overloaded_error`, OpenAI 503 `server_error` ("overloaded"),
+//!   with the retry headers. Nothing is done.
+//! - `timeout` — the request **is carried out**, then its answer is held for `timeout_ms`
+//!   (default 60000): a client with a shorter timeout gives up on a request that took effect
+//!   (a batch it created exists). [`Sandbox::stop`] lets held answers go.
+//! - `drop` — the request **is carried out**, then the connection is closed without a byte
+//!   of answer.
+//!
+//! Batch faults, decided when the batch is created, one draw among the first four:
+//! - `validation` — OpenAI: `failed` at the end of `validating` with `errors.data[0].code`
+//!   `invalid_request`; Anthropic: the create call is refused with a 400
+//!   `invalid_request_error`.
+//! - `token_limit` — OpenAI: the create succeeds, then the batch is `failed` with
+//!   `errors.data[0].code` `token_limit_exceeded`, `line` null, and no files; Anthropic (whose
+//!   limit is on queued requests): the create call is refused with a 429 `rate_limit_error`
+//!   with the retry headers.
+//! - `expire` — only the first `expire_keep` share (default 0.5) of the requests, in
+//!   processing order, is answered. OpenAI: `expired` when it would have started finalizing
+//!   (`expired_at` = created + 2 steps, not `expires_at`, so that it shows without waiting a
+//!   day), the answers in the output file and the rest as `batch_expired` lines in the error
+//!   file; Anthropic: `ended` on time with the rest as `expired` results.
+//! - `no_output` — every request fails with 500 (OpenAI error lines `response.status_code`
+//!   500, `error: null`: the batch is `completed` with a null `output_file_id`; Anthropic
+//!   `errored` results with `api_error`).
+//! - `finalizing_extra=N` with `finalizing` (a rate, default every batch) — OpenAI: the batch
+//!   stays `finalizing` N more steps; Anthropic: it stays `in_progress` N more steps after its
+//!   last request is done. Drawn on its own; nothing with a zero step.
+//!
+//! Request faults, decided per request of a batch, one draw among them:
+//! - `reqNNN` (any status 400–599, e.g. `req429`, `req500`, `req400`) — OpenAI: an error-file
+//!   line with `response.status_code` NNN, `error: null` and OpenAI's error body for that
+//!   status; Anthropic: an `errored` result with the matching type (`rate_limit_error`,
+//!   `api_error`, `overloaded_error`, `invalid_request_error`, …).
+//! - `result_errored`, `result_expired` (Anthropic only) — an `errored` (`api_error`) or
+//!   `expired` result.
+//!
+//! **Determinism.** Every decision is a pure function of `seed` and a counter, never of the
+//! clock or of random ids: API faults of the request's number (the first provider request the
+//! sandbox receives is 1), batch faults of the batch's number (per provider, in creation
+//! order), request faults of the batch number and the request's position in the input. A
+//! client that makes the same calls in the same order meets the same faults; a request
+//! retried in a new batch gets a new draw. Faults of one group exclude each other: one draw
+//! splits [0, 1) among its probabilities (so each is the exact share of its fault), after
+//! the `every:N` faults, which go first. Injected errors say "sandbox fault injection" in
+//! their messages. [`SandboxStats::faults`] counts what was injected, by key.
+//!
 //! `GET /sandbox/stats` (no key needed) answers [`SandboxStats`] as JSON.
 
 mod anthropic;
 mod clock;
+mod faults;
 mod openai;
 mod respond;
 
@@ -90,13 +161,18 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use anthropic::{MAX_MESSAGE_BATCH_BYTES, MAX_MESSAGE_REQUESTS};
 #[cfg(feature = "testing")]
 pub use clock::ManualClock;
 pub use clock::{Clock, SystemClock};
+use faults::{ApiFault, Injector};
+pub use faults::{
+    DEFAULT_EXPIRE_KEEP, DEFAULT_RETRY_AFTER, DEFAULT_TIMEOUT, FaultStats, Faults, FaultsError,
+    KEYS as FAULT_KEYS, NO_OUTPUT_STATUS, Rate,
+};
 pub use openai::{
     MAX_BATCH_FILE_BYTES, MAX_FILE_BYTES, MAX_REPORTED_ERRORS, MAX_REQUESTS, MODEL_NOT_FOUND,
 };
@@ -118,6 +194,8 @@ pub struct SandboxConfig {
     /// `x-api-key` or `Authorization: Bearer`); otherwise any non-empty key is accepted. A
     /// missing one is a 401 either way, as with the real APIs.
     pub api_key: Option<String>,
+    /// The faults to inject (default: none). See "Fault injection" in the crate docs.
+    pub faults: Faults,
 }
 
 impl fmt::Debug for SandboxConfig {
@@ -125,6 +203,7 @@ impl fmt::Debug for SandboxConfig {
         f.debug_struct("SandboxConfig")
             .field("step", &self.step)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("faults", &format_args!("{:?}", self.faults.to_string()))
             .finish()
     }
 }
@@ -141,6 +220,9 @@ pub struct SandboxStats {
     /// Anthropic message batches created.
     #[serde(default)]
     pub message_batches_created: u64,
+    /// Faults injected, by kind.
+    #[serde(default)]
+    pub faults: FaultStats,
 }
 
 /// What every handler shares.
@@ -150,6 +232,9 @@ pub(crate) struct AppState {
     stats: Counters,
     openai: openai::Store,
     anthropic: anthropic::Store,
+    faults: Injector,
+    /// Turns `true` when a [`Sandbox`] is stopping: held answers are let go.
+    stopping: watch::Sender<bool>,
     /// The address the server listens on, when it is a [`Sandbox`] (not a bare [`router`]).
     addr: Option<SocketAddr>,
 }
@@ -167,6 +252,8 @@ impl AppState {
         AppState {
             openai: openai::Store::new(config.step),
             anthropic: anthropic::Store::new(config.step),
+            faults: Injector::new(config.faults.clone()),
+            stopping: watch::Sender::new(false),
             config,
             clock,
             stats: Counters::default(),
@@ -184,6 +271,16 @@ impl AppState {
             batches_created: self.stats.batches_created.load(Ordering::Relaxed),
             requests_received: self.stats.requests_received.load(Ordering::Relaxed),
             message_batches_created: self.stats.message_batches_created.load(Ordering::Relaxed),
+            faults: self.faults.stats(),
+        }
+    }
+
+    /// Waits for `duration`, or until the sandbox stops.
+    async fn hold(&self, duration: Duration) {
+        let mut stopping = self.stopping.subscribe();
+        tokio::select! {
+            () = tokio::time::sleep(duration) => {}
+            _ = stopping.wait_for(|stopping| *stopping) => {}
         }
     }
 }
@@ -208,6 +305,7 @@ impl fmt::Debug for Sandbox {
 
 impl Sandbox {
     /// Binds `addr` (port 0 picks a free port) and serves on the current tokio runtime.
+    /// Faults that do not [validate](Faults::validate) are an `InvalidInput` error.
     pub async fn start(addr: SocketAddr, config: SandboxConfig) -> io::Result<Sandbox> {
         Self::start_with_clock(addr, config, Arc::new(SystemClock)).await
     }
@@ -218,6 +316,10 @@ impl Sandbox {
         config: SandboxConfig,
         clock: Arc<dyn Clock>,
     ) -> io::Result<Sandbox> {
+        config
+            .faults
+            .validate()
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(AppState::new(config, clock, Some(addr)));
@@ -231,7 +333,7 @@ impl Sandbox {
                 })
                 .await
         });
-        tracing::info!(%addr, "sandbox provider listening");
+        tracing::info!(%addr, faults = %state.config.faults, "sandbox provider listening");
         Ok(Sandbox {
             addr,
             state,
@@ -267,8 +369,10 @@ impl Sandbox {
         self.state.stats()
     }
 
-    /// Stops accepting connections and waits for the requests in flight to finish.
+    /// Stops accepting connections and waits for the requests in flight to finish (answers
+    /// held by a `timeout` fault are let go at once).
     pub async fn stop(self) {
+        self.state.stopping.send_replace(true);
         let _ = self.shutdown.send(());
         match self.server.await {
             Ok(Ok(())) => tracing::info!(addr = %self.addr, "sandbox provider stopped"),
@@ -309,21 +413,60 @@ async fn unknown_route(method: Method, uri: Uri) -> Response {
     }
 }
 
+/// A response whose body fails before its first byte: the server then closes the connection
+/// without sending anything, not even the status line.
+fn dropped_connection() -> Response {
+    let failing = futures::stream::once(async {
+        Err::<bytes::Bytes, io::Error>(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "connection dropped by sandbox fault injection",
+        ))
+    });
+    Response::new(axum::body::Body::from_stream(failing))
+}
+
 async fn stats(State(state): State<Arc<AppState>>) -> Json<SandboxStats> {
     Json(state.stats())
 }
 
-/// Counts a provider request and gives its response an `x-request-id`, as the real APIs do.
+/// Counts a provider request, injects its API fault if it has one, and gives its response an
+/// `x-request-id`, as the real APIs do.
 async fn count_and_tag(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {
-    state
+    let number = state
         .stats
         .requests_received
-        .fetch_add(1, Ordering::Relaxed);
-    let mut response = next.run(request).await;
+        .fetch_add(1, Ordering::Relaxed)
+        + 1;
+    let anthropic = anthropic::owns(request.uri());
+    let faults = state.faults.faults();
+    let refuse = |status: u16, retry_after: Option<Duration>| {
+        if anthropic {
+            anthropic::injected_error(status, retry_after)
+        } else {
+            openai::injected_error(status, retry_after)
+        }
+    };
+    let mut response = match state.faults.api(number) {
+        None => next.run(request).await,
+        Some(ApiFault::RateLimited) => refuse(429, Some(faults.retry_after)),
+        Some(ApiFault::ServerError) => refuse(500, None),
+        Some(ApiFault::Overloaded) => {
+            refuse(if anthropic { 529 } else { 503 }, Some(faults.retry_after))
+        }
+        Some(ApiFault::Timeout) => {
+            let response = next.run(request).await;
+            state.hold(faults.timeout_after).await;
+            response
+        }
+        Some(ApiFault::Drop) => {
+            let _carried_out = next.run(request).await;
+            return dropped_connection();
+        }
+    };
     if let Ok(id) = HeaderValue::from_str(&openai::new_id("req_", 32)) {
         response.headers_mut().insert("x-request-id", id);
     }

@@ -39,6 +39,7 @@ use store::{NewBatch, NewFile, Order, StoreError};
 use timeline::Status;
 
 use crate::AppState;
+use crate::faults::{self, Provider};
 
 /// The largest file the Files API takes, in bytes.
 pub const MAX_FILE_BYTES: usize = 512_000_000;
@@ -362,6 +363,25 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 /// The answer to a URL no route serves.
 pub(crate) async fn unknown_route(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!("Invalid URL ({method} {})", uri.path()), None)
+}
+
+/// An injected API error: `status` with OpenAI's error body for it, and `retry-after` /
+/// `retry-after-ms` headers when `retry_after` is given.
+pub(crate) fn injected_error(status: u16, retry_after: Option<Duration>) -> Response {
+    let (kind, code, message) = faults::openai_error(status);
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, Json(body)).into_response();
+    for (name, value) in retry_after
+        .map(faults::retry_after_headers)
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 /// A fresh random id: `prefix` and `len` characters of `[0-9A-Za-z]`.
@@ -696,6 +716,7 @@ async fn create_batch(
             output_expires_after,
         },
         app.now(),
+        || app.faults.batch(Provider::OpenAi),
     )?;
     app.stats.batches_created.fetch_add(1, Ordering::Relaxed);
     Ok(Json(batch))

@@ -2,7 +2,7 @@
 
 mod common;
 
-use batchdrop_sandbox::{Sandbox, SandboxConfig, SandboxStats};
+use batchdrop_sandbox::{FaultStats, Sandbox, SandboxConfig, SandboxStats};
 use common::{CHAT, Result, chat_file, instant, start, text};
 use reqwest::multipart::{Form, Part};
 use serde_json::json;
@@ -180,6 +180,7 @@ async fn stats_count_uploads_batches_and_requests() -> Result {
         batches_created: 1,
         requests_received: 4,
         message_batches_created: 0,
+        faults: FaultStats::default(),
     };
     assert_eq!(stats, expected);
     assert_eq!(over_http, expected);

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use super::answer::{self, Text};
 use super::timeline::Unprocessed;
+use crate::faults::{self, RequestFault, RequestPlan};
 use crate::respond::{self, Stream};
 
 /// The most requests one message batch may hold.
@@ -58,12 +59,15 @@ struct Request<'a> {
 pub(crate) struct Processed {
     /// The `custom_id` of each request, in processing order.
     custom_ids: Vec<String>,
-    /// The result lines of every request (`succeeded` or `errored`), in processing order.
+    /// The result lines of every request (`succeeded`, `errored`, or `expired` by fault
+    /// injection), in processing order.
     lines: Bytes,
     /// `ends[k]`: the length of the first `k` lines of `lines`.
     ends: Vec<usize>,
     /// `errored[k]`: how many of the first `k` requests errored.
     errored: Vec<u32>,
+    /// `expired[k]`: how many of the first `k` requests expired by fault injection.
+    expired: Vec<u32>,
 }
 
 /// A batch's `request_counts` once it has ended.
@@ -83,20 +87,22 @@ impl Processed {
     /// The counts of a batch that ended with the first `processed` requests answered.
     pub(crate) fn outcome(&self, processed: usize, rest: Unprocessed) -> Outcome {
         let errored = u64::from(self.errored[processed]);
+        let expired = u64::from(self.expired[processed]);
         let left = (self.total() - processed) as u64;
         Outcome {
-            succeeded: processed as u64 - errored,
+            succeeded: processed as u64 - errored - expired,
             errored,
             canceled: if rest == Unprocessed::Canceled {
                 left
             } else {
                 0
             },
-            expired: if rest == Unprocessed::Expired {
-                left
-            } else {
-                0
-            },
+            expired: expired
+                + if rest == Unprocessed::Expired {
+                    left
+                } else {
+                    0
+                },
         }
     }
 
@@ -121,8 +127,12 @@ impl Processed {
 }
 
 /// Validates the body of a create call and answers every request. `batch_id` seeds the
-/// processing order and the ids of the answers.
-pub(crate) fn process(body: &[u8], batch_id: &str) -> Result<Processed, Invalid> {
+/// processing order and the ids of the answers; `faults` fails the requests it picks.
+pub(crate) fn process(
+    body: &[u8],
+    batch_id: &str,
+    faults: &RequestPlan,
+) -> Result<Processed, Invalid> {
     let requests = validate(body)?;
     let mut order: Vec<u32> = (0..requests.len() as u32).collect();
     respond::shuffle(&mut order, batch_id.as_bytes());
@@ -132,7 +142,7 @@ pub(crate) fn process(body: &[u8], batch_id: &str) -> Result<Processed, Invalid>
     // the same whatever the number of threads.
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let slice = order.len().div_ceil(threads).max(MIN_REQUESTS_PER_THREAD);
-    let answer_slice = |indexes: &[u32]| answer_all(indexes, &requests, batch_id);
+    let answer_slice = |indexes: &[u32]| answer_all(indexes, &requests, batch_id, faults);
     let slices: Vec<Answered> = if order.len() <= slice {
         vec![answer_slice(&order)]
     } else {
@@ -158,19 +168,28 @@ pub(crate) fn process(body: &[u8], batch_id: &str) -> Result<Processed, Invalid>
         lines: Bytes::new(),
         ends: Vec::with_capacity(total + 1),
         errored: Vec::with_capacity(total + 1),
+        expired: Vec::with_capacity(total + 1),
     };
     processed.ends.push(0);
     processed.errored.push(0);
+    processed.expired.push(0);
     let mut lines = Vec::new();
     for answered in slices {
-        let (bytes_before, errored_before) =
-            (lines.len(), processed.errored[processed.ends.len() - 1]);
+        let last = processed.ends.len() - 1;
+        let (bytes_before, errored_before, expired_before) = (
+            lines.len(),
+            processed.errored[last],
+            processed.expired[last],
+        );
         processed
             .ends
             .extend(answered.ends.iter().map(|end| bytes_before + end));
         processed
             .errored
             .extend(answered.errored.iter().map(|count| errored_before + count));
+        processed
+            .expired
+            .extend(answered.expired.iter().map(|count| expired_before + count));
         processed.custom_ids.extend(answered.custom_ids);
         lines.extend_from_slice(answered.lines.as_bytes());
     }
@@ -184,17 +203,24 @@ struct Answered {
     lines: String,
     ends: Vec<usize>,
     errored: Vec<u32>,
+    expired: Vec<u32>,
     custom_ids: Vec<String>,
 }
 
-fn answer_all(indexes: &[u32], requests: &[Request<'_>], batch_id: &str) -> Answered {
+fn answer_all(
+    indexes: &[u32],
+    requests: &[Request<'_>],
+    batch_id: &str,
+    faults: &RequestPlan,
+) -> Answered {
     let mut answered = Answered {
         lines: String::new(),
         ends: Vec::with_capacity(indexes.len()),
         errored: Vec::with_capacity(indexes.len()),
+        expired: Vec::with_capacity(indexes.len()),
         custom_ids: Vec::with_capacity(indexes.len()),
     };
-    let mut errored = 0;
+    let (mut errored, mut expired) = (0, 0);
     for &index in indexes {
         let request = &requests[index as usize];
         let custom_id: &str = &request.custom_id;
@@ -203,13 +229,22 @@ fn answer_all(indexes: &[u32], requests: &[Request<'_>], batch_id: &str) -> Answ
             batch_id.as_bytes(),
             custom_id.as_bytes(),
         ]));
-        let result = match answer::answer(&request.params, &mut ids) {
-            Ok(answer) => {
+        let fate = match faults.decide(index as usize) {
+            None => match answer::answer(&request.params, &mut ids) {
+                Ok(answer) => Fate::Succeeded(answer),
+                Err(error) => Fate::Errored(error),
+            },
+            Some(RequestFault::Errored) => Fate::Errored(injected(500)),
+            Some(RequestFault::Status(status)) => Fate::Errored(injected(status)),
+            Some(RequestFault::Expired) => Fate::Expired,
+        };
+        let result = match fate {
+            Fate::Succeeded(answer) => {
                 let mut result = json!({"type": "succeeded"});
                 result["message"] = answer.message;
                 result
             }
-            Err(error) => {
+            Fate::Errored(error) => {
                 errored += 1;
                 json!({"type": "errored", "error": {
                     "type": "error",
@@ -217,13 +252,34 @@ fn answer_all(indexes: &[u32], requests: &[Request<'_>], batch_id: &str) -> Answ
                     "request_id": format!("req_{}", ids.token(24)),
                 }})
             }
+            Fate::Expired => {
+                expired += 1;
+                json!({"type": "expired"})
+            }
         };
         write_line(&mut answered.lines, custom_id, result);
         answered.ends.push(answered.lines.len());
         answered.errored.push(errored);
+        answered.expired.push(expired);
         answered.custom_ids.push(custom_id.to_owned());
     }
     answered
+}
+
+/// What became of one request.
+enum Fate {
+    Succeeded(answer::Answer),
+    Errored(answer::RequestError),
+    /// Expired by fault injection.
+    Expired,
+}
+
+/// The error of a request failed by fault injection with `status`.
+fn injected(status: u16) -> answer::RequestError {
+    answer::RequestError {
+        kind: faults::anthropic_error_type(status),
+        message: format!("The request failed with {status} (sandbox fault injection)."),
+    }
 }
 
 /// Appends a results line: `{"custom_id","result"}`.
@@ -403,7 +459,7 @@ mod tests {
     }
 
     fn refusal(body: &str) -> Option<String> {
-        process(body.as_bytes(), "msgbatch_t")
+        process(body.as_bytes(), "msgbatch_t", &RequestPlan::none())
             .err()
             .map(|e| e.message)
     }
@@ -468,7 +524,11 @@ mod tests {
             r#"{"custom_id":"bad","params":{"model":"does-not-exist","max_tokens":5,"messages":[{"role":"user","content":"x"}]}}"#
                 .to_owned(),
         );
-        let done = process(body(&requests).as_bytes(), "msgbatch_t")?;
+        let done = process(
+            body(&requests).as_bytes(),
+            "msgbatch_t",
+            &RequestPlan::none(),
+        )?;
         let all = done.outcome(5, Unprocessed::None);
         assert_eq!((all.succeeded, all.errored), (4, 1));
         assert_eq!(
@@ -493,11 +553,11 @@ mod tests {
             .map(|i| request(&format!("r{i}")))
             .collect();
         let body = body(&requests);
-        let threaded = process(body.as_bytes(), "b")?;
+        let threaded = process(body.as_bytes(), "b", &RequestPlan::none())?;
         let parsed = validate(body.as_bytes())?;
         let mut order: Vec<u32> = (0..parsed.len() as u32).collect();
         respond::shuffle(&mut order, b"b");
-        let alone = answer_all(&order, &parsed, "b");
+        let alone = answer_all(&order, &parsed, "b", &RequestPlan::none());
         assert_eq!(threaded.lines, alone.lines.as_bytes());
         assert_eq!(threaded.custom_ids, alone.custom_ids);
         assert_eq!(threaded.ends[1..], alone.ends[..]);

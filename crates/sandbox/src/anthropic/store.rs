@@ -14,6 +14,7 @@ use bytes::Bytes;
 use super::RequestCounts;
 use super::input::{self, Invalid, Processed};
 use super::timeline::{Snapshot, Status, Timeline};
+use crate::faults::BatchPlan;
 use crate::openai::new_id;
 
 /// Message batches, behind one lock that is never held across an `.await`.
@@ -105,11 +106,18 @@ impl Store {
     }
 
     /// Validates and answers the requests of a create call's `body`, and stores the batch,
-    /// created at `now`. The batch is returned as created: `in_progress`.
-    pub(crate) async fn create(&self, body: Bytes, now: SystemTime) -> Result<View, StoreError> {
+    /// created at `now`, with the injected faults of `plan`. The batch is returned as
+    /// created: `in_progress`.
+    pub(crate) async fn create(
+        &self,
+        body: Bytes,
+        now: SystemTime,
+        plan: BatchPlan,
+    ) -> Result<View, StoreError> {
         let id = new_id("msgbatch_", 24);
         let work_id = id.clone();
-        let work = tokio::task::spawn_blocking(move || input::process(&body, &work_id))
+        let requests = plan.requests.clone();
+        let work = tokio::task::spawn_blocking(move || input::process(&body, &work_id, &requests))
             .await
             .map_err(|error| {
                 tracing::error!(%error, "processing a sandbox message batch crashed");
@@ -125,6 +133,8 @@ impl Store {
                 created: now,
                 step: self.step,
                 cancel_initiated: None,
+                expire_keep: plan.expiry(),
+                extra_steps: plan.extra_steps,
             },
             work: Arc::new(work),
         };

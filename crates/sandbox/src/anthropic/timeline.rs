@@ -7,6 +7,11 @@
 //! (only with a step over 8 hours) is `ended` at c+24h, and the requests not processed by then
 //! are `expired`. With s = 0 a batch has ended at any time after it was created (its create
 //! call alone answers `in_progress`, see [`Timeline::as_created`]).
+//!
+//! Injected faults bend the schedule: a batch that expires by fault injection processes only
+//! its first `expire_keep` share of requests and ends at c+3s with the rest `expired`; a
+//! batch with `extra_steps` stays `in_progress` that many steps after its last request is
+//! processed (Anthropic's counterpart of OpenAI's long `finalizing`).
 
 use std::time::{Duration, SystemTime};
 
@@ -51,6 +56,10 @@ pub(crate) struct Timeline {
     pub created: SystemTime,
     pub step: Duration,
     pub cancel_initiated: Option<SystemTime>,
+    /// Injected expiry: the share (0 to 1) of the requests processed before it.
+    pub expire_keep: Option<f64>,
+    /// Injected delay: steps between the last request processed and the end.
+    pub extra_steps: u32,
 }
 
 /// A batch as seen at one instant.
@@ -86,15 +95,19 @@ impl Timeline {
 
     /// The batch of `requests` requests at `now`.
     pub(crate) fn at(&self, now: SystemTime, requests: usize) -> Snapshot {
+        // The requests processed before an injected expiry: all of them otherwise.
+        let kept = self.expire_keep.map_or(requests, |keep| {
+            ((requests as f64 * keep.clamp(0.0, 1.0)).floor() as usize).min(requests)
+        });
         let processed_by = |at: SystemTime| -> usize {
             let done_at = self.processing_ends_at();
             if at >= done_at {
-                return requests;
+                return kept;
             }
             // Here created <= at < created + 3·step, so the step is not zero.
             let elapsed = at.duration_since(self.created).unwrap_or_default();
             let run = done_at.duration_since(self.created).unwrap_or_default();
-            (requests as u128 * elapsed.as_nanos() / run.as_nanos().max(1)) as usize
+            ((requests as u128 * elapsed.as_nanos() / run.as_nanos().max(1)) as usize).min(kept)
         };
         let expires_at = self.expires_at();
 
@@ -126,9 +139,15 @@ impl Timeline {
             };
         }
 
-        let done_at = self.processing_ends_at();
+        let done_at = if self.expire_keep.is_some() {
+            self.processing_ends_at()
+        } else {
+            self.processing_ends_at() + self.step * self.extra_steps
+        };
         let (end, unprocessed) = if done_at > expires_at {
             (expires_at, Unprocessed::Expired)
+        } else if self.expire_keep.is_some() {
+            (done_at, Unprocessed::Expired)
         } else {
             (done_at, Unprocessed::None)
         };
@@ -172,6 +191,8 @@ mod tests {
             created: at(0),
             step: Duration::from_secs(step),
             cancel_initiated: None,
+            expire_keep: None,
+            extra_steps: 0,
         }
     }
 
@@ -214,6 +235,35 @@ mod tests {
             (ended.processed, ended.unprocessed),
             (2, Unprocessed::Canceled)
         );
+    }
+
+    #[test]
+    fn an_injected_expiry_ends_on_time_with_the_rest_expired() {
+        let t = Timeline {
+            expire_keep: Some(0.3),
+            ..timeline(10)
+        };
+        assert_eq!(t.at(at(29), 10).processed, 3);
+        let ended = t.at(at(30), 10);
+        assert_eq!(ended.status, Status::Ended);
+        assert_eq!(
+            (ended.processed, ended.unprocessed),
+            (3, Unprocessed::Expired)
+        );
+    }
+
+    #[test]
+    fn extra_steps_keep_a_processed_batch_in_progress() {
+        let t = Timeline {
+            extra_steps: 2,
+            ..timeline(10)
+        };
+        let waiting = t.at(at(49), 10);
+        assert_eq!(
+            (waiting.status, waiting.processed),
+            (Status::InProgress, 10)
+        );
+        assert_eq!(t.at(at(50), 10).ended_at, Some(at(50)));
     }
 
     #[test]

@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 
 use super::answer::{self, Body, Str};
 use super::{BatchError, Endpoint};
+use crate::faults::{self, RequestFault, RequestPlan};
 use crate::respond::{self, Stream};
 
 /// The most requests one batch may hold.
@@ -84,6 +85,27 @@ impl Work {
             line: None,
         }])
     }
+
+    /// The work of a batch failed by fault injection at the end of validation.
+    pub(crate) fn injected_validation_failure() -> Self {
+        Work::Invalid(vec![BatchError {
+            code: "invalid_request",
+            message: "This batch failed validation (sandbox fault injection).".to_owned(),
+            param: None,
+            line: None,
+        }])
+    }
+
+    /// The work of a batch over the enqueued-token limit (injected): it fails with
+    /// `token_limit_exceeded` and no line, as the real API does after accepting the create.
+    pub(crate) fn token_limit_exceeded() -> Self {
+        Work::Invalid(vec![BatchError {
+            code: "token_limit_exceeded",
+            message: "Enqueued token limit reached for this model in organization org-sandbox. Please try again once some in_progress batches have been completed. (sandbox fault injection)".to_owned(),
+            param: None,
+            line: None,
+        }])
+    }
 }
 
 impl Processed {
@@ -113,8 +135,14 @@ struct InputLine<'a> {
 
 /// Validates `input` for a batch to `endpoint` and answers every request. `batch_id` seeds
 /// the processing order and the ids of the answers; `started` is the Unix second processing
-/// starts, the `created` time of the answers.
-pub(crate) fn process(input: &[u8], endpoint: Endpoint, batch_id: &str, started: i64) -> Work {
+/// starts, the `created` time of the answers; `faults` fails the requests it picks.
+pub(crate) fn process(
+    input: &[u8],
+    endpoint: Endpoint,
+    batch_id: &str,
+    started: i64,
+    faults: &RequestPlan,
+) -> Work {
     let requests = match validate(input, endpoint) {
         Ok(requests) => requests,
         Err(errors) => return Work::Invalid(errors),
@@ -134,7 +162,7 @@ pub(crate) fn process(input: &[u8], endpoint: Endpoint, batch_id: &str, started:
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let slice = order.len().div_ceil(threads).max(MIN_REQUESTS_PER_THREAD);
     let answer_slice =
-        |indexes: &[u32]| answer_all(indexes, &requests, endpoint, batch_id, started);
+        |indexes: &[u32]| answer_all(indexes, &requests, endpoint, batch_id, started, faults);
     let slices: Vec<Answered> = if order.len() <= slice {
         vec![answer_slice(&order)]
     } else {
@@ -205,6 +233,7 @@ fn answer_all(
     endpoint: Endpoint,
     batch_id: &str,
     started: i64,
+    faults: &RequestPlan,
 ) -> Answered {
     let mut answered = Answered {
         output: String::new(),
@@ -219,7 +248,16 @@ fn answer_all(
         let mut ids = line_ids(batch_id, custom_id);
         let line_id = format!("batch_req_{}", ids.token(32));
         let request_id = format!("req_{}", ids.token(32));
-        match answer::answer(endpoint, &request.body, &mut ids, started) {
+        let answer = match faults.decide(index as usize) {
+            None => answer::answer(endpoint, &request.body, &mut ids, started).map_err(|e| {
+                let body = e.body();
+                (e.status, body)
+            }),
+            // Anthropic's result types do not occur here; a status is all OpenAI has.
+            Some(RequestFault::Status(status)) => Err((status, injected_body(status))),
+            Some(RequestFault::Errored | RequestFault::Expired) => Err((500, injected_body(500))),
+        };
+        match answer {
             Ok(answer) => {
                 totals.completed += 1;
                 totals.input_tokens += answer.input_tokens;
@@ -233,9 +271,9 @@ fn answer_all(
                     Value::Null,
                 );
             }
-            Err(error) => {
+            Err((status, body)) => {
                 totals.failed += 1;
-                let response = response(error.status, request_id, error.body());
+                let response = response(status, request_id, body);
                 write_line(
                     &mut answered.errors,
                     line_id,
@@ -251,6 +289,12 @@ fn answer_all(
         answered.custom_ids.push(custom_id.to_owned());
     }
     answered
+}
+
+/// The response body of a request failed by fault injection with `status`.
+fn injected_body(status: u16) -> Value {
+    let (kind, code, message) = faults::openai_error(status);
+    json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
 }
 
 /// The error-file line of a request that got no result because its batch stopped first
@@ -484,6 +528,10 @@ fn check_line<'a>(
 mod tests {
     use super::*;
 
+    fn none() -> RequestPlan {
+        RequestPlan::none()
+    }
+
     fn chat(custom_id: &str, model: &str) -> String {
         format!(
             r#"{{"custom_id":"{custom_id}","method":"POST","url":"/v1/chat/completions","body":{{"model":"{model}","messages":[{{"role":"user","content":"hello {custom_id}"}}]}}}}"#
@@ -491,7 +539,13 @@ mod tests {
     }
 
     fn errors(input: &str) -> Vec<(u64, &'static str, Option<String>)> {
-        match process(input.as_bytes(), Endpoint::ChatCompletions, "batch_t", 0) {
+        match process(
+            input.as_bytes(),
+            Endpoint::ChatCompletions,
+            "batch_t",
+            0,
+            &none(),
+        ) {
             Work::Invalid(errors) => errors
                 .into_iter()
                 .map(|e| (e.line.unwrap_or(0), e.code, e.param))
@@ -543,7 +597,8 @@ mod tests {
     #[test]
     fn progress_adds_up_to_the_whole_batch() {
         let input = [chat("a", "m"), chat("b", "m"), chat("c", "m")].join("\n");
-        let Work::Processed(done) = process(input.as_bytes(), Endpoint::ChatCompletions, "b", 0)
+        let Work::Processed(done) =
+            process(input.as_bytes(), Endpoint::ChatCompletions, "b", 0, &none())
         else {
             panic!("the batch should be valid");
         };
@@ -560,7 +615,7 @@ mod tests {
             .map(|i| chat(&format!("r{i}"), "m") + "\n")
             .collect();
         let Work::Processed(threaded) =
-            process(input.as_bytes(), Endpoint::ChatCompletions, "b", 0)
+            process(input.as_bytes(), Endpoint::ChatCompletions, "b", 0, &none())
         else {
             panic!("the batch should be valid");
         };
@@ -568,7 +623,14 @@ mod tests {
             .unwrap_or_else(|_| panic!("the batch should be valid"));
         let mut order: Vec<u32> = (0..requests.len() as u32).collect();
         respond::shuffle(&mut order, b"b");
-        let alone = answer_all(&order, &requests, Endpoint::ChatCompletions, "b", 0);
+        let alone = answer_all(
+            &order,
+            &requests,
+            Endpoint::ChatCompletions,
+            "b",
+            0,
+            &none(),
+        );
         assert_eq!(threaded.output, alone.output.as_bytes());
         assert_eq!(threaded.custom_ids, alone.custom_ids);
         assert_eq!(threaded.progress[1..], alone.progress[..]);

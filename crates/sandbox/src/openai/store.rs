@@ -23,6 +23,7 @@ use super::{
     BatchObject, BatchUsage, Endpoint, ErrorList, FileObject, List, RequestCounts, new_id,
 };
 use crate::clock::unix_seconds;
+use crate::faults::{BatchFault, BatchPlan};
 
 /// How long files live unless told otherwise: 30 days (batch input, output and error files).
 const FILE_LIFETIME: Duration = Duration::from_secs(30 * 24 * 60 * 60);
@@ -202,11 +203,13 @@ impl Store {
     }
 
     /// Creates a batch and starts processing its input in the background. The batch is
-    /// returned as created: `validating`.
+    /// returned as created: `validating`. `plan` decides its injected faults, once the batch
+    /// is known to be created.
     pub(crate) fn create_batch(
         &self,
         batch: NewBatch,
         now: SystemTime,
+        plan: impl FnOnce() -> BatchPlan,
     ) -> Result<BatchObject, StoreError> {
         let mut inner = self.lock();
         let input = inner.files.by_id.get(&batch.input_file_id).ok_or_else(|| {
@@ -222,23 +225,38 @@ impl Store {
         }
         let content = input.content.clone();
         let id = new_id("batch_", 32);
+        let plan = plan();
         let timeline = Timeline {
             created: now,
             step: self.step,
             cancelled_at: None,
+            expire_keep: plan.expiry(),
+            extra_finalizing: plan.extra_steps,
         };
         let started = unix_seconds(timeline.validated_at());
         let (work_id, endpoint) = (id.clone(), batch.endpoint);
-        let job = tokio::task::spawn_blocking(move || {
-            input::process(&content, endpoint, &work_id, started)
-        });
-        let work = async move {
-            Arc::new(job.await.unwrap_or_else(|error| {
-                tracing::error!(%error, "processing a sandbox batch crashed");
-                Work::crashed(&error.to_string())
-            }))
+        let work = match plan.outcome {
+            // Injected failures replace validation: the input is not even read.
+            Some(BatchFault::Validation) => {
+                futures::future::ready(Arc::new(Work::injected_validation_failure())).boxed()
+            }
+            Some(BatchFault::TokenLimit) => {
+                futures::future::ready(Arc::new(Work::token_limit_exceeded())).boxed()
+            }
+            _ => {
+                let requests = plan.requests;
+                let job = tokio::task::spawn_blocking(move || {
+                    input::process(&content, endpoint, &work_id, started, &requests)
+                });
+                async move {
+                    Arc::new(job.await.unwrap_or_else(|error| {
+                        tracing::error!(%error, "processing a sandbox batch crashed");
+                        Work::crashed(&error.to_string())
+                    }))
+                }
+                .boxed()
+            }
         }
-        .boxed()
         .shared();
         tracing::debug!(batch = %id, endpoint = endpoint.path(), "sandbox batch created");
 

@@ -8,6 +8,12 @@
 //! 24-hour window (only with a step over 8 hours) is `expired` at c+24h, with the requests
 //! processed by then. With s = 0 every interval is empty: a batch is `completed` (or `failed`)
 //! at any time after it was created.
+//!
+//! Injected faults bend the schedule: a batch that expires by fault injection processes only
+//! its first `expire_keep` share of requests and is `expired` at c+2s, when it would have
+//! started finalizing (not at its 24-hour `expires_at`, so that it can be seen without
+//! waiting a day); a long-finalizing batch stays `finalizing` for `extra_finalizing` more
+//! steps.
 
 use std::time::{Duration, SystemTime};
 
@@ -71,6 +77,10 @@ pub(crate) struct Timeline {
     pub created: SystemTime,
     pub step: Duration,
     pub cancelled_at: Option<SystemTime>,
+    /// Injected expiry: the share (0 to 1) of the requests processed before it.
+    pub expire_keep: Option<f64>,
+    /// Injected long finalizing: steps spent finalizing beyond the first.
+    pub extra_finalizing: u32,
 }
 
 /// A batch as seen at one instant.
@@ -166,14 +176,18 @@ impl Timeline {
         snap.total = requests;
         snap.in_progress_at = Some(validated_at);
         let finalizing_at = validated_at + step;
-        let completed_at = finalizing_at + step;
+        let completed_at = finalizing_at + step * (1 + self.extra_finalizing);
+        // The requests processed before an injected expiry: all of them otherwise.
+        let kept = self.expire_keep.map_or(requests, |keep| {
+            ((requests as f64 * keep.clamp(0.0, 1.0)).floor() as usize).min(requests)
+        });
         let processed_by = |at: SystemTime| -> usize {
             if at >= finalizing_at {
-                return requests;
+                return kept;
             }
             // Here validated_at <= at < validated_at + step, so step > 0.
             let elapsed = at.duration_since(validated_at).unwrap_or_default();
-            (requests as u128 * elapsed.as_nanos() / step.as_nanos()) as usize
+            ((requests as u128 * elapsed.as_nanos() / step.as_nanos()) as usize).min(kept)
         };
 
         if let Some(cancel) = self.cancelled_at {
@@ -190,6 +204,12 @@ impl Timeline {
             return snap;
         }
         let expires_at = self.expires_at();
+        if self.expire_keep.is_some() && finalizing_at <= expires_at && now >= finalizing_at {
+            snap.processed = kept;
+            snap.status = Status::Expired;
+            snap.expired_at = Some(finalizing_at);
+            return snap;
+        }
         if expires_at < completed_at && now >= expires_at {
             snap.processed = processed_by(expires_at);
             if expires_at >= finalizing_at {
@@ -233,6 +253,8 @@ mod tests {
             created: at(0),
             step: Duration::from_secs(step),
             cancelled_at: None,
+            expire_keep: None,
+            extra_finalizing: 0,
         }
     }
 
@@ -307,6 +329,33 @@ mod tests {
         let snap = t.at(at(12), Validation::Pending);
         assert_eq!(snap.status, Status::Cancelled);
         assert_eq!((snap.total, snap.processed), (0, 0));
+    }
+
+    #[test]
+    fn an_injected_expiry_keeps_its_share_and_ends_when_finalizing_would_start() {
+        let t = Timeline {
+            expire_keep: Some(0.5),
+            ..timeline(10)
+        };
+        assert_eq!(t.at(at(18), TEN).processed, 5);
+        let snap = t.at(at(20), TEN);
+        assert_eq!(snap.status, Status::Expired);
+        assert_eq!(snap.expired_at, Some(at(20)));
+        assert_eq!(snap.finalizing_at, None);
+        assert_eq!((snap.processed, snap.unprocessed()), (5, 5));
+    }
+
+    #[test]
+    fn a_long_finalizing_batch_finalizes_for_its_extra_steps() {
+        let t = Timeline {
+            extra_finalizing: 3,
+            ..timeline(10)
+        };
+        // finalizing from 20 s for 1 + 3 steps
+        assert_eq!(t.at(at(59), TEN).status, Status::Finalizing);
+        let done = t.at(at(60), TEN);
+        assert_eq!(done.status, Status::Completed);
+        assert_eq!(done.completed_at, Some(at(60)));
     }
 
     #[test]
