@@ -132,7 +132,7 @@ impl Provider for AnthropicProvider {
     async fn submit(&self, chunk: ChunkUpload<'_>) -> Result<Submitted, ProviderError> {
         let http = &self.http;
         let resp = http
-            .send("create message batch", || async {
+            .send_once_created("create message batch", || async {
                 let lines = chunk.body.open().await?;
                 Ok(http
                     .client

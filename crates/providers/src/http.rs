@@ -31,6 +31,14 @@ pub(crate) struct Http {
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Any retryable failure: for reads and idempotent calls.
+    Always,
+    /// Only failures the provider answered: for calls that create something.
+    OnlyRefusals,
+}
+
 /// What every provider wrapping an [`Http`] in a field `http` has: a `Debug` that never shows
 /// the key, and the builders for the retry clock and policy.
 macro_rules! http_provider_common {
@@ -114,6 +122,34 @@ impl Http {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<reqwest::RequestBuilder, ProviderError>>,
     {
+        self.send_with(operation, Retry::Always, make).await
+    }
+
+    /// Sends a request that creates something billable (a batch): it is sent again only after
+    /// an answer saying it failed (429, 5xx), never after a lost connection or a timeout, where
+    /// it may have been carried out — the caller looks for it before trying again.
+    pub async fn send_once_created<F, Fut>(
+        &self,
+        operation: &'static str,
+        make: F,
+    ) -> Result<reqwest::Response, ProviderError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<reqwest::RequestBuilder, ProviderError>>,
+    {
+        self.send_with(operation, Retry::OnlyRefusals, make).await
+    }
+
+    async fn send_with<F, Fut>(
+        &self,
+        operation: &'static str,
+        retry: Retry,
+        make: F,
+    ) -> Result<reqwest::Response, ProviderError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<reqwest::RequestBuilder, ProviderError>>,
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -128,7 +164,11 @@ impl Http {
                 },
                 Err(e) => e,
             };
-            if !err.is_retryable() || attempt >= self.retry.max_attempts {
+            let ambiguous = matches!(err, ProviderError::Transport { .. });
+            if !err.is_retryable()
+                || attempt >= self.retry.max_attempts
+                || (ambiguous && retry == Retry::OnlyRefusals)
+            {
                 return Err(err);
             }
             let wait = self.retry.delay(attempt, err.retry_after());

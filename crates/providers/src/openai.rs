@@ -67,7 +67,7 @@ impl Provider for OpenAiProvider {
             },
         });
         let resp = http
-            .send("create batch", || async {
+            .send_once_created("create batch", || async {
                 Ok(http.client.post(http.url("/batches")).json(&body))
             })
             .await?;
