@@ -34,5 +34,15 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
+## Benchmarks (README "Benchmarks"): inputs generated once under target/bench/inputs/, then plan
+## throughput vs split, submit peak RSS, 1M requests end to end through `batchdrop local`, a poll
+## tick over 1,000 jobs, Lambda binary sizes. Prints a table, writes target/bench/report.json.
+## Missed targets are reported, not failed. `make bench BENCH_FLAGS=--quick` for a fast run.
+BENCH_FLAGS ?=
+bench:
+	cargo build --release -p batchdrop-bench -p batchdrop
+	cargo build --release -p submit -p poll
+	$${CARGO_TARGET_DIR:-target}/release/batchdrop-bench $(BENCH_FLAGS)
+
 clean:
 	rm -rf target/demo
