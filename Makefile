@@ -5,13 +5,25 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR ?= never
+# AWS tooling (SAM CLI, cfn-lint, ministack) comes from the venv; no telemetry.
+export SAM_CLI_TELEMETRY := 0
+SAM := $(CURDIR)/$(VENV)/bin/sam
+CFN_LINT := $(CURDIR)/$(VENV)/bin/cfn-lint
 
-.PHONY: all build demo test lint unit venv bench clean
+.PHONY: all build deploy demo test test-aws lint lint-infra unit venv bench clean
 
 all: build
 
-build:
-	cargo build --workspace
+## The two Lambda bootstraps, release builds for provided.al2023 (x86_64):
+## target/lambda/submit/bootstrap, target/lambda/poll/bootstrap (cargo-lambda from the venv).
+build: venv
+	cargo lambda build --release --bin submit --bin poll
+
+## Build and deploy the SAM stack (infra/template.yaml) with your AWS credentials. The first
+## time (no BucketName saved in infra/samconfig.toml) it runs `sam deploy --guided`.
+deploy: venv
+	cd infra && $(SAM) build
+	cd infra && if grep -q 'BucketName=' samconfig.toml; then $(SAM) deploy; else $(SAM) deploy --guided; fi
 
 ## Python tools for the tests (moto S3 server, openai SDK, cargo-lambda), in a venv.
 venv: $(STAMP)
@@ -26,13 +38,24 @@ demo:
 	scripts/demo.sh
 
 ## Every test: formatting, lints, unit tests, store conformance on S3 (moto) and the local
-## directory, end-to-end runs, the official SDK against the sandbox, the Lambda runtime test.
-test: venv lint
+## directory, end-to-end runs, the official SDK against the sandbox, the Lambda runtime test;
+## the SAM template linted, and deployed to an AWS emulator and exercised (test-aws).
+test: venv lint lint-infra test-aws
 	cargo test --workspace --no-fail-fast
 
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## The SAM template, offline: SAM's validation with its linter, then cfn-lint.
+lint-infra: venv
+	cd infra && $(SAM) validate --lint --template-file template.yaml --region us-east-1
+	$(CFN_LINT) infra/template.yaml
+
+## The deployed stack on an AWS emulator (ministack, on loopback): sam build + sam deploy of
+## infra/template.yaml, then uploads through its S3 (see infra/test/stack_test.py).
+test-aws: venv
+	$(PY) infra/test/stack_test.py
 
 ## Benchmarks (README "Benchmarks"): inputs generated once under target/bench/inputs/, then plan
 ## throughput vs split, submit peak RSS, 1M requests end to end through `batchdrop local`, a poll

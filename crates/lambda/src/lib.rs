@@ -1,21 +1,28 @@
 //! What the two Lambda functions share: settings read once at cold start, and the handlers
 //! that turn an event into an engine call and the outcome back into a response.
 //!
-//! Environment:
+//! Environment (a variable set to the empty string counts as unset, as CloudFormation cannot
+//! always leave one out):
 //! - `BATCHDROP_BUCKET` (poll): the bucket whose jobs it polls;
 //! - `BATCHDROP_CONFIG`: path of the config file (optional; built-in routes otherwise);
 //! - `BATCHDROP_EVENT_BUS` (optional): EventBridge bus (name or ARN) that gets a
 //!   `Batch Job Finished` event per finished job (see [`events`]; needs `events:PutEvents`);
 //! - `BATCHDROP_METRICS_NAMESPACE` (optional): CloudWatch namespace of the EMF metric lines
 //!   (default `batchdrop`; see [`metrics`]);
-//! - `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `BATCHDROP_SANDBOX_URL`, `AWS_ENDPOINT_URL`: as usual.
+//! - `OPENAI_API_KEY_SECRET_ARN`, `ANTHROPIC_API_KEY_SECRET_ARN` (and `<VAR>_SECRET_ARN` for
+//!   any route's `api_key_env = "<VAR>"`): read that route's key from Secrets Manager, once
+//!   per cold start (see [`secrets`]);
+//! - `OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `OPENAI_BASE_URL`, `ANTHROPIC_BASE_URL`,
+//!   `BATCHDROP_SANDBOX_URL`, `AWS_ENDPOINT_URL`: as usual.
+
+pub mod secrets;
 
 pub mod events;
 pub mod metrics;
 
 use aws_lambda_events::event::s3::S3Event;
 use batchdrop_core::clock::SystemClock;
-use batchdrop_core::config::{Config, process_env};
+use batchdrop_core::config::Config;
 use batchdrop_core::job::{Engine, JobError, SubmitOutcome};
 use batchdrop_core::layout::{InboxKey, decode_event_key};
 use batchdrop_core::provider::Providers;
@@ -38,30 +45,44 @@ pub struct App {
 pub enum HandlerError {
     #[error("configuration: {0}")]
     Config(String),
+    /// A configured API key secret could not be read at cold start.
+    #[error("API key: {0}")]
+    Secret(#[from] secrets::SecretError),
     /// Failures worth a retry of the whole invocation (Lambda retries async invocations).
     #[error("{0}")]
     Retryable(String),
 }
 
 impl App {
-    /// Reads the configuration and builds the clients; fails before serving if anything is off.
+    /// Reads the configuration, the API keys it needs from Secrets Manager, and builds the
+    /// clients; fails before serving if anything is off.
     pub async fn from_env() -> Result<App, HandlerError> {
-        let config =
-            Config::from_env(&process_env).map_err(|e| HandlerError::Config(e.to_string()))?;
-        let providers = batchdrop_providers::providers_for(&config, &process_env);
+        let mut config =
+            Config::from_env(&lambda_env).map_err(|e| HandlerError::Config(e.to_string()))?;
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let arns = secrets::secret_key_sources(&mut config, &lambda_env);
+        let keys = if arns.is_empty() {
+            Default::default()
+        } else {
+            secrets::fetch_keys(&aws_sdk_secretsmanager::Client::new(&shared), &arns).await?
+        };
+        let providers = batchdrop_providers::providers_with_secrets(&config, &lambda_env, &|arn| {
+            keys.get(arn).cloned()
+        });
+        drop(keys);
         // The store for the poll bucket (or a placeholder name) carries the configured client.
         let s3 = S3Store::from_env("batchdrop").await.client().clone();
         let config = Arc::new(config);
-        let env = |name: &str| process_env(name).filter(|v| !v.is_empty());
-        let completions = Arc::new(events::Completions::from_env(config.clone(), &env).await);
+        let completions =
+            Arc::new(events::Completions::from_env(config.clone(), &lambda_env).await);
         Ok(App {
             s3,
             config,
             completions,
             providers: Arc::new(providers),
-            bucket: std::env::var("BATCHDROP_BUCKET")
-                .ok()
-                .filter(|b| !b.is_empty()),
+            bucket: lambda_env("BATCHDROP_BUCKET"),
         })
     }
 
@@ -205,6 +226,11 @@ pub async fn handle_tick(app: &App) -> Result<PollResponse, HandlerError> {
         busy: report.busy,
         failures,
     })
+}
+
+/// The process environment, where a variable set to the empty string is unset.
+pub fn lambda_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// JSON logs for CloudWatch; level from `RUST_LOG` (default info).

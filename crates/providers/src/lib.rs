@@ -21,10 +21,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The providers of every route of `config`, keys resolved from `env` now (once, at start).
-/// A route whose key is missing maps to the reason, so only jobs on it fail.
+/// A route whose key is missing maps to the reason, so only jobs on it fail. Keys from
+/// Secrets Manager are not read here (see [`providers_with_secrets`]): such a route is
+/// unavailable.
 pub fn providers_for(
     config: &Config,
     env: &dyn Fn(&str) -> Option<String>,
+) -> HashMap<String, Result<Arc<dyn Provider>, String>> {
+    providers_with_secrets(config, env, &|_| None)
+}
+
+/// As [`providers_for`], with `secret` giving the key held by a Secrets Manager secret (by
+/// ARN) for routes whose key is [`KeySource::Secret`]; `None` makes the route unavailable.
+pub fn providers_with_secrets(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    secret: &dyn Fn(&str) -> Option<SecretString>,
 ) -> HashMap<String, Result<Arc<dyn Provider>, String>> {
     config
         .routes
@@ -36,9 +48,12 @@ pub fn providers_for(
                     Some(v) if !v.is_empty() => Ok(Some(SecretString::from(v))),
                     _ => Err(format!("environment variable {var} is not set")),
                 },
-                KeySource::Secret(arn) => Err(format!(
-                    "API keys from Secrets Manager ({arn}) are not supported by this build yet; use api_key_env"
-                )),
+                KeySource::Secret(arn) => match secret(arn) {
+                    Some(key) => Ok(Some(key)),
+                    None => Err(format!(
+                        "the API key in Secrets Manager ({arn}) was not read: secrets are read by the Lambda functions; elsewhere use api_key_env"
+                    )),
+                },
             };
             let provider = key.map(|key| match route.wire {
                 Wire::Openai => {
