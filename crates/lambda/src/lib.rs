@@ -53,6 +53,28 @@ pub enum HandlerError {
     Retryable(String),
 }
 
+impl HandlerError {
+    /// The `errorType` Lambda records for an invocation that failed with this error.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            HandlerError::Config(_) => "batchdrop.ConfigError",
+            HandlerError::Secret(_) => "batchdrop.SecretError",
+            HandlerError::Retryable(_) => "batchdrop.RetryableError",
+        }
+    }
+}
+
+/// What the Lambda runtime reports for a failed invocation: a stable error type and the
+/// message (which never holds a key: errors are built without secrets).
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: error.error_type().to_string(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
 impl App {
     /// Reads the configuration, the API keys it needs from Secrets Manager, and builds the
     /// clients; fails before serving if anything is off.
@@ -244,4 +266,18 @@ pub fn init_logging() {
         .with_current_span(false)
         .without_time()
         .init();
+}
+
+#[cfg(test)]
+mod diagnostic_tests {
+    use super::*;
+
+    #[test]
+    fn failed_invocations_report_a_stable_error_type_and_the_message() {
+        let d: lambda_runtime::Diagnostic = HandlerError::Retryable("s3 timed out".into()).into();
+        assert_eq!(d.error_type, "batchdrop.RetryableError");
+        assert_eq!(d.error_message, "s3 timed out");
+        let d: lambda_runtime::Diagnostic = HandlerError::Config("bad".into()).into();
+        assert_eq!(d.error_type, "batchdrop.ConfigError");
+    }
 }

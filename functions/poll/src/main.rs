@@ -1,7 +1,7 @@
 //! The poll function: on each scheduled tick, advance every active job of the bucket.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use batchdrop_lambda::{App, PollResponse, handle_tick, init_logging};
+use batchdrop_lambda::{App, handle_tick, init_logging};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let app = &app;
     lambda_runtime::run(service_fn(
         move |_tick: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
-            Ok::<PollResponse, Error>(handle_tick(app).await?)
+            handle_tick(app).await
         },
     ))
     .await
