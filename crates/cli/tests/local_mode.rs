@@ -1,82 +1,12 @@
 //! `batchdrop local` end to end: the real binary, a temp directory as the bucket, the embedded
 //! sandbox as the provider.
 
+mod common;
+
+use common::{Local, TestResult, wait_for, workspace};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A running `batchdrop local`, stopped when dropped.
-struct Local {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Local {
-    fn start(root: &Path, config: &Path) -> std::io::Result<Local> {
-        Self::start_with_step(root, config, 0)
-    }
-
-    fn start_with_step(root: &Path, config: &Path, step_ms: u64) -> std::io::Result<Local> {
-        let log = root.with_extension("log");
-        let out = std::fs::File::create(&log)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_batchdrop"))
-            .args(["local", "--poll-interval", "0.2", "--sandbox-step-ms"])
-            .arg(step_ms.to_string())
-            .arg("--root")
-            .arg(root)
-            .arg("--config")
-            .arg(config)
-            .env_remove("BATCHDROP_CONFIG")
-            .env_remove("OPENAI_API_KEY")
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .stdin(Stdio::null())
-            .spawn()?;
-        Ok(Local { child, log })
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(mut self) -> String {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        self.output()
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for(path: &Path, local: &Local) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !path.exists() {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "{} did not appear; output:\n{}",
-                path.display(),
-                local.output()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
-}
 
 fn drop_file(root: &Path, from: &Path, key: &str) -> std::io::Result<()> {
     let dest = root.join(key);
@@ -86,13 +16,8 @@ fn drop_file(root: &Path, from: &Path, key: &str) -> std::io::Result<()> {
     std::fs::rename(&staging, &dest)
 }
 
-fn json_lines(path: &Path) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
-    let text = std::fs::read_to_string(path)?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?)
+fn json_lines(path: &Path) -> Result<Vec<Value>, common::Error> {
+    common::json_lines(&std::fs::read_to_string(path)?)
 }
 
 fn small_chunks_config(dir: &Path) -> std::io::Result<PathBuf> {
@@ -106,7 +31,7 @@ fn dropped_file_gets_ordered_output_errors_and_summary() -> TestResult {
     // GIVEN batchdrop local on an empty root, chunks of at most 3 requests
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("bucket");
-    let local = Local::start(&root, &small_chunks_config(dir.path())?)?;
+    let local = Local::start(&root, &small_chunks_config(dir.path())?, 0)?;
     // WHEN the example file with broken lines is dropped into the inbox
     drop_file(
         &root,
@@ -189,7 +114,7 @@ fn restart_does_not_submit_the_same_file_again() -> TestResult {
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("bucket");
     let config = small_chunks_config(dir.path())?;
-    let local = Local::start(&root, &config)?;
+    let local = Local::start(&root, &config, 0)?;
     drop_file(
         &root,
         &workspace().join("examples/prompts.jsonl"),
@@ -200,7 +125,7 @@ fn restart_does_not_submit_the_same_file_again() -> TestResult {
     let summary_before = std::fs::read(root.join("results/sandbox/prompts/summary.json"))?;
 
     // WHEN batchdrop local starts again on the same root and runs a second file to completion
-    let local = Local::start(&root, &config)?;
+    let local = Local::start(&root, &config, 0)?;
     drop_file(
         &root,
         &workspace().join("examples/prompts.jsonl"),
@@ -227,7 +152,7 @@ fn file_under_an_unknown_route_fails_with_every_line_reported() -> TestResult {
     // GIVEN batchdrop local
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("bucket");
-    let local = Local::start(&root, &small_chunks_config(dir.path())?)?;
+    let local = Local::start(&root, &small_chunks_config(dir.path())?, 0)?;
     // WHEN a file is dropped under a route nobody configured
     drop_file(
         &root,
@@ -259,7 +184,7 @@ fn cancel_object_finishes_the_job_as_cancelled() -> TestResult {
     // GIVEN a job whose batches take seconds (sandbox step of 2 s)
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("bucket");
-    let local = Local::start_with_step(&root, &small_chunks_config(dir.path())?, 2000)?;
+    let local = Local::start(&root, &small_chunks_config(dir.path())?, 2000)?;
     drop_file(
         &root,
         &workspace().join("examples/prompts.jsonl"),
@@ -306,7 +231,7 @@ fn same_prompt_file_through_both_providers_gives_each_native_shape_in_input_orde
     // GIVEN batchdrop local with both sandbox routes
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("bucket");
-    let local = Local::start(&root, &small_chunks_config(dir.path())?)?;
+    let local = Local::start(&root, &small_chunks_config(dir.path())?, 0)?;
     // WHEN the same prompt file is dropped under sandbox and sandbox-anthropic
     let prompts = workspace().join("examples/prompts.jsonl");
     drop_file(&root, &prompts, "inbox/sandbox/p.jsonl")?;
@@ -359,7 +284,7 @@ fn custom_ids_anthropic_refuses_come_back_unchanged() -> TestResult {
         .map(|id| serde_json::json!({"custom_id": id, "prompt": "hello"}).to_string())
         .collect();
     std::fs::write(&file, lines.join("\n") + "\n")?;
-    let local = Local::start(&root, &small_chunks_config(dir.path())?)?;
+    let local = Local::start(&root, &small_chunks_config(dir.path())?, 0)?;
     // WHEN they go through the Anthropic route
     drop_file(&root, &file, "inbox/sandbox-anthropic/ids.jsonl")?;
     wait_for(
