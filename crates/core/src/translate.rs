@@ -79,6 +79,47 @@ fn text_parts(
     }
 }
 
+/// A message of text only, as both providers write it.
+struct TextMessage<'a> {
+    role: &'a str,
+    /// The content for the other side: a string stays a string, parts become text parts.
+    content: Value,
+    texts: Vec<String>,
+}
+
+/// Reads `{"role","content"}` at `here`; anything but text (or another field) is refused.
+fn text_message<'a>(
+    msg: &'a Value,
+    here: &str,
+    image_word: &str,
+) -> Result<TextMessage<'a>, Untranslatable> {
+    let obj = msg
+        .as_object()
+        .ok_or_else(|| no(here, "must be an object"))?;
+    if let Some(extra) = obj.keys().find(|k| *k != "role" && *k != "content") {
+        return Err(no(format!("{here}.{extra}"), "has no equivalent"));
+    }
+    let role = obj.get("role").and_then(Value::as_str).unwrap_or("");
+    let raw = obj
+        .get("content")
+        .ok_or_else(|| no(format!("{here}.content"), "is missing"))?;
+    let texts = text_parts(raw, &format!("{here}.content"), image_word)?;
+    let content = match raw {
+        Value::String(s) => json!(s),
+        _ => Value::Array(
+            texts
+                .iter()
+                .map(|t| json!({"type": "text", "text": t}))
+                .collect(),
+        ),
+    };
+    Ok(TextMessage {
+        role,
+        content,
+        texts,
+    })
+}
+
 /// OpenAI chat-completions body → Anthropic Messages params.
 pub fn openai_to_anthropic(
     body: &Map<String, Value>,
@@ -106,17 +147,11 @@ pub fn openai_to_anthropic(
                     .ok_or_else(|| no("messages", "must be an array"))?;
                 for (i, msg) in list.iter().enumerate() {
                     let here = format!("messages[{i}]");
-                    let obj = msg
-                        .as_object()
-                        .ok_or_else(|| no(&here, "must be an object"))?;
-                    if let Some(extra) = obj.keys().find(|k| *k != "role" && *k != "content") {
-                        return Err(no(format!("{here}.{extra}"), "has no equivalent"));
-                    }
-                    let role = obj.get("role").and_then(Value::as_str).unwrap_or("");
-                    let content = obj
-                        .get("content")
-                        .ok_or_else(|| no(format!("{here}.content"), "is missing"))?;
-                    let texts = text_parts(content, &format!("{here}.content"), "image_url")?;
+                    let TextMessage {
+                        role,
+                        content,
+                        texts,
+                    } = text_message(msg, &here, "image_url")?;
                     match role {
                         "system" | "developer" => {
                             if !messages.is_empty() {
@@ -128,15 +163,6 @@ pub fn openai_to_anthropic(
                             system.push(texts.join("\n"));
                         }
                         "user" | "assistant" => {
-                            let content = match content {
-                                Value::String(s) => json!(s),
-                                _ => Value::Array(
-                                    texts
-                                        .into_iter()
-                                        .map(|t| json!({"type": "text", "text": t}))
-                                        .collect(),
-                                ),
-                            };
                             messages.push(json!({"role": role, "content": content}));
                         }
                         other => {
@@ -250,32 +276,13 @@ pub fn anthropic_to_openai(
                     .ok_or_else(|| no("messages", "must be an array"))?;
                 for (i, msg) in list.iter().enumerate() {
                     let here = format!("messages[{i}]");
-                    let obj = msg
-                        .as_object()
-                        .ok_or_else(|| no(&here, "must be an object"))?;
-                    if let Some(extra) = obj.keys().find(|k| *k != "role" && *k != "content") {
-                        return Err(no(format!("{here}.{extra}"), "has no equivalent"));
-                    }
-                    let role = obj.get("role").and_then(Value::as_str).unwrap_or("");
+                    let TextMessage { role, content, .. } = text_message(msg, &here, "image")?;
                     if role != "user" && role != "assistant" {
                         return Err(no(
                             format!("{here}.role"),
                             format!("is {role:?}: only user and assistant translate"),
                         ));
                     }
-                    let content = obj
-                        .get("content")
-                        .ok_or_else(|| no(format!("{here}.content"), "is missing"))?;
-                    let texts = text_parts(content, &format!("{here}.content"), "image")?;
-                    let content = match content {
-                        Value::String(s) => json!(s),
-                        _ => Value::Array(
-                            texts
-                                .into_iter()
-                                .map(|t| json!({"type": "text", "text": t}))
-                                .collect(),
-                        ),
-                    };
                     messages.push(json!({"role": role, "content": content}));
                 }
             }
