@@ -11,8 +11,8 @@
 //!   `untranslatable` naming the field;
 //! - a prompt line is built with the route's defaults, the line's other fields overriding them.
 //!
-//! A line without `custom_id` gets `line-<n>`. Duplicate ids are rejected; ids are remembered as
-//! 128-bit hashes (16 bytes each). Anthropic requires ids matching `^[a-zA-Z0-9_-]{1,64}$`: an id
+//! A line without `custom_id` gets `line-<n>`. Duplicate ids are found after validation, over
+//! the whole file ([`crate::ids`]). Anthropic requires ids matching `^[a-zA-Z0-9_-]{1,64}$`: an id
 //! that does not (or that starts with the reserved `bd_`) is sent as `bd_<line number>` — unique
 //! by construction — and restored in the results.
 
@@ -22,8 +22,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 
 pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
 pub const EMBEDDINGS: &str = "/v1/embeddings";
@@ -151,9 +149,6 @@ pub struct Validator {
     wire: Wire,
     defaults: Defaults,
     max_line_bytes: u64,
-    seen: HashMap<u128, u64>,
-    hash_a: RandomState,
-    hash_b: RandomState,
 }
 
 #[derive(Deserialize)]
@@ -204,9 +199,6 @@ impl Validator {
             wire: route.wire,
             defaults: route.defaults.clone(),
             max_line_bytes: route.limits.max_line_bytes,
-            seen: HashMap::new(),
-            hash_a: RandomState::new(),
-            hash_b: RandomState::new(),
         }
     }
 
@@ -333,15 +325,6 @@ impl Validator {
         };
         let (group, request, units) = built.map_err(with_id)?;
 
-        let h = ((self.hash_a.hash_one(custom_id.as_ref()) as u128) << 64)
-            | self.hash_b.hash_one(custom_id.as_ref()) as u128;
-        if let Some(first) = self.seen.get(&h) {
-            return Err(with_id(reject(
-                RejectCode::DuplicateCustomId,
-                format!("custom_id {custom_id:?} was already used on line {first}"),
-            )));
-        }
-        self.seen.insert(h, line_no);
         Ok(Accepted {
             custom_id,
             sent_id,
@@ -790,15 +773,6 @@ mod tests {
     fn unknown_endpoint_is_unsupported() {
         let r = rejected(validator().check(1, br#"{"custom_id":"a","method":"POST","url":"/v1/images/generations","body":{"model":"m"}}"#));
         assert_eq!(r.code, RejectCode::UnsupportedEndpoint);
-    }
-
-    #[test]
-    fn duplicate_custom_id_names_the_first_line() {
-        let mut v = validator();
-        accepted(v.check(1, GOOD));
-        let r = rejected(v.check(4, GOOD));
-        assert_eq!(r.code, RejectCode::DuplicateCustomId);
-        assert!(r.message.contains("line 1"), "{}", r.message);
     }
 
     #[test]

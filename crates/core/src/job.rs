@@ -11,6 +11,7 @@
 
 use crate::clock::{Clock, rfc3339};
 use crate::config::{Config, Route, Wire};
+use crate::ids::{self, SeenIds};
 use crate::input::{Outcome, RejectCode, Rejection, Validator};
 use crate::layout::{self, InboxKey, JobKeys};
 use crate::manifest::{
@@ -316,6 +317,7 @@ impl Engine {
         }
         let mut reader = lines_of(got.body);
         let mut validator = Validator::new(route);
+        let mut seen = SeenIds::default();
         let mut planner = Planner::new(route.limits);
         let mut rejected =
             StreamWriter::open(self.store.clone(), keys.rejected(), PutMode::Overwrite);
@@ -338,7 +340,18 @@ impl Engine {
                 break;
             }
             line_no += 1;
-            match validator.check(line_no, &line) {
+            let mut outcome = validator.check(line_no, &line);
+            if let Outcome::Accepted(acc) = &outcome
+                && let Some(first) = seen.first_use(&acc.custom_id, line_no)
+            {
+                outcome = Outcome::Rejected(Rejection {
+                    line: line_no,
+                    custom_id: Some(acc.custom_id.to_string()),
+                    code: RejectCode::DuplicateCustomId,
+                    message: ids::duplicate_message(&acc.custom_id, first),
+                });
+            }
+            match outcome {
                 Outcome::Blank => {}
                 Outcome::Rejected(r) => {
                     counts.lines += 1;

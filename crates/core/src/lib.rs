@@ -6,13 +6,14 @@
 //! - [`config`]: routes, read once at start.
 //! - [`cost`]: price table and job costs (batch, synchronous equivalent, saved).
 //! - [`layout`]: what each key of the bucket means.
-//! - [`input`]: line validation; [`plan`]: chunk planning.
+//! - [`input`]: line validation; [`ids`]: duplicate custom_ids; [`plan`]: chunk planning.
 //! - [`manifest`]: the job manifest; [`job`]: the engine that submit and poll run.
 //! - [`wire`]: the provider result lines batchdrop reads and writes.
 
 pub mod clock;
 pub mod config;
 pub mod cost;
+pub mod ids;
 pub mod input;
 pub mod job;
 pub mod layout;
