@@ -12,6 +12,23 @@ fn short(job_id: &str) -> &str {
 impl Observer for Printer {
     fn event(&self, event: &JobEvent) {
         let line = match event {
+            JobEvent::Planning {
+                job_id,
+                key,
+                from_line,
+            } => match from_line {
+                0 => format!("job {} planning {key}", short(job_id)),
+                n => format!("job {} planning {key} from line {}", short(job_id), n + 1),
+            },
+            JobEvent::PlanningPaused {
+                job_id,
+                lines,
+                offset,
+                bytes,
+            } => format!(
+                "job {} planning paused at line {lines} ({offset} of {bytes} bytes); the next poll continues",
+                short(job_id)
+            ),
             JobEvent::Started {
                 job_id,
                 key,

@@ -163,7 +163,7 @@ pub fn view(m: &Manifest, config: &Config, now: OffsetDateTime) -> JobView {
         job_id: m.job_id.clone(),
         route: m.route.clone(),
         key: m.input.key.clone(),
-        status: m.status.as_str().to_string(),
+        status: status_word(m),
         reason: m.reason.clone(),
         cancel_requested: m
             .cancel_requested
@@ -179,6 +179,19 @@ pub fn view(m: &Manifest, config: &Config, now: OffsetDateTime) -> JobView {
     }
 }
 
+/// `running`, `completed`, …; `planning (42%)` while the upload is still being read.
+fn status_word(m: &Manifest) -> String {
+    match &m.planning {
+        Some(cursor) if !m.status.is_finished() => {
+            let read = (cursor.offset * 100)
+                .checked_div(m.input.bytes)
+                .unwrap_or(100);
+            format!("planning ({read}%)")
+        }
+        _ => m.status.as_str().to_string(),
+    }
+}
+
 /// "running: 4/9 requests done, 2 batches at the provider", for other commands' messages.
 pub fn progress_words(m: &Manifest) -> String {
     let r = requests_of(m);
@@ -189,7 +202,7 @@ pub fn progress_words(m: &Manifest) -> String {
         .count();
     format!(
         "{}: {}/{} requests done, {at_provider} batch(es) at the provider",
-        m.status.as_str(),
+        status_word(m),
         r.done,
         r.total
     )

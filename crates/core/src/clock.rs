@@ -25,11 +25,14 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to; `sleep` advances it instead of waiting.
+/// A clock that only moves when told to; `sleep` advances it instead of waiting. With
+/// [`ManualClock::tick_on_read`], every reading also moves it on (time passing while work is
+/// done, for deadline tests).
 #[derive(Debug)]
 pub struct ManualClock {
     now: Mutex<OffsetDateTime>,
     slept: Mutex<Vec<Duration>>,
+    tick: Mutex<Duration>,
 }
 
 impl ManualClock {
@@ -37,7 +40,12 @@ impl ManualClock {
         Self {
             now: Mutex::new(start),
             slept: Mutex::new(Vec::new()),
+            tick: Mutex::new(Duration::ZERO),
         }
+    }
+    /// Moves the clock on by `step` after every [`Clock::now`] (zero: never).
+    pub fn tick_on_read(&self, step: Duration) {
+        *self.tick.lock().expect("clock lock") = step;
     }
     pub fn advance(&self, by: Duration) {
         *self.now.lock().expect("clock lock") += by;
@@ -51,7 +59,11 @@ impl ManualClock {
 #[async_trait]
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
-        *self.now.lock().expect("clock lock")
+        let tick = *self.tick.lock().expect("clock lock");
+        let mut now = self.now.lock().expect("clock lock");
+        let read = *now;
+        *now += tick;
+        read
     }
     async fn sleep(&self, duration: Duration) {
         self.slept.lock().expect("clock lock").push(duration);

@@ -1,8 +1,10 @@
 //! The job engine: what submit and poll do, over the store, provider and clock ports.
 //!
-//! - [`Engine::submit`] turns a new upload into a job: validate every line, stage chunks under
-//!   `_batchdrop/jobs/<id>/`, create the manifest (conditional create: a duplicate event finds
-//!   the job and does nothing new), then [`Engine::advance`] it once.
+//! - [`Engine::submit`] turns a new upload into a job: it creates the manifest (conditional
+//!   create: a duplicate event finds the job and only helps it along), then
+//!   [`Engine::advance`]s it, which first plans the upload: validate every line, stage chunks
+//!   under `_batchdrop/jobs/<id>/`. Planning stops near the invocation's deadline
+//!   ([`Engine::until`]) with a checkpoint in the manifest; the next advance continues it.
 //! - [`Engine::poll`] advances every job listed under `_batchdrop/active/`; finished jobs are
 //!   not listed there, so they cost nothing.
 //! - [`Engine::advance`] takes the job's lease (compare-and-swap on the manifest), moves each
@@ -10,18 +12,19 @@
 //!   `output.jsonl`, `errors.jsonl` and, last, `summary.json`.
 
 use crate::clock::{Clock, rfc3339};
-use crate::config::{Config, Route, Wire};
-use crate::ids::{self, SeenIds};
-use crate::input::{Outcome, RejectCode, Rejection, Validator};
+use crate::config::{Config, Wire};
+use crate::ids;
+use crate::input::{RejectCode, Rejection};
 use crate::layout::{self, InboxKey, JobKeys};
 use crate::manifest::{
-    ChunkRecord, ChunkState, Counts, InputRef, JobStatus, Lease, Manifest, Usage,
+    ChunkRecord, ChunkState, Counts, InputRef, JobStatus, Lease, Manifest, PlanCursor, Usage,
 };
-use crate::plan::{ChunkPlan, Planner};
+use crate::plan::ChunkPlan;
 use crate::provider::{
     BatchError, BatchInfo, BatchLookup, BatchState, ChunkUpload, Provider, ProviderError,
     Providers, RequestCounts, StoredBody, Submitted,
 };
+use crate::staging::Stager;
 use crate::store::{ObjectStore, ObjectStoreExt, PutMode, StoreError, lines_of};
 use crate::wire;
 use crate::writer::StreamWriter;
@@ -30,10 +33,16 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
+use time::OffsetDateTime;
 use tokio::io::AsyncBufReadExt;
 
 /// How long a lease on a job lasts without being renewed.
 pub const LEASE: Duration = Duration::from_secs(300);
+/// Time kept in hand before an invocation's deadline: enough to seal the open chunks and save a
+/// checkpoint.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
+/// Lines planned between two looks at the deadline and the lease.
+pub const PLAN_CHECK_LINES: u64 = 1024;
 /// Jobs advanced at once by one poll.
 pub const POLL_CONCURRENCY: usize = 8;
 
@@ -78,6 +87,20 @@ pub enum SubmitOutcome {
 /// Something worth telling a person watching (local mode prints these; Lambda logs them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobEvent {
+    /// Planning of an upload begins (`from_line` 0) or continues after a checkpoint.
+    Planning {
+        job_id: String,
+        key: String,
+        from_line: u64,
+    },
+    /// Planning stopped near the invocation's deadline; the next advance continues it.
+    PlanningPaused {
+        job_id: String,
+        lines: u64,
+        offset: u64,
+        bytes: u64,
+    },
+    /// The whole upload is planned: what it counted and how many chunks it staged.
     Started {
         job_id: String,
         key: String,
@@ -148,6 +171,7 @@ pub enum Advance {
     Finished(JobStatus),
 }
 
+#[derive(Clone)]
 pub struct Engine {
     store: Arc<dyn ObjectStore>,
     bucket: String,
@@ -156,6 +180,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
     owner: String,
+    deadline: Option<OffsetDateTime>,
 }
 
 impl Engine {
@@ -174,7 +199,24 @@ impl Engine {
             clock,
             observer: Arc::new(LogObserver),
             owner: format!("worker-{:016x}", fastrand::u64(..)),
+            deadline: None,
         }
+    }
+
+    /// The same engine for one invocation that must end by `deadline` (a Lambda's): planning
+    /// checkpoints and stops, and no new batch is sent, once less than [`DEADLINE_MARGIN`] is
+    /// left. The next advance (a poll, or the event again) continues.
+    pub fn until(&self, deadline: OffsetDateTime) -> Engine {
+        Engine {
+            deadline: Some(deadline),
+            ..self.clone()
+        }
+    }
+
+    /// Whether this invocation should stop starting work.
+    fn near_deadline(&self) -> bool {
+        self.deadline
+            .is_some_and(|d| self.clock.now() + DEADLINE_MARGIN >= d)
     }
 
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
@@ -220,6 +262,9 @@ impl Engine {
         let job_id = layout::job_id(&self.bucket, key, &head.etag);
         let keys = JobKeys::new(&job_id);
         if self.store.exists(&keys.manifest()).await? {
+            // The event again: help the job along (a planning that stopped, or crashed, goes
+            // on from its checkpoint; a job another worker holds is left to it).
+            self.advance(&job_id).await?;
             return Ok(SubmitOutcome::Duplicate { job_id });
         }
         let mut manifest = Manifest {
@@ -240,6 +285,7 @@ impl Engine {
             counts: Counts::default(),
             max_attempts: 1,
             cancel_requested: None,
+            planning: None,
             chunks: Vec::new(),
             lease: None,
         };
@@ -266,13 +312,8 @@ impl Engine {
         }
         let route = route.expect("checked above");
         manifest.provider = route.wire.name().to_string();
-
-        let Some((counts, plans)) = self.plan(&keys, key, &head.etag, route).await? else {
-            return Ok(SubmitOutcome::Superseded);
-        };
-        manifest.counts = counts;
-        manifest.chunks = plans.into_iter().map(ChunkRecord::staged).collect();
         manifest.max_attempts = route.retries.max_attempts;
+        manifest.planning = Some(PlanCursor::default());
         // The index entry first: a manifest is never unreachable from poll.
         self.store
             .put(
@@ -292,125 +333,8 @@ impl Engine {
             }
             Err(e) => return Err(e.into()),
         }
-        self.observer.event(&JobEvent::Started {
-            job_id: job_id.clone(),
-            key: key.to_string(),
-            counts: manifest.counts.clone(),
-            chunks: manifest.chunks.len(),
-        });
         self.advance(&job_id).await?;
         Ok(SubmitOutcome::Started { job_id })
-    }
-
-    /// Streams the upload once: validates every line, writes rejected lines, stages chunks.
-    /// Returns `None` if the object changed while being read.
-    async fn plan(
-        &self,
-        keys: &JobKeys,
-        key: &str,
-        etag: &str,
-        route: &Route,
-    ) -> Result<Option<(Counts, Vec<ChunkPlan>)>, JobError> {
-        let got = self.store.get(key).await?;
-        if got.meta.etag != etag {
-            return Ok(None);
-        }
-        let mut reader = lines_of(got.body);
-        let mut validator = Validator::new(route);
-        let mut seen = SeenIds::default();
-        let mut planner = Planner::new(route.limits);
-        let mut rejected =
-            StreamWriter::open(self.store.clone(), keys.rejected(), PutMode::Overwrite);
-        let mut open: HashMap<u32, (StreamWriter, StreamWriter)> = HashMap::new();
-        let mut counts = Counts::default();
-        let mut plans: Vec<ChunkPlan> = Vec::new();
-        let mut line = Vec::with_capacity(64 * 1024);
-        let mut line_no = 0u64;
-        let mut numbers = Vec::with_capacity(24);
-        loop {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .await
-                .map_err(|e| StoreError::Io {
-                    key: key.to_string(),
-                    source: e,
-                })?;
-            if n == 0 {
-                break;
-            }
-            line_no += 1;
-            let mut outcome = validator.check(line_no, &line);
-            if let Outcome::Accepted(acc) = &outcome
-                && let Some(first) = seen.first_use(&acc.custom_id, line_no)
-            {
-                outcome = Outcome::Rejected(Rejection {
-                    line: line_no,
-                    custom_id: Some(acc.custom_id.to_string()),
-                    code: RejectCode::DuplicateCustomId,
-                    message: ids::duplicate_message(&acc.custom_id, first),
-                });
-            }
-            match outcome {
-                Outcome::Blank => {}
-                Outcome::Rejected(r) => {
-                    counts.lines += 1;
-                    counts.rejected += 1;
-                    rejected.write(&r.to_json_line()).await?;
-                }
-                Outcome::Accepted(acc) => {
-                    counts.lines += 1;
-                    counts.accepted += 1;
-                    let place = planner.place(&acc.group, acc.request.len() as u64, acc.units);
-                    if let Some(sealed) = place.seals {
-                        if let Some((chunk, lines)) = open.remove(&sealed.index) {
-                            chunk.finish().await?;
-                            lines.finish().await?;
-                        }
-                        plans.push(sealed);
-                    }
-                    if place.opens {
-                        open.insert(
-                            place.chunk,
-                            (
-                                StreamWriter::open(
-                                    self.store.clone(),
-                                    keys.chunk(place.chunk),
-                                    PutMode::Overwrite,
-                                ),
-                                StreamWriter::open(
-                                    self.store.clone(),
-                                    keys.chunk_lines(place.chunk),
-                                    PutMode::Overwrite,
-                                ),
-                            ),
-                        );
-                    }
-                    let (chunk, lines) = open.get_mut(&place.chunk).expect("opened above");
-                    chunk.write(&acc.request).await?;
-                    chunk.write(b"\n").await?;
-                    numbers.clear();
-                    numbers.extend_from_slice(line_no.to_string().as_bytes());
-                    if acc.sent_id.is_some() {
-                        // The request went out under another id: keep the user's.
-                        numbers.push(b'\t');
-                        numbers.extend_from_slice(
-                            &serde_json::to_vec(acc.custom_id.as_ref()).unwrap_or_default(),
-                        );
-                    }
-                    numbers.push(b'\n');
-                    lines.write(&numbers).await?;
-                }
-            }
-        }
-        for (_, (chunk, lines)) in open.drain() {
-            chunk.finish().await?;
-            lines.finish().await?;
-        }
-        rejected.finish().await?;
-        plans.extend(planner.finish());
-        plans.sort_by_key(|p| p.index);
-        Ok(Some((counts, plans)))
     }
 
     /// A file that cannot be run at all: every non-blank line is rejected with `reason`, and the
@@ -683,9 +607,18 @@ impl JobRun<'_> {
         manifest: &mut Manifest,
         provider: &dyn Provider,
     ) -> Result<Advance, JobError> {
+        if manifest.planning.is_some() && !self.plan(manifest).await? {
+            return Ok(match manifest.status {
+                JobStatus::Running => Advance::Running,
+                done => Advance::Finished(done),
+            });
+        }
         // Follow-up chunks staged on the way are taken in the same pass.
         let mut i = 0;
         while i < manifest.chunks.len() {
+            if self.engine.near_deadline() {
+                return Ok(Advance::Running);
+            }
             self.step_chunk(manifest, i, provider).await?;
             i += 1;
         }
@@ -698,6 +631,208 @@ impl JobRun<'_> {
             return Ok(Advance::Finished(manifest.status));
         }
         Ok(Advance::Running)
+    }
+
+    /// Plans the upload from the manifest's checkpoint on: reads it, validates and stages its
+    /// lines, until the end or the deadline. Returns whether the whole upload is planned.
+    async fn plan(&mut self, manifest: &mut Manifest) -> Result<bool, JobError> {
+        let engine = self.engine;
+        let Some(cursor) = manifest.planning.clone() else {
+            return Ok(true);
+        };
+        let Some(route) = engine.config.route(&manifest.route) else {
+            return Err(ProviderError::Unavailable {
+                reason: format!("route {:?} is no longer configured", manifest.route),
+            }
+            .into());
+        };
+        self.acquire(manifest).await?;
+        if cursor.offset < manifest.input.bytes || cursor.segment == 0 {
+            let key = manifest.input.key.clone();
+            let got = match engine.store.get_from(&key, cursor.offset).await {
+                Ok(got) if got.meta.etag == manifest.input.etag => got,
+                Ok(_) | Err(StoreError::NotFound { .. }) => {
+                    self.superseded_while_planning(manifest).await?;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            engine.observer.event(&JobEvent::Planning {
+                job_id: manifest.job_id.clone(),
+                key: key.clone(),
+                from_line: cursor.line,
+            });
+            let mut stager = Stager::start(
+                engine.store.clone(),
+                self.keys.clone(),
+                route,
+                cursor.segment,
+                next_chunk_index(manifest),
+            )
+            .await?;
+            let mut reader = lines_of(got.body);
+            let (mut offset, mut line_no) = (cursor.offset, cursor.line);
+            let mut line = Vec::with_capacity(64 * 1024);
+            let mut paused = false;
+            loop {
+                line.clear();
+                let n = reader
+                    .read_until(b'\n', &mut line)
+                    .await
+                    .map_err(|e| StoreError::io_at(&key, e))?;
+                if n == 0 {
+                    break;
+                }
+                offset += n as u64;
+                line_no += 1;
+                stager.line(line_no, &line).await?;
+                if line_no % PLAN_CHECK_LINES == 0 {
+                    if engine.near_deadline() {
+                        paused = true;
+                        break;
+                    }
+                    self.keep_lease(manifest).await?;
+                }
+            }
+            let staged = stager.finish().await?;
+            manifest.counts.add_planned(&staged.counts);
+            manifest
+                .chunks
+                .extend(staged.chunks.into_iter().map(ChunkRecord::staged));
+            manifest.planning = Some(PlanCursor {
+                offset,
+                line: line_no,
+                segment: cursor.segment + 1,
+            });
+            self.save(manifest).await?;
+            if paused {
+                engine.observer.event(&JobEvent::PlanningPaused {
+                    job_id: manifest.job_id.clone(),
+                    lines: line_no,
+                    offset,
+                    bytes: manifest.input.bytes,
+                });
+                return Ok(false);
+            }
+        }
+        // The whole upload is staged: drop the duplicates, then planning is over.
+        let replaced = self.drop_duplicates(manifest).await?;
+        manifest.planning = None;
+        self.save(manifest).await?;
+        for index in replaced {
+            engine.store.delete(&self.keys.chunk(index)).await?;
+            engine.store.delete(&self.keys.chunk_lines(index)).await?;
+        }
+        ids::remove_runs(engine.store.as_ref(), &self.keys).await?;
+        engine.observer.event(&JobEvent::Started {
+            job_id: manifest.job_id.clone(),
+            key: manifest.input.key.clone(),
+            counts: manifest.counts.clone(),
+            chunks: manifest.chunks.len(),
+        });
+        Ok(true)
+    }
+
+    /// Rejects every line whose custom_id an earlier line used: each chunk holding one is
+    /// copied without it under a new index (the old files stay intact until the manifest no
+    /// longer names them, so a crash here is simply redone). Returns the replaced indices.
+    async fn drop_duplicates(&mut self, manifest: &mut Manifest) -> Result<Vec<u32>, JobError> {
+        let store = self.engine.store.clone();
+        let duplicates = ids::find_duplicates(&store, &self.keys).await?;
+        if duplicates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let first_use: HashMap<u64, u64> =
+            duplicates.iter().map(|d| (d.line, d.first_line)).collect();
+        let mut rejections = Vec::with_capacity(duplicates.len());
+        let mut replaced = Vec::new();
+        let mut next = next_chunk_index(manifest);
+        for i in 0..manifest.chunks.len() {
+            let from = manifest.chunks[i].plan.index;
+            let mut dropped = Vec::new();
+            let mut rows = ChunkRows::open(store.as_ref(), &self.keys, from).await?;
+            let mut pos = 0usize;
+            while rows.next().await? {
+                if let Some(first) = first_use.get(&rows.line()) {
+                    dropped.push(pos);
+                    let custom_id = rows.user_id().or_else(|| custom_id_of(&rows.request));
+                    rejections.push(Rejection {
+                        line: rows.line(),
+                        message: ids::duplicate_message(
+                            custom_id.as_deref().unwrap_or_default(),
+                            *first,
+                        ),
+                        custom_id,
+                        code: RejectCode::DuplicateCustomId,
+                    });
+                }
+                pos += 1;
+            }
+            if dropped.is_empty() {
+                continue;
+            }
+            let (requests, bytes) = copy_chunk(store.clone(), &self.keys, from, next, |p| {
+                dropped.binary_search(&p).is_err()
+            })
+            .await?;
+            let plan = &mut manifest.chunks[i].plan;
+            (plan.index, plan.requests, plan.bytes) = (next, requests, bytes);
+            replaced.push(from);
+            next += 1;
+        }
+        manifest.chunks.retain(|c| c.plan.requests > 0);
+        rejections.sort_by_key(|r| r.line);
+        let mut out = StreamWriter::open(
+            store.clone(),
+            self.keys.rejected_duplicates(),
+            PutMode::Overwrite,
+        );
+        for r in &rejections {
+            out.write(&r.to_json_line()).await?;
+        }
+        out.finish().await?;
+        manifest.counts.accepted -= rejections.len() as u64;
+        manifest.counts.rejected += rejections.len() as u64;
+        Ok(replaced)
+    }
+
+    /// The upload changed (or went away) while it was being planned: the newer version is a
+    /// job of its own, this one ends as cancelled without sending anything.
+    async fn superseded_while_planning(&mut self, manifest: &mut Manifest) -> Result<(), JobError> {
+        let engine = self.engine;
+        manifest.status = JobStatus::Cancelled;
+        manifest.reason = Some(format!(
+            "superseded: {} changed while it was being planned; nothing was sent",
+            manifest.input.key
+        ));
+        manifest.planning = None;
+        manifest.chunks.clear();
+        manifest.finished_at = Some(rfc3339(engine.clock.now()));
+        engine
+            .store
+            .put_json(
+                &self.keys.summary(),
+                &manifest.summary_for(&engine.config),
+                PutMode::Overwrite,
+            )
+            .await?;
+        self.save(manifest).await?;
+        engine
+            .store
+            .delete(&layout::active_key(&manifest.job_id))
+            .await?;
+        engine.finished_event(manifest);
+        Ok(())
+    }
+
+    /// Renews the lease when half of it is gone (a long planning holds the job throughout).
+    async fn keep_lease(&mut self, manifest: &mut Manifest) -> Result<(), JobError> {
+        let now = self.engine.clock.now().unix_timestamp();
+        let half = (LEASE.as_secs() / 2) as i64;
+        if manifest.lease.as_ref().is_none_or(|l| l.until - now < half) {
+            self.save(manifest).await?;
+        }
+        Ok(())
     }
 
     /// Takes the lease before a side effect, if this advance does not hold it yet.
@@ -1147,52 +1282,11 @@ impl JobRun<'_> {
     ) -> Result<(), JobError> {
         let store = self.engine.store.clone();
         let parent = manifest.chunks[i].clone();
-        let index = manifest
-            .chunks
-            .iter()
-            .map(|c| c.plan.index)
-            .max()
-            .unwrap_or(0)
-            + 1;
-        let (_, mut requests) = store.reader(&self.keys.chunk(parent.plan.index)).await?;
-        let (_, mut numbers) = store
-            .reader(&self.keys.chunk_lines(parent.plan.index))
-            .await?;
-        let mut chunk_out =
-            StreamWriter::open(store.clone(), self.keys.chunk(index), PutMode::Overwrite);
-        let mut lines_out = StreamWriter::open(
-            store.clone(),
-            self.keys.chunk_lines(index),
-            PutMode::Overwrite,
-        );
-        let (mut request, mut number) = (Vec::new(), Vec::new());
-        let mut bytes = 0u64;
-        let mut wanted = positions.iter().peekable();
-        let mut pos = 0usize;
-        while wanted.peek().is_some() {
-            request.clear();
-            number.clear();
-            let read = requests
-                .read_until(b'\n', &mut request)
-                .await
-                .map_err(|e| StoreError::io_at(&self.keys.chunk(parent.plan.index), e))?;
-            numbers
-                .read_until(b'\n', &mut number)
-                .await
-                .map_err(|e| StoreError::io_at(&self.keys.chunk_lines(parent.plan.index), e))?;
-            if read == 0 {
-                break;
-            }
-            if wanted.peek() == Some(&&pos) {
-                wanted.next();
-                chunk_out.write(&request).await?;
-                lines_out.write(&number).await?;
-                bytes += request.len() as u64;
-            }
-            pos += 1;
-        }
-        chunk_out.finish().await?;
-        lines_out.finish().await?;
+        let index = next_chunk_index(manifest);
+        let (_, bytes) = copy_chunk(store, &self.keys, parent.plan.index, index, |p| {
+            positions.binary_search(&p).is_ok()
+        })
+        .await?;
         let mut record = ChunkRecord::staged(ChunkPlan {
             index,
             endpoint: parent.plan.endpoint.clone(),
@@ -1236,12 +1330,7 @@ impl JobRun<'_> {
             self.keys.summary()
         } else {
             self.write_output(&done).await?;
-            let errors_key = format!("{}errors.jsonl", done.results_prefix);
-            let rejected = engine.store.get(&self.keys.rejected()).await?;
-            engine
-                .store
-                .put_stream(&errors_key, rejected.body, PutMode::Overwrite)
-                .await?;
+            self.write_errors(&done).await?;
             format!("{}summary.json", done.results_prefix)
         };
         done.finished_at = Some(rfc3339(engine.clock.now()));
@@ -1260,6 +1349,48 @@ impl JobRun<'_> {
             .delete(&layout::active_key(&manifest.job_id))
             .await?;
         engine.finished_event(manifest);
+        Ok(())
+    }
+
+    /// Merges the parts of the rejected lines (one per planning segment, and the duplicates)
+    /// into errors.jsonl, in line order: a k-way merge, one line per part in memory.
+    async fn write_errors(&self, manifest: &Manifest) -> Result<(), JobError> {
+        let store = &self.engine.store;
+        let mut keys: Vec<String> = store
+            .list(&self.keys.rejected_parts())
+            .await?
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        // Jobs planned before rejected lines were split in parts kept them in one object.
+        if store.exists(&self.keys.rejected()).await? {
+            keys.push(self.keys.rejected());
+        }
+        let mut parts = Vec::with_capacity(keys.len());
+        for key in keys {
+            let (_, reader) = store.reader(&key).await?;
+            parts.push((key, reader));
+        }
+        let mut current: Vec<Vec<u8>> = vec![Vec::new(); parts.len()];
+        let mut heap = BinaryHeap::new();
+        for (p, (key, reader)) in parts.iter_mut().enumerate() {
+            if let Some(n) = next_rejection(key, reader, &mut current[p]).await? {
+                heap.push(Reverse((n, p)));
+            }
+        }
+        let mut out = StreamWriter::open(
+            store.clone(),
+            format!("{}errors.jsonl", manifest.results_prefix),
+            PutMode::Overwrite,
+        );
+        while let Some(Reverse((_, p))) = heap.pop() {
+            out.write(&current[p]).await?;
+            let (key, reader) = &mut parts[p];
+            if let Some(n) = next_rejection(key, reader, &mut current[p]).await? {
+                heap.push(Reverse((n, p)));
+            }
+        }
+        out.finish().await?;
         Ok(())
     }
 
@@ -1352,6 +1483,133 @@ impl MergeSource {
             .unwrap_or(u64::MAX);
         Ok(Some(n))
     }
+}
+
+/// Reads the next line of a part of the rejected lines into `line`; returns its input line.
+async fn next_rejection(
+    key: &str,
+    reader: &mut (dyn tokio::io::AsyncBufRead + Send + Unpin),
+    line: &mut Vec<u8>,
+) -> Result<Option<u64>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct At {
+        line: u64,
+    }
+    line.clear();
+    if reader
+        .read_until(b'\n', line)
+        .await
+        .map_err(|e| StoreError::io_at(key, e))?
+        == 0
+    {
+        return Ok(None);
+    }
+    let at: At = serde_json::from_slice(line).map_err(|e| StoreError::Backend {
+        key: key.to_string(),
+        message: format!("not a rejected line: {e}"),
+        retryable: false,
+        source: Some(Box::new(e)),
+    })?;
+    Ok(Some(at.line))
+}
+
+/// The index the next new chunk of a job gets.
+fn next_chunk_index(manifest: &Manifest) -> u32 {
+    manifest
+        .chunks
+        .iter()
+        .map(|c| c.plan.index + 1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// A staged chunk read row by row: each request with its line-number sidecar entry.
+struct ChunkRows {
+    requests: Box<dyn tokio::io::AsyncBufRead + Send + Unpin>,
+    numbers: Box<dyn tokio::io::AsyncBufRead + Send + Unpin>,
+    key: String,
+    /// The current request line, newline included.
+    request: Vec<u8>,
+    /// The current sidecar entry (`<line>` or `<line>\t<user's custom_id as JSON>`), newline
+    /// included.
+    number: Vec<u8>,
+}
+
+impl ChunkRows {
+    async fn open(store: &dyn ObjectStore, keys: &JobKeys, index: u32) -> Result<Self, StoreError> {
+        let (_, requests) = store.reader(&keys.chunk(index)).await?;
+        let (_, numbers) = store.reader(&keys.chunk_lines(index)).await?;
+        Ok(Self {
+            requests,
+            numbers,
+            key: keys.chunk(index),
+            request: Vec::new(),
+            number: Vec::new(),
+        })
+    }
+
+    /// Reads the next row; false at the end.
+    async fn next(&mut self) -> Result<bool, StoreError> {
+        self.request.clear();
+        self.number.clear();
+        let read = self
+            .requests
+            .read_until(b'\n', &mut self.request)
+            .await
+            .map_err(|e| StoreError::io_at(&self.key, e))?;
+        self.numbers
+            .read_until(b'\n', &mut self.number)
+            .await
+            .map_err(|e| StoreError::io_at(&self.key, e))?;
+        Ok(read > 0)
+    }
+
+    /// The input line number of the current row.
+    fn line(&self) -> u64 {
+        let entry = self
+            .number
+            .split(|b| *b == b'\t')
+            .next()
+            .unwrap_or_default();
+        std::str::from_utf8(entry.trim_ascii())
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(u64::MAX)
+    }
+
+    /// The user's custom_id when the request went out under another one.
+    fn user_id(&self) -> Option<String> {
+        let tab = self.number.iter().position(|b| *b == b'\t')?;
+        serde_json::from_slice(self.number[tab + 1..].trim_ascii()).ok()
+    }
+}
+
+/// Copies the rows of chunk `from` at the positions `keep` wants into a new chunk `to` (request
+/// lines and their sidecar entries). Returns its requests and bytes.
+async fn copy_chunk(
+    store: Arc<dyn ObjectStore>,
+    keys: &JobKeys,
+    from: u32,
+    to: u32,
+    keep: impl Fn(usize) -> bool,
+) -> Result<(u64, u64), StoreError> {
+    let mut rows = ChunkRows::open(store.as_ref(), keys, from).await?;
+    let mut chunk_out = StreamWriter::open(store.clone(), keys.chunk(to), PutMode::Overwrite);
+    let mut lines_out = StreamWriter::open(store, keys.chunk_lines(to), PutMode::Overwrite);
+    let (mut requests, mut bytes) = (0u64, 0u64);
+    let mut pos = 0usize;
+    while rows.next().await? {
+        if keep(pos) {
+            chunk_out.write(&rows.request).await?;
+            lines_out.write(&rows.number).await?;
+            requests += 1;
+            bytes += rows.request.len() as u64;
+        }
+        pos += 1;
+    }
+    chunk_out.finish().await?;
+    lines_out.finish().await?;
+    Ok((requests, bytes))
 }
 
 /// The `custom_id` of a JSON line, if it has a string one.

@@ -109,6 +109,26 @@ impl JobKeys {
     pub fn chunk_results(&self, index: u32) -> String {
         format!("{}results/{index:05}.jsonl", self.dir)
     }
+    /// Where the sorted runs of (custom_id hash, line) pairs of the duplicate check go.
+    pub fn id_runs(&self) -> String {
+        format!("{}ids/", self.dir)
+    }
+    /// Run `run` of planning segment `segment`.
+    pub fn id_run(&self, segment: u32, run: u32) -> String {
+        format!("{}ids/{segment:05}-{run:05}.bin", self.dir)
+    }
+    /// The rejected lines found by planning segment `segment`, in line order.
+    pub fn rejected_part(&self, segment: u32) -> String {
+        format!("{}rejected/{segment:05}.jsonl", self.dir)
+    }
+    /// The lines rejected as duplicates once the whole upload was planned, in line order.
+    pub fn rejected_duplicates(&self) -> String {
+        format!("{}rejected/duplicates.jsonl", self.dir)
+    }
+    /// Every part of the rejected lines (`rejected_part`s and `rejected_duplicates`).
+    pub fn rejected_parts(&self) -> String {
+        format!("{}rejected/", self.dir)
+    }
     /// Where a superseded job leaves its summary instead of `results/`.
     pub fn summary(&self) -> String {
         format!("{}summary.json", self.dir)

@@ -63,6 +63,27 @@ pub struct Counts {
     pub retried: u64,
 }
 
+impl Counts {
+    /// Adds the lines, accepted and rejected requests of one planning segment.
+    pub fn add_planned(&mut self, more: &Counts) {
+        self.lines += more.lines;
+        self.accepted += more.accepted;
+        self.rejected += more.rejected;
+    }
+}
+
+/// How far planning has read an upload: set while the upload is still being planned, so that
+/// the next invocation continues from there (submit stops near its Lambda deadline).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanCursor {
+    /// Bytes of the upload planned so far (always a line boundary).
+    pub offset: u64,
+    /// Lines read so far, blank ones included: the number of the line that ends at `offset`.
+    pub line: u64,
+    /// Segments planned so far; the next one writes its parts under this number.
+    pub segment: u32,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub input_tokens: u64,
@@ -168,6 +189,9 @@ pub struct Manifest {
     /// Why the job is being cancelled, once someone asked (`cancel/…` object, `batchdrop cancel`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_requested: Option<String>,
+    /// Present until the whole upload is planned; `chunks` then holds every chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planning: Option<PlanCursor>,
     pub chunks: Vec<ChunkRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,

@@ -47,10 +47,15 @@ pub struct Planner {
 
 impl Planner {
     pub fn new(limits: ChunkLimits) -> Self {
+        Self::starting_at(limits, 0)
+    }
+
+    /// A planner whose first chunk gets index `first` (a continuation of an earlier segment).
+    pub fn starting_at(limits: ChunkLimits, first: u32) -> Self {
         Self {
             limits,
             open: HashMap::new(),
-            next_index: 0,
+            next_index: first,
         }
     }
 

@@ -786,8 +786,8 @@ impl ObjectStore for FaultyStore {
     async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
         self.inner.head(key).await
     }
-    async fn get(&self, key: &str) -> Result<GetResult, StoreError> {
-        self.inner.get(key).await
+    async fn get_from(&self, key: &str, offset: u64) -> Result<GetResult, StoreError> {
+        self.inner.get_from(key, offset).await
     }
     async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<ObjectMeta, StoreError> {
         self.check(key)?;

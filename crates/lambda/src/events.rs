@@ -305,7 +305,9 @@ impl Completions {
 
 fn job_of(event: &JobEvent) -> &str {
     match event {
-        JobEvent::Started { job_id, .. }
+        JobEvent::Planning { job_id, .. }
+        | JobEvent::PlanningPaused { job_id, .. }
+        | JobEvent::Started { job_id, .. }
         | JobEvent::BatchSubmitted { job_id, .. }
         | JobEvent::BatchProgress { job_id, .. }
         | JobEvent::BatchCollected { job_id, .. }

@@ -142,7 +142,14 @@ pub struct RecordOutcome {
 /// (`cancel/…`). A record whose failure may pass
 /// (throttling, a provider hiccup) fails the invocation so that Lambda retries it; the job is
 /// idempotent, so records already handled are found and left alone.
-pub async fn handle_s3_event(app: &App, event: S3Event) -> Result<SubmitResponse, HandlerError> {
+///
+/// `deadline_ms` is the invocation's deadline (the Lambda context's, ms since the epoch):
+/// planning a big upload checkpoints before it and the next poll continues.
+pub async fn handle_s3_event(
+    app: &App,
+    event: S3Event,
+    deadline_ms: Option<u64>,
+) -> Result<SubmitResponse, HandlerError> {
     let mut records = Vec::new();
     let mut retry = Vec::new();
     for record in event.records {
@@ -160,7 +167,7 @@ pub async fn handle_s3_event(app: &App, event: S3Event) -> Result<SubmitResponse
                 continue;
             }
         };
-        let engine = app.engine(&bucket);
+        let engine = with_deadline(app.engine(&bucket), deadline_ms);
         if InboxKey::parse_cancel(&key).is_some() {
             let (text, retryable) = match engine.cancel(&key).await {
                 Ok(jobs) if jobs.is_empty() => {
@@ -220,13 +227,16 @@ pub struct PollResponse {
 
 /// Handles one scheduled tick: advances every active job of the bucket. A job that fails is
 /// reported and left for the next tick; it never stops the others.
-pub async fn handle_tick(app: &App) -> Result<PollResponse, HandlerError> {
+/// `deadline_ms` as for [`handle_s3_event`]: a job still being planned continues until then.
+pub async fn handle_tick(
+    app: &App,
+    deadline_ms: Option<u64>,
+) -> Result<PollResponse, HandlerError> {
     let bucket = app
         .bucket
         .as_deref()
         .ok_or_else(|| HandlerError::Config("BATCHDROP_BUCKET is not set".into()))?;
-    let report = app
-        .engine(bucket)
+    let report = with_deadline(app.engine(bucket), deadline_ms)
         .poll()
         .await
         .map_err(|e: JobError| HandlerError::Retryable(e.to_string()))?;
@@ -248,6 +258,17 @@ pub async fn handle_tick(app: &App) -> Result<PollResponse, HandlerError> {
         busy: report.busy,
         failures,
     })
+}
+
+/// The engine for an invocation that must end by `deadline_ms` (ms since the epoch), if known.
+fn with_deadline(engine: Engine, deadline_ms: Option<u64>) -> Engine {
+    let deadline = deadline_ms.and_then(|ms| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+    });
+    match deadline {
+        Some(d) => engine.until(d),
+        None => engine,
+    }
 }
 
 /// The process environment, where a variable set to the empty string is unset.

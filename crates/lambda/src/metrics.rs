@@ -82,6 +82,8 @@ pub fn of_event(event: &JobEvent) -> Vec<Metric> {
             ("RequestsAccepted", COUNT, counts.accepted as f64),
             ("RequestsRejected", COUNT, counts.rejected as f64),
         ],
+        JobEvent::Planning { .. } => Vec::new(),
+        JobEvent::PlanningPaused { .. } => vec![("PlanningContinued", COUNT, 1.0)],
         JobEvent::BatchSubmitted { .. } => vec![("BatchesSubmitted", COUNT, 1.0)],
         JobEvent::BatchProgress { .. } => Vec::new(),
         JobEvent::BatchCollected {

@@ -442,20 +442,27 @@ impl ObjectStore for S3Store {
         })
     }
 
-    async fn get(&self, key: &str) -> Result<GetResult, StoreError> {
+    async fn get_from(&self, key: &str, offset: u64) -> Result<GetResult, StoreError> {
         validate_key(key)?;
         let request = self.request("GetObject", key);
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| request.error(e))?;
+        let mut get = self.client.get_object().bucket(&self.bucket).key(key);
+        if offset > 0 {
+            get = get.range(format!("bytes={offset}-"));
+        }
+        let out = get.send().await.map_err(|e| request.error(e))?;
+        let length = out.content_length().unwrap_or(0).max(0) as u64;
+        // A ranged reply's Content-Range ("bytes 10-99/100") gives the whole size.
+        let size = match out.content_range() {
+            Some(range) => range
+                .rsplit('/')
+                .next()
+                .and_then(|total| total.parse().ok())
+                .ok_or_else(|| request.invalid_response("unreadable Content-Range"))?,
+            None => length,
+        };
         let meta = ObjectMeta {
             key: key.to_string(),
-            size: out.content_length().unwrap_or(0).max(0) as u64,
+            size,
             etag: unquote(
                 out.e_tag()
                     .ok_or_else(|| request.invalid_response("no ETag"))?,

@@ -10,8 +10,8 @@ async fn main() -> Result<(), Error> {
     let app = App::from_env().await?;
     let app = &app;
     lambda_runtime::run(service_fn(
-        move |_tick: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
-            handle_tick(app).await
+        move |tick: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
+            handle_tick(app, Some(tick.context.deadline)).await
         },
     ))
     .await

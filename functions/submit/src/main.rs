@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     let app = App::from_env().await?;
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<S3Event>| async move {
-        handle_s3_event(app, event.payload).await
+        handle_s3_event(app, event.payload, Some(event.context.deadline)).await
     }))
     .await
 }

@@ -31,6 +31,35 @@ pub async fn put_then_get_returns_same_bytes(store: &dyn ObjectStore) -> CheckRe
     Ok(())
 }
 
+pub async fn get_from_an_offset_returns_the_rest(store: &dyn ObjectStore) -> CheckResult {
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let meta = store
+        .put_stream(
+            "conf/ranged.bin",
+            bytes_stream(Bytes::from(body.clone())),
+            PutMode::Overwrite,
+        )
+        .await?;
+    for offset in [0u64, 1, 1_048_577, 2_999_999] {
+        let got = store.get_from("conf/ranged.bin", offset).await?;
+        assert_eq!(got.meta.size, body.len() as u64, "size of the whole object");
+        assert_eq!(got.meta.etag, meta.etag);
+        let mut rest = Vec::new();
+        let mut stream = got.body;
+        while let Some(piece) = stream.next().await {
+            rest.extend_from_slice(&piece?);
+        }
+        if rest != body[offset as usize..] {
+            return fail(format!(
+                "from offset {offset}: {} bytes, expected {}",
+                rest.len(),
+                body.len() as u64 - offset
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub async fn missing_object_is_not_found(store: &dyn ObjectStore) -> CheckResult {
     match store.get("conf/missing").await {
         Err(StoreError::NotFound { .. }) => {}
@@ -305,6 +334,7 @@ macro_rules! store_conformance_tests {
     ($setup:path) => {
         $crate::store_conformance_tests!(@each $setup;
             put_then_get_returns_same_bytes,
+            get_from_an_offset_returns_the_rest,
             missing_object_is_not_found,
             create_fails_when_object_exists,
             update_succeeds_only_with_current_etag,

@@ -191,14 +191,20 @@ impl ObjectStore for LocalStore {
         Ok(Self::meta_of(key, &md))
     }
 
-    async fn get(&self, key: &str) -> Result<GetResult, StoreError> {
+    async fn get_from(&self, key: &str, offset: u64) -> Result<GetResult, StoreError> {
         validate_key(key)?;
-        let file = tokio::fs::File::open(self.path_of(key))
+        let mut file = tokio::fs::File::open(self.path_of(key))
             .await
             .map_err(|e| StoreError::io(key, e))?;
         let md = file.metadata().await.map_err(|e| StoreError::io(key, e))?;
         if !md.is_file() {
             return Err(StoreError::NotFound { key: key.into() });
+        }
+        if offset > 0 {
+            use tokio::io::AsyncSeekExt;
+            file.seek(std::io::SeekFrom::Start(offset))
+                .await
+                .map_err(|e| StoreError::io(key, e))?;
         }
         Ok(GetResult {
             meta: Self::meta_of(key, &md),

@@ -38,7 +38,7 @@ impl ObjectStore for MemoryStore {
         }
     }
 
-    async fn get(&self, key: &str) -> Result<GetResult, StoreError> {
+    async fn get_from(&self, key: &str, offset: u64) -> Result<GetResult, StoreError> {
         let (body, etag) = {
             let objects = self.objects.lock().expect("memory store lock");
             objects
@@ -46,9 +46,11 @@ impl ObjectStore for MemoryStore {
                 .cloned()
                 .ok_or_else(|| StoreError::NotFound { key: key.into() })?
         };
+        let meta = Self::meta(key, &body, &etag);
+        let from = (offset as usize).min(body.len());
         Ok(GetResult {
-            meta: Self::meta(key, &body, &etag),
-            body: super::ext::bytes_stream(body),
+            meta,
+            body: super::ext::bytes_stream(body.slice(from..)),
         })
     }
 

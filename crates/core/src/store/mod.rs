@@ -74,7 +74,14 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError>;
 
     /// Opens an object for streaming; [`StoreError::NotFound`] if absent.
-    async fn get(&self, key: &str) -> Result<GetResult, StoreError>;
+    async fn get(&self, key: &str) -> Result<GetResult, StoreError> {
+        self.get_from(key, 0).await
+    }
+
+    /// Opens an object for streaming from byte `offset` on (0, or less than its size): how an
+    /// upload's planning continues where an earlier invocation stopped. `meta` describes the
+    /// whole object.
+    async fn get_from(&self, key: &str, offset: u64) -> Result<GetResult, StoreError>;
 
     /// Writes a small object in one request.
     async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<ObjectMeta, StoreError>;

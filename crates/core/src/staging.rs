@@ -1,0 +1,159 @@
+//! Staging an upload: what happens to each line of one planning segment.
+//!
+//! A segment reads the upload from a line boundary on (the whole file, or the rest of it after
+//! an earlier invocation stopped near its deadline). Each line is validated; rejected lines go
+//! to the segment's part of the rejected lines; accepted requests are appended to their open
+//! chunk (chunk file + line-number sidecar), streamed into the store, and their ids are
+//! remembered for the duplicate check ([`crate::ids`]). When the segment ends, every open chunk
+//! is sealed: the next segment starts new ones, so nothing half-written is carried over.
+//! Memory is bounded by the open chunks' write buffers and the id buffer, not by the upload.
+
+use crate::config::Route;
+use crate::ids::IdRuns;
+use crate::input::{Outcome, Validator};
+use crate::layout::JobKeys;
+use crate::manifest::Counts;
+use crate::plan::{ChunkPlan, Planner};
+use crate::store::{ObjectStore, PutMode, StoreError};
+use crate::writer::StreamWriter;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What one segment staged.
+#[derive(Debug, Default)]
+pub struct Staged {
+    /// Lines, accepted and rejected requests of this segment.
+    pub counts: Counts,
+    /// The chunks it sealed, in index order.
+    pub chunks: Vec<ChunkPlan>,
+}
+
+/// The state of one planning segment.
+pub struct Stager {
+    store: Arc<dyn ObjectStore>,
+    keys: JobKeys,
+    validator: Validator,
+    planner: Planner,
+    ids: IdRuns,
+    rejected: StreamWriter,
+    open: HashMap<u32, (StreamWriter, StreamWriter)>,
+    staged: Staged,
+    numbers: Vec<u8>,
+}
+
+impl Stager {
+    /// Starts segment `segment`; its first chunk gets index `first_chunk`.
+    pub async fn start(
+        store: Arc<dyn ObjectStore>,
+        keys: JobKeys,
+        route: &Route,
+        segment: u32,
+        first_chunk: u32,
+    ) -> Result<Self, StoreError> {
+        let ids = IdRuns::start(store.clone(), keys.clone(), segment).await?;
+        let rejected = StreamWriter::open(
+            store.clone(),
+            keys.rejected_part(segment),
+            PutMode::Overwrite,
+        );
+        Ok(Self {
+            validator: Validator::new(route),
+            planner: Planner::starting_at(route.limits, first_chunk),
+            ids,
+            rejected,
+            open: HashMap::new(),
+            staged: Staged::default(),
+            numbers: Vec::with_capacity(32),
+            store,
+            keys,
+        })
+    }
+
+    /// Handles input line `line_no` (1-based; `raw` may end in a newline).
+    pub async fn line(&mut self, line_no: u64, raw: &[u8]) -> Result<(), StoreError> {
+        let counts = &mut self.staged.counts;
+        let acc = match self.validator.check(line_no, raw) {
+            Outcome::Blank => return Ok(()),
+            Outcome::Rejected(r) => {
+                counts.lines += 1;
+                counts.rejected += 1;
+                return self.rejected.write(&r.to_json_line()).await;
+            }
+            Outcome::Accepted(acc) => acc,
+        };
+        counts.lines += 1;
+        counts.accepted += 1;
+        self.ids.push(&acc.custom_id, line_no).await?;
+        let place = self
+            .planner
+            .place(&acc.group, acc.request.len() as u64, acc.units);
+        if let Some(sealed) = place.seals {
+            if let Some((chunk, lines)) = self.open.remove(&sealed.index) {
+                chunk.finish().await?;
+                lines.finish().await?;
+            }
+            self.staged.chunks.push(sealed);
+        }
+        let (chunk, lines) = self.open.entry(place.chunk).or_insert_with(|| {
+            let open = |key| StreamWriter::open(self.store.clone(), key, PutMode::Overwrite);
+            (
+                open(self.keys.chunk(place.chunk)),
+                open(self.keys.chunk_lines(place.chunk)),
+            )
+        });
+        chunk.write(&acc.request).await?;
+        chunk.write(b"\n").await?;
+        let numbers = &mut self.numbers;
+        numbers.clear();
+        numbers.extend_from_slice(itoa(line_no, &mut [0u8; 20]));
+        if acc.sent_id.is_some() {
+            // The request goes out under another id: keep the user's.
+            numbers.push(b'\t');
+            serde_json::to_writer(&mut *numbers, acc.custom_id.as_ref())
+                .map_err(|e| StoreError::io_at(&self.keys.chunk_lines(place.chunk), e.into()))?;
+        }
+        numbers.push(b'\n');
+        lines.write(numbers).await
+    }
+
+    /// Seals every open chunk and writes out the rejected lines and ids of the segment.
+    pub async fn finish(mut self) -> Result<Staged, StoreError> {
+        let mut open: Vec<_> = self.open.drain().collect();
+        open.sort_by_key(|(index, _)| *index);
+        for (_, (chunk, lines)) in open {
+            chunk.finish().await?;
+            lines.finish().await?;
+        }
+        self.rejected.finish().await?;
+        self.ids.finish().await?;
+        self.staged.chunks.extend(self.planner.finish());
+        self.staged.chunks.sort_by_key(|p| p.index);
+        Ok(self.staged)
+    }
+}
+
+/// `n` in decimal, without allocating.
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::itoa;
+
+    #[test]
+    fn itoa_writes_decimal() {
+        for n in [0u64, 7, 10, 12345, u64::MAX] {
+            assert_eq!(itoa(n, &mut [0; 20]), n.to_string().as_bytes());
+        }
+    }
+}
