@@ -3,9 +3,9 @@
 //! inbox (a hard link: it appears whole, as after `mv`), timed until `summary.json` exists.
 //!
 //! Phases come from the times at which `batchdrop local` printed its event lines (read from its
-//! stdout as they come), plus one look at the store's temporary directory: the first file there
-//! marks the moment submit began staging, which separates the watcher's pickup (a file is read
-//! once it has not changed for one 500 ms tick) from planning.
+//! stdout as they come): `planning` marks the moment submit began reading the upload, which
+//! separates the watcher's pickup (a file is read once it has not changed for one 500 ms tick)
+//! from planning.
 
 use crate::error::{BenchError, Context};
 use crate::generate::Input;
@@ -25,8 +25,6 @@ pub const POLL_INTERVAL: &str = "0.2";
 /// Where the file is dropped, and where its results appear.
 const KEY: &str = "inbox/sandbox/bench/requests.jsonl";
 const RESULTS: &str = "results/sandbox/bench/requests";
-/// The local store's temporary directory (`batchdrop_core::store::LocalStore`).
-const STORE_TMP: &str = ".batchdrop-tmp";
 
 /// One phase of the run, in seconds.
 #[derive(Debug, Clone, Serialize)]
@@ -68,6 +66,7 @@ pub fn measure(
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Line {
+    Planning,
     Started,
     Submitted,
     Collected,
@@ -87,6 +86,8 @@ fn classify(line: &str) -> Line {
         } else {
             Line::Other
         }
+    } else if line.contains(" planning ") && !line.contains(" paused ") {
+        Line::Planning
     } else if line.contains(" started: ") {
         Line::Started
     } else if line.contains(" → ") {
@@ -178,15 +179,10 @@ fn drive(
             Err(_) => return Err("batchdrop local did not start within 60 s".into()),
         }
     }
-    let tmp_dir = root.join(STORE_TMP);
     let summary_path: PathBuf = root.join(RESULTS).join("summary.json");
     let drop_at = Instant::now();
     place(&input.path, &root.join(KEY)).map_err(|e| e.to_string())?;
-    let mut staging_at: Option<Instant> = None;
     let done_at = loop {
-        if staging_at.is_none() && staging_began(&tmp_dir) {
-            staging_at = Some(Instant::now());
-        }
         if summary_path.exists() {
             break Instant::now();
         }
@@ -203,11 +199,7 @@ fn drive(
                 timeout.as_secs()
             ));
         }
-        std::thread::sleep(Duration::from_millis(if staging_at.is_none() {
-            2
-        } else {
-            10
-        }));
+        std::thread::sleep(Duration::from_millis(5));
     };
     // The Finished line follows the summary closely.
     let finished_by = Instant::now() + Duration::from_secs(10);
@@ -229,6 +221,7 @@ fn drive(
             .map(|(t, _)| *t)
             .collect()
     };
+    let staging_at = at(Line::Planning).first().copied();
     let started = at(Line::Started).first().copied();
     let submitted = at(Line::Submitted);
     let collected = at(Line::Collected);
@@ -289,17 +282,6 @@ fn drive(
     })
 }
 
-/// Whether the store has begun writing (any temporary file other than its lock).
-fn staging_began(tmp_dir: &Path) -> bool {
-    fs::read_dir(tmp_dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .any(|e| e.file_name() != "lock")
-        })
-        .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +289,14 @@ mod tests {
     #[test]
     fn event_lines_of_batchdrop_local_are_recognised() {
         let cases = [
+            (
+                "job je72561760 planning inbox/sandbox/demo/requests.jsonl",
+                Line::Planning,
+            ),
+            (
+                "job je72561760 planning paused at line 2048 (300501 of 1500000 bytes); the next poll continues",
+                Line::Other,
+            ),
             (
                 "job je72561760 started: inbox/sandbox/demo/requests.jsonl — 14 lines, 9 accepted, 5 rejected, 4 batch(es)",
                 Line::Started,

@@ -1,7 +1,7 @@
 //! The job engine: what submit and poll do, over the store, provider and clock ports.
 //!
 //! - [`Engine::submit`] turns a new upload into a job: it creates the manifest (conditional
-//!   create: a duplicate event finds the job and only helps it along), then
+//!   create: a duplicate event finds the job and does nothing new), then
 //!   [`Engine::advance`]s it, which first plans the upload: validate every line, stage chunks
 //!   under `_batchdrop/jobs/<id>/`. Planning stops near the invocation's deadline
 //!   ([`Engine::until`]) with a checkpoint in the manifest; the next advance continues it.
@@ -39,7 +39,7 @@ use tokio::io::AsyncBufReadExt;
 /// How long a lease on a job lasts without being renewed.
 pub const LEASE: Duration = Duration::from_secs(300);
 /// Time kept in hand before an invocation's deadline: enough to seal the open chunks and save a
-/// checkpoint.
+/// checkpoint (at most a quarter of the invocation).
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
 /// Lines planned between two looks at the deadline and the lease.
 pub const PLAN_CHECK_LINES: u64 = 1024;
@@ -180,7 +180,8 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
     owner: String,
-    deadline: Option<OffsetDateTime>,
+    /// When this invocation stops starting work (see [`Engine::until`]).
+    stop_at: Option<OffsetDateTime>,
 }
 
 impl Engine {
@@ -199,24 +200,27 @@ impl Engine {
             clock,
             observer: Arc::new(LogObserver),
             owner: format!("worker-{:016x}", fastrand::u64(..)),
-            deadline: None,
+            stop_at: None,
         }
     }
 
     /// The same engine for one invocation that must end by `deadline` (a Lambda's): planning
-    /// checkpoints and stops, and no new batch is sent, once less than [`DEADLINE_MARGIN`] is
-    /// left. The next advance (a poll, or the event again) continues.
+    /// checkpoints and stops, and no new batch is sent, once less than [`DEADLINE_MARGIN`] (or
+    /// a quarter of the time left now, if that is less) remains. The next advance (a poll, or
+    /// the event again) continues.
     pub fn until(&self, deadline: OffsetDateTime) -> Engine {
+        let left = (deadline - self.clock.now()).max(time::Duration::ZERO);
+        let most = time::Duration::seconds(DEADLINE_MARGIN.as_secs() as i64);
+        let margin: time::Duration = (left / 4_i32).min(most);
         Engine {
-            deadline: Some(deadline),
+            stop_at: Some(deadline - margin),
             ..self.clone()
         }
     }
 
     /// Whether this invocation should stop starting work.
     fn near_deadline(&self) -> bool {
-        self.deadline
-            .is_some_and(|d| self.clock.now() + DEADLINE_MARGIN >= d)
+        self.stop_at.is_some_and(|at| self.clock.now() >= at)
     }
 
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
@@ -262,9 +266,8 @@ impl Engine {
         let job_id = layout::job_id(&self.bucket, key, &head.etag);
         let keys = JobKeys::new(&job_id);
         if self.store.exists(&keys.manifest()).await? {
-            // The event again: help the job along (a planning that stopped, or crashed, goes
-            // on from its checkpoint; a job another worker holds is left to it).
-            self.advance(&job_id).await?;
+            // The event again: the job exists and polls carry it on (a planning that stopped
+            // or crashed continues from its checkpoint).
             return Ok(SubmitOutcome::Duplicate { job_id });
         }
         let mut manifest = Manifest {

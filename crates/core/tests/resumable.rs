@@ -2,7 +2,7 @@
 //! equals a one-shot run, nothing is lost or sent twice, and duplicates are found across the
 //! continuations. Time passes through a clock that ticks on every reading (no sleeping).
 
-use batchdrop_core::job::{DEADLINE_MARGIN, LEASE};
+use batchdrop_core::job::LEASE;
 use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::manifest::{JobStatus, Manifest};
 use batchdrop_core::store::{ObjectStore, ObjectStoreExt};
@@ -58,10 +58,10 @@ fn ticking_bed() -> TestBed {
     bed
 }
 
-/// `engine` for an invocation with a few seconds left before the margin.
+/// `engine` for an invocation of four seconds (it stops starting work after three).
 fn invocation(bed: &TestBed, engine: &Engine) -> Engine {
     use batchdrop_core::clock::Clock;
-    engine.until(bed.clock.now() + DEADLINE_MARGIN + Duration::from_secs(3))
+    engine.until(bed.clock.now() + Duration::from_secs(4))
 }
 
 /// Polls with short invocations until the upload is planned, then (the clock standing still)

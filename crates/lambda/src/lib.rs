@@ -262,13 +262,29 @@ pub async fn handle_tick(
 
 /// The engine for an invocation that must end by `deadline_ms` (ms since the epoch), if known.
 fn with_deadline(engine: Engine, deadline_ms: Option<u64>) -> Engine {
-    let deadline = deadline_ms.and_then(|ms| {
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-    });
-    match deadline {
+    match usable_deadline(deadline_ms, time::OffsetDateTime::now_utc()) {
         Some(d) => engine.until(d),
         None => engine,
     }
+}
+
+/// The deadline as a time, unless it is not one: a deadline already past when the invocation
+/// begins is not a real Lambda's (`cargo lambda watch` sends the timeout itself, 600000).
+fn usable_deadline(
+    deadline_ms: Option<u64>,
+    now: time::OffsetDateTime,
+) -> Option<time::OffsetDateTime> {
+    let ms = deadline_ms?;
+    let deadline =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
+    if deadline <= now {
+        tracing::warn!(
+            deadline_ms = ms,
+            "the invocation's deadline is already past; running without one"
+        );
+        return None;
+    }
+    Some(deadline)
 }
 
 /// The process environment, where a variable set to the empty string is unset.
@@ -300,5 +316,31 @@ mod diagnostic_tests {
         assert_eq!(d.error_message, "s3 timed out");
         let d: lambda_runtime::Diagnostic = HandlerError::Config("bad".into()).into();
         assert_eq!(d.error_type, "batchdrop.ConfigError");
+    }
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::usable_deadline;
+    use time::OffsetDateTime;
+
+    fn at(ms: u64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
+    }
+
+    #[test]
+    fn a_lambda_deadline_in_the_future_is_used() {
+        let now = at(1_795_753_756_000);
+        assert_eq!(
+            usable_deadline(Some(1_795_754_656_000), now),
+            Some(at(1_795_754_656_000))
+        );
+    }
+
+    #[test]
+    fn a_deadline_already_past_is_ignored() {
+        // cargo lambda watch sends the timeout (10 minutes) instead of a time.
+        assert_eq!(usable_deadline(Some(600_000), at(1_795_753_756_000)), None);
+        assert_eq!(usable_deadline(None, at(1_795_753_756_000)), None);
     }
 }
