@@ -62,7 +62,7 @@ async fn a_tick_advances_every_active_job_with_one_lookup_per_batch_in_flight() 
         let ids: Vec<String> = out
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice::<serde_json::Value>(l))
+            .map(serde_json::from_slice::<serde_json::Value>)
             .collect::<Result<Vec<_>, _>>()?
             .iter()
             .map(|v| v["custom_id"].as_str().unwrap_or_default().to_string())
