@@ -6,10 +6,10 @@
 //! to the store as a *run* (`_batchdrop/jobs/<id>/ids/<segment>-<run>.bin`, 24 bytes a pair).
 //! When the whole upload is planned, [`find_duplicates`] merges the runs (a k-way merge: one
 //! pair per run in memory) and reports every line whose id an earlier line already used. Memory
-//! is the buffer (~8 MB) plus the duplicates found, whatever the size of the upload.
+//! is the buffer (2 MB) plus the duplicates found, whatever the size of the upload.
 
 use crate::layout::JobKeys;
-use crate::store::{ObjectStore, ObjectStoreExt, PutMode, StoreError};
+use crate::store::{ObjectStore, PutMode, StoreError};
 use crate::writer::StreamWriter;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -17,8 +17,10 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufRead, AsyncReadExt};
 use xxhash_rust::xxh3::xxh3_128;
 
-/// Pairs held in memory before they are written out as a run (8 MB).
-pub const RUN_ENTRIES: usize = 256 * 1024;
+/// Pairs held in memory before they are written out as a run (2 MB).
+pub const RUN_ENTRIES: usize = 64 * 1024;
+/// Read buffer of each run while runs are merged.
+const RUN_READ_BUFFER: usize = 4 * 1024;
 /// Runs merged at once; more runs are first merged into bigger ones, this many at a time.
 pub const MERGE_FAN_IN: usize = 64;
 const RECORD: usize = 24;
@@ -137,7 +139,11 @@ struct RunReader {
 
 impl RunReader {
     async fn open(store: &dyn ObjectStore, key: String) -> Result<Self, StoreError> {
-        let (_, reader) = store.reader(&key).await?;
+        let got = store.get(&key).await?;
+        let reader = Box::new(tokio::io::BufReader::with_capacity(
+            RUN_READ_BUFFER,
+            tokio_util::io::StreamReader::new(got.body),
+        ));
         Ok(Self { key, reader })
     }
 

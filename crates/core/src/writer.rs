@@ -1,4 +1,4 @@
-//! Streaming writes into the object store: bytes go out in 1 MiB pieces through a bounded
+//! Streaming writes into the object store: bytes go out in 64 KiB pieces (small enough for the allocator to reuse) through a bounded
 //! channel to a `put_stream` running beside the producer, so nothing is held whole.
 
 use crate::store::{ObjectMeta, ObjectStore, PutMode, StoreError};
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-const PIECE: usize = 1 << 20;
+const PIECE: usize = 64 * 1024;
 
 pub struct StreamWriter {
     key: String,

@@ -22,6 +22,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
+/// Bytes read from a file at a time (what `cat` reads is 128 KiB).
+const READ_CHUNK: usize = 64 * 1024;
+/// Bytes written to a file at a time. Both stay under the allocator's mmap threshold (128 KiB),
+/// so buffers are reused instead of growing the heap a little with every file.
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// Name of the directory, directly under the root, that holds temporary files and the lock.
 pub const TMP_DIR: &str = ".batchdrop-tmp";
 
@@ -208,7 +214,7 @@ impl ObjectStore for LocalStore {
         }
         Ok(GetResult {
             meta: Self::meta_of(key, &md),
-            body: Box::pin(ReaderStream::with_capacity(file, super::ext::READ_BUFFER)),
+            body: Box::pin(ReaderStream::with_capacity(file, READ_CHUNK)),
         })
     }
 
@@ -236,7 +242,7 @@ impl ObjectStore for LocalStore {
         let tmp = self.tmp_path();
         let written = async {
             let file = tokio::fs::File::create(&tmp).await?;
-            let mut out = tokio::io::BufWriter::with_capacity(super::ext::READ_BUFFER, file);
+            let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
             while let Some(chunk) = body.next().await {
                 out.write_all(&chunk?).await?;
             }
