@@ -1,5 +1,6 @@
-//! Streaming writes into the object store: bytes go out in 64 KiB pieces (small enough for the allocator to reuse) through a bounded
-//! channel to a `put_stream` running beside the producer, so nothing is held whole.
+//! Streaming writes into the object store: bytes go out in 64 KiB pieces (small enough for the
+//! allocator to reuse) through a bounded channel to a `put_stream` running beside the producer,
+//! so nothing is held whole.
 
 use crate::store::{ObjectMeta, ObjectStore, PutMode, StoreError};
 use bytes::{Bytes, BytesMut};
