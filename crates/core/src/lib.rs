@@ -20,6 +20,7 @@ pub mod layout;
 pub mod manifest;
 pub mod plan;
 pub mod provider;
+pub mod scan;
 mod staging;
 pub mod store;
 pub mod translate;
