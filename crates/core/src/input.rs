@@ -15,8 +15,14 @@
 //! the whole file ([`crate::ids`]). Anthropic requires ids matching `^[a-zA-Z0-9_-]{1,64}$`: an id
 //! that does not (or that starts with the reserved `bd_`) is sent as `bd_<line number>` — unique
 //! by construction — and restored in the results.
+//!
+//! Reading a line is one pass over its bytes ([`crate::scan`]): it checks the JSON as serde_json
+//! would and notes where the fields read here are. A complete line in the route's format is then
+//! sent as it is; only the lines that must be rewritten, translated or built, and refused ones
+//! (for serde_json's words on why), are parsed again by serde_json.
 
 use crate::config::{Defaults, Route, Wire};
+use crate::scan::{self, Inner, Json, Kind};
 use crate::translate::{self, Fill};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -151,7 +157,10 @@ pub struct Validator {
     max_line_bytes: u64,
 }
 
+/// What serde_json reads of a line. Only for its words when a line's JSON is refused: lines are
+/// read by [`scan::line`], which takes exactly what serde_json takes for this struct.
 #[derive(Deserialize)]
+#[allow(dead_code)]
 struct LineFields<'a> {
     #[serde(borrow, default)]
     custom_id: Option<&'a RawValue>,
@@ -167,7 +176,10 @@ struct LineFields<'a> {
     prompt: Option<&'a RawValue>,
 }
 
+/// What serde_json reads of `body` or `params`; as [`LineFields`], only for its words when it
+/// refuses them ([`Inner::strict`]).
 #[derive(Deserialize)]
+#[allow(dead_code)]
 struct BodyFields<'a> {
     #[serde(borrow, default)]
     model: Option<Cow<'a, str>>,
@@ -191,6 +203,16 @@ fn anthropic_safe(id: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         && !id.starts_with(MAPPED_ID_PREFIX)
+}
+
+/// A field that is there and not `null`.
+fn given(value: Option<Json<'_>>) -> Option<Json<'_>> {
+    value.and_then(Json::given)
+}
+
+/// A value as the line writes it, for messages (the line is UTF-8 by then).
+fn text(value: Json<'_>) -> Cow<'_, str> {
+    String::from_utf8_lossy(value.raw)
 }
 
 impl Validator {
@@ -242,45 +264,29 @@ impl Validator {
                 ),
             )));
         }
-        if let Err(e) = std::str::from_utf8(line) {
-            return Err(no_id(reject(
-                RejectCode::InvalidUtf8,
-                format!("invalid UTF-8 at byte {}", e.valid_up_to() + 1),
-            )));
-        }
         let first = line.iter().find(|b| !b.is_ascii_whitespace()).copied();
         if first != Some(b'{') {
-            return Err(no_id(
-                match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
-                    Ok(_) => reject(
-                        RejectCode::NotAnObject,
-                        "line is valid JSON but not an object",
-                    ),
-                    Err(e) => reject(RejectCode::InvalidJson, format!("invalid JSON: {e}")),
-                },
-            ));
+            return Err(no_id(not_an_object(line)));
         }
-        let fields: LineFields<'a> = serde_json::from_slice(line).map_err(|e| {
-            no_id(reject(
-                RejectCode::InvalidJson,
-                format!("invalid JSON: {e}"),
-            ))
-        })?;
+        let fields = scan::line(line).map_err(|e| no_id(unreadable(line, e)))?;
+        if !fields.utf8 {
+            return Err(no_id(invalid_utf8(line)));
+        }
 
-        let given_id: Option<Cow<'a, str>> = match fields.custom_id {
+        let given_id: Option<Cow<'a, str>> = match given(fields.custom_id) {
             None => None,
-            Some(raw) => match serde_json::from_str::<Cow<'a, str>>(raw.get()) {
-                Ok(id) if !id.is_empty() => Some(id),
-                Ok(_) => {
+            Some(raw) => match raw.string() {
+                Some(id) if !id.is_empty() => Some(id),
+                Some(_) => {
                     return Err(no_id(reject(
                         RejectCode::InvalidField,
                         "custom_id is an empty string",
                     )));
                 }
-                Err(_) => {
+                None => {
                     return Err(no_id(reject(
                         RejectCode::InvalidField,
-                        format!("custom_id must be a string, found {}", raw.get()),
+                        format!("custom_id must be a string, found {}", text(raw)),
                     )));
                 }
             },
@@ -290,11 +296,11 @@ impl Validator {
             given_id.unwrap_or_else(|| Cow::Owned(format!("line-{line_no}")));
         let with_id = |(code, message): Reject| (code, message, Some(custom_id.to_string()));
 
-        let shape = if fields.body.is_some() || fields.url.is_some() {
+        let shape = if given(fields.body).is_some() || given(fields.url).is_some() {
             Shape::OpenAi
-        } else if fields.params.is_some() {
+        } else if given(fields.params).is_some() {
             Shape::Anthropic
-        } else if fields.prompt.is_some() {
+        } else if given(fields.prompt).is_some() {
             Shape::Prompt
         } else {
             return Err(with_id(reject(
@@ -339,14 +345,14 @@ impl Validator {
     fn openai_line<'a>(
         &self,
         line: &'a [u8],
-        fields: &LineFields<'a>,
+        fields: &scan::Line<'a>,
         set_id: Option<&str>,
     ) -> Result<Built<'a>, Reject> {
-        let url = fields
-            .url
-            .as_deref()
+        // The scan took `url` only as a string (or null).
+        let url = given(fields.url)
+            .and_then(Json::string)
             .ok_or_else(|| reject(RejectCode::MissingField, "missing field `url`"))?;
-        if !OPENAI_ENDPOINTS.contains(&url) {
+        if !OPENAI_ENDPOINTS.contains(&&*url) {
             return Err(reject(
                 RejectCode::UnsupportedEndpoint,
                 format!(
@@ -361,15 +367,10 @@ impl Validator {
                 .get_or_insert_with(|| parse_map(line))
                 .insert("custom_id".into(), Value::String(id.to_string()));
         }
-        check_method(fields, &mut rebuilt, line)?;
+        check_method(fields.method, &mut rebuilt, line)?;
         let body = object_field(fields.body, "body")?;
-        let bf: BodyFields = serde_json::from_str(body.get()).map_err(|e| {
-            reject(
-                RejectCode::InvalidField,
-                format!("`body` is not valid: {e}"),
-            )
-        })?;
-        let model = match (bf.model, &self.defaults.model) {
+        let bf = strict(fields.body_fields, body, "body")?;
+        let model = match (given(bf.model).and_then(Json::string), &self.defaults.model) {
             (Some(m), _) => m.into_owned(),
             (None, Some(default)) => {
                 let map = rebuilt.get_or_insert_with(|| parse_map(line));
@@ -386,11 +387,8 @@ impl Validator {
             }
         };
         let units = if url == EMBEDDINGS {
-            match bf
-                .input
-                .map(|i| serde_json::from_str::<Vec<&RawValue>>(i.get()))
-            {
-                Some(Ok(items)) => items.len().max(1) as u64,
+            match given(bf.input).map(|input| input.kind) {
+                Some(Kind::Array(items)) => items.max(1) as u64,
                 _ => 1,
             }
         } else {
@@ -402,7 +400,7 @@ impl Validator {
         };
         Ok((
             Group {
-                endpoint: url.to_string(),
+                endpoint: url.into_owned(),
                 model,
             },
             request,
@@ -414,16 +412,11 @@ impl Validator {
     fn anthropic_line<'a>(
         &self,
         line: &'a [u8],
-        fields: &LineFields<'a>,
+        fields: &scan::Line<'a>,
         set_id: Option<&str>,
     ) -> Result<Built<'a>, Reject> {
         let params = object_field(fields.params, "params")?;
-        let pf: BodyFields = serde_json::from_str(params.get()).map_err(|e| {
-            reject(
-                RejectCode::InvalidField,
-                format!("`params` is not valid: {e}"),
-            )
-        })?;
+        let pf = strict(fields.params_fields, params, "params")?;
         let mut rebuilt: Option<Map<String, Value>> = None;
         if let Some(id) = set_id {
             rebuilt
@@ -433,12 +426,12 @@ impl Validator {
         for (field, missing, default) in [
             (
                 "model",
-                pf.model.is_none(),
+                given(pf.model).is_none(),
                 self.defaults.model.clone().map(Value::String),
             ),
             (
                 "max_tokens",
-                pf.max_tokens.is_none(),
+                given(pf.max_tokens).is_none(),
                 self.defaults.max_tokens.map(Value::from),
             ),
         ] {
@@ -465,10 +458,11 @@ impl Validator {
 
     fn openai_to_anthropic<'a>(
         &self,
-        fields: &LineFields<'a>,
+        fields: &scan::Line<'a>,
         id: &str,
     ) -> Result<Built<'a>, Reject> {
-        let url = fields.url.as_deref().unwrap_or(CHAT_COMPLETIONS);
+        let url = given(fields.url).and_then(Json::string);
+        let url = url.as_deref().unwrap_or(CHAT_COMPLETIONS);
         if url != CHAT_COMPLETIONS {
             return Err(reject(
                 RejectCode::Untranslatable,
@@ -478,9 +472,9 @@ impl Validator {
             ));
         }
         let mut nowhere = None;
-        check_method(fields, &mut nowhere, b"{}")?;
+        check_method(fields.method, &mut nowhere, b"{}")?;
         let body: Map<String, Value> =
-            serde_json::from_str(object_field(fields.body, "body")?.get()).map_err(|e| {
+            serde_json::from_slice(object_field(fields.body, "body")?.raw).map_err(|e| {
                 reject(
                     RejectCode::InvalidField,
                     format!("`body` is not valid: {e}"),
@@ -492,11 +486,11 @@ impl Validator {
 
     fn anthropic_to_openai<'a>(
         &self,
-        fields: &LineFields<'a>,
+        fields: &scan::Line<'a>,
         id: &str,
     ) -> Result<Built<'a>, Reject> {
         let params: Map<String, Value> =
-            serde_json::from_str(object_field(fields.params, "params")?.get()).map_err(|e| {
+            serde_json::from_slice(object_field(fields.params, "params")?.raw).map_err(|e| {
                 reject(
                     RejectCode::InvalidField,
                     format!("`params` is not valid: {e}"),
@@ -653,35 +647,89 @@ fn anthropic_request<'a>(id: &str, params: Map<String, Value>) -> Built<'a> {
 }
 
 fn check_method(
-    fields: &LineFields<'_>,
+    method: Option<Json<'_>>,
     rebuilt: &mut Option<Map<String, Value>>,
     line: &[u8],
 ) -> Result<(), Reject> {
-    match fields.method {
+    match given(method) {
         None => {
             rebuilt
                 .get_or_insert_with(|| parse_map(line))
                 .insert("method".into(), Value::String("POST".into()));
             Ok(())
         }
-        Some(m) if m.get() == "\"POST\"" => Ok(()),
+        Some(m) if m.raw == b"\"POST\"" => Ok(()),
         Some(m) => Err(reject(
             RejectCode::InvalidField,
-            format!("method must be \"POST\", found {}", m.get()),
+            format!("method must be \"POST\", found {}", text(m)),
         )),
     }
 }
 
-fn object_field<'a>(raw: Option<&'a RawValue>, name: &str) -> Result<&'a RawValue, Reject> {
-    let raw =
-        raw.ok_or_else(|| reject(RejectCode::MissingField, format!("missing field `{name}`")))?;
-    if !raw.get().trim_start().starts_with('{') {
+fn object_field<'a>(value: Option<Json<'a>>, name: &str) -> Result<Json<'a>, Reject> {
+    let value = given(value)
+        .ok_or_else(|| reject(RejectCode::MissingField, format!("missing field `{name}`")))?;
+    if !value.is_object() {
         return Err(reject(
             RejectCode::InvalidField,
             format!("`{name}` must be a JSON object"),
         ));
     }
-    Ok(raw)
+    Ok(value)
+}
+
+/// The fields read in `body` (or `params`), unless serde_json would refuse them: then its words
+/// for why.
+fn strict<'a>(fields: Inner<'a>, object: Json<'a>, name: &str) -> Result<Inner<'a>, Reject> {
+    if fields.strict {
+        return Ok(fields);
+    }
+    let why = match serde_json::from_slice::<BodyFields>(object.raw) {
+        Err(e) => e.to_string(),
+        Ok(_) => "a field twice or of the wrong type".to_string(),
+    };
+    Err(reject(
+        RejectCode::InvalidField,
+        format!("`{name}` is not valid: {why}"),
+    ))
+}
+
+/// A line that does not start with `{`: not an object, if it is JSON at all.
+fn not_an_object(line: &[u8]) -> Reject {
+    if std::str::from_utf8(line).is_err() {
+        return invalid_utf8(line);
+    }
+    match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+        Ok(_) => reject(
+            RejectCode::NotAnObject,
+            "line is valid JSON but not an object",
+        ),
+        Err(e) => reject(RejectCode::InvalidJson, format!("invalid JSON: {e}")),
+    }
+}
+
+fn invalid_utf8(line: &[u8]) -> Reject {
+    let at = match std::str::from_utf8(line) {
+        Err(e) => e.valid_up_to(),
+        Ok(_) => line.len(),
+    };
+    reject(
+        RejectCode::InvalidUtf8,
+        format!("invalid UTF-8 at byte {}", at + 1),
+    )
+}
+
+/// A line the scan refused. serde_json words why, as it always has (reading the line again costs
+/// nothing that matters: only bad lines come here); the scan's own words if it does not.
+fn unreadable(line: &[u8], scanned: scan::Error) -> Reject {
+    if std::str::from_utf8(line).is_err() {
+        return invalid_utf8(line);
+    }
+    let why = match serde_json::from_slice::<LineFields>(line) {
+        Err(e) => e.to_string(),
+        Ok(_) => scanned.to_string(),
+    };
+    reject(RejectCode::InvalidJson, format!("invalid JSON: {why}"))
 }
 
 fn parse_map(line: &[u8]) -> Map<String, Value> {
@@ -691,6 +739,9 @@ fn parse_map(line: &[u8]) -> Map<String, Value> {
 fn to_vec(value: &impl serde::Serialize) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod reference;
 
 #[cfg(test)]
 mod tests {
@@ -925,6 +976,58 @@ mod tests {
     }
 
     #[test]
+    fn escaped_url_and_model_pass_through_unchanged() {
+        let line: &[u8] = br#"{"custom_id":"r\u0031","method":"POST","url":"\/v1\/chat\/completions","body":{"model":"gpt\u002d4o"}}"#;
+        let a = accepted(validator().check(1, line));
+        assert!(matches!(a.request, Cow::Borrowed(_)));
+        assert_eq!(
+            (&*a.custom_id, &*a.group.endpoint, &*a.group.model),
+            ("r1", CHAT_COMPLETIONS, "gpt-4o")
+        );
+    }
+
+    #[test]
+    fn invalid_json_says_where() {
+        let r = rejected(validator().check(1, br#"{"custom_id":"a","body":{"model":"m",}}"#));
+        assert_eq!(r.code, RejectCode::InvalidJson);
+        assert!(r.message.contains("column 38"), "{}", r.message);
+    }
+
+    #[test]
+    fn a_field_twice_is_invalid_json_naming_it() {
+        let r = rejected(validator().check(1, br#"{"url":"/v1/embeddings","url":null}"#));
+        assert_eq!(r.code, RejectCode::InvalidJson);
+        assert!(r.message.contains("duplicate field `url`"), "{}", r.message);
+    }
+
+    #[test]
+    fn a_body_model_twice_is_an_invalid_body() {
+        let r = rejected(validator().check(
+            1,
+            br#"{"url":"/v1/chat/completions","body":{"model":"a","model":"b"}}"#,
+        ));
+        assert_eq!(r.code, RejectCode::InvalidField);
+        assert!(
+            r.message.contains("duplicate field `model`"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_valid_line_is_named_with_its_byte() {
+        let r = rejected(validator().check(1, b"{\"prompt\":\"ab\xc3\"}"));
+        assert_eq!(r.code, RejectCode::InvalidUtf8);
+        assert_eq!(r.message, "invalid UTF-8 at byte 14");
+    }
+
+    #[test]
+    fn embeddings_without_input_count_one() {
+        let a = accepted(validator().check(1, br#"{"custom_id":"e","url":"/v1/embeddings","method":"POST","body":{"model":"m","input":null}}"#));
+        assert_eq!(a.units, 1);
+    }
+
+    #[test]
     fn rejection_line_shape() {
         let r = Rejection {
             line: 3,
@@ -937,5 +1040,231 @@ mod tests {
             v,
             serde_json::json!({"line":3,"custom_id":null,"error":{"code":"invalid_json","message":"m"}})
         );
+    }
+}
+
+/// The validator against the one it replaces ([`reference`]): same outcome for every line.
+#[cfg(test)]
+mod same_as_before {
+    use super::reference;
+    use super::*;
+    use crate::config::Config;
+    use proptest::prelude::*;
+
+    /// Routes of both wires with every kind of defaults.
+    fn routes() -> Vec<Route> {
+        let config = Config::builtin(&|_| None);
+        let openai = config.route("sandbox").unwrap().clone();
+        let anthropic = config.route("sandbox-anthropic").unwrap().clone();
+        let with = |route: &Route, defaults: Defaults| Route {
+            defaults,
+            ..route.clone()
+        };
+        let all = Defaults {
+            model: Some("m-default".into()),
+            max_tokens: Some(100),
+            system: Some("Sys \"q\"\n\u{1}é".into()),
+            temperature: Some(0.7),
+            endpoint: None,
+        };
+        let mut short = openai.clone();
+        short.limits.max_line_bytes = 60;
+        vec![
+            openai.clone(),
+            with(&openai, Defaults::default()),
+            with(&openai, all.clone()),
+            with(
+                &openai,
+                Defaults {
+                    endpoint: Some(EMBEDDINGS.into()),
+                    ..all.clone()
+                },
+            ),
+            with(
+                &openai,
+                Defaults {
+                    endpoint: Some("/v1/responses".into()),
+                    ..all.clone()
+                },
+            ),
+            short,
+            anthropic.clone(),
+            with(&anthropic, Defaults::default()),
+            with(&anthropic, all),
+        ]
+    }
+
+    /// Mostly one of the first `good` values (those that make an acceptable line), else any.
+    fn one_of(values: &'static [&'static str], good: usize) -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => prop::sample::select(&values[..good]),
+            1 => prop::sample::select(values),
+        ]
+        .prop_map(str::to_string)
+    }
+
+    const IDS: &[&str] = &[
+        r#""r1""#,
+        r#""ok-id_2""#,
+        r#""""#,
+        "5",
+        "null",
+        r#""has space""#,
+        r#""a\u00e9\/""#,
+        r#""\ud800""#,
+        r#""bd_1""#,
+        r#""xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx""#,
+    ];
+    const METHODS: &[&str] = &[r#""POST""#, r#""GET""#, r#""P\u004fST""#, "null", "1"];
+    const URLS: &[&str] = &[
+        r#""/v1/chat/completions""#,
+        r#""/v1/embeddings""#,
+        r#""\/v1\/chat\/completions""#,
+        r#""/v1/images""#,
+        r#""/v1/responses""#,
+        "null",
+        "5",
+    ];
+    const PROMPTS: &[&str] = &[
+        r#""Say hi""#,
+        r#""a\nb \"q\" \\ \u00e9 \u001F \u0022 \ud83d\ude00 \/ é東 \b\f\r\t""#,
+        "5",
+        "null",
+        r#""\ud800""#,
+        r#""""#,
+    ];
+    const SYSTEMS: &[&str] = &[r#""Be brief""#, r#""s\t\u0001""#, "null", "5"];
+    /// Fields a prompt line may override, with values.
+    const OVERRIDES: &[&str] = &[
+        r#""temperature":0.0"#,
+        r#""temperature":0.5"#,
+        r#""temperature":-0"#,
+        r#""temperature":1E2"#,
+        r#""temperature":12345678901234567890123"#,
+        r#""max_tokens":20"#,
+        r#""model":"gpt-4o""#,
+        r#""model":"g\u0070t""#,
+        r#""n":1"#,
+        r#""n":true"#,
+        r#""user":"a\/b\u00e9""#,
+        r#""stop":["x"]"#,
+        r#""sys\u0074em":"esc""#,
+        r#""temperature":1e400"#,
+        r#""max_tokens":null"#,
+        r#""max_tokens":"x""#,
+        r#""model":5"#,
+        r#""model":null"#,
+        r#""messages":[{"role":"user","content":"m"}]"#,
+        r#""input":"z""#,
+        r#""x":{"deep":[1,{"a":"\ud800"}]}"#,
+        r#""method":"GET""#,
+        r#""url":null"#,
+        r#""body":null"#,
+    ];
+    const BODY_FIELDS: &[&str] = &[
+        r#""model":"gpt-4o-mini""#,
+        r#""messages":[{"role":"user","content":"hi"}]"#,
+        r#""messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"t"}]}]"#,
+        r#""input":["a","b","c"]"#,
+        r#""max_tokens":9"#,
+        r#""temperature":0.2"#,
+        r#""stop":["x"]"#,
+        r#""user":"u""#,
+        r#""model":"claude-3""#,
+        r#""model":null"#,
+        r#""model":5"#,
+        r#""model":"\ud800""#,
+        r#""mod\u0065l":"g\u0070t""#,
+        r#""input":[]"#,
+        r#""input":"x""#,
+        r#""input":null"#,
+        r#""max_tokens":null"#,
+        r#""messages":[{"role":"user","content":[{"type":"image_url"}]}]"#,
+        r#""tools":[]"#,
+    ];
+
+    fn object(fields: Vec<String>) -> String {
+        format!("{{{}}}", fields.join(","))
+    }
+
+    fn body() -> impl Strategy<Value = String> {
+        prop_oneof![
+            8 => (one_of(BODY_FIELDS, 1), prop::collection::vec(one_of(BODY_FIELDS, 8), 0..4))
+                .prop_map(|(first, more)| object([vec![first], more].concat())),
+            1 => one_of(&["null", "[]", r#""x""#, "5"], 4),
+        ]
+    }
+
+    fn field(
+        key: &'static str,
+        values: impl Strategy<Value = String>,
+    ) -> impl Strategy<Value = Option<String>> {
+        prop::option::weighted(0.8, values.prop_map(move |v| format!("\"{key}\":{v}")))
+    }
+
+    fn line() -> impl Strategy<Value = String> {
+        let openai = (
+            field("custom_id", one_of(IDS, 2)),
+            field("method", one_of(METHODS, 1)),
+            field("url", one_of(URLS, 3)),
+            field("body", body()),
+        )
+            .prop_map(|(a, b, c, d)| vec![a, b, c, d]);
+        let anthropic = (field("custom_id", one_of(IDS, 2)), field("params", body()))
+            .prop_map(|(a, b)| vec![a, b]);
+        let prompt = (
+            field("custom_id", one_of(IDS, 2)),
+            field("prompt", one_of(PROMPTS, 2)),
+            field("system", one_of(SYSTEMS, 2)),
+        )
+            .prop_map(|(a, b, c)| vec![a, b, c]);
+        let extras = prop::collection::vec(one_of(OVERRIDES, 13), 0..4);
+        let fields = (prop_oneof![openai, anthropic, prompt], extras)
+            .prop_map(|(known, extras)| {
+                let mut fields: Vec<String> = known.into_iter().flatten().collect();
+                fields.extend(extras);
+                fields
+            })
+            .boxed();
+        prop_oneof![
+            fields.clone().prop_map(object),
+            fields.prop_shuffle().prop_map(object),
+        ]
+    }
+
+    /// Sometimes a byte replaced or the line cut short.
+    fn damage() -> impl Strategy<Value = Option<(prop::sample::Index, Option<u8>)>> {
+        let byte = prop::sample::select(b"\"\\,:[]{}0-e tn\x01\xff".to_vec());
+        prop::option::weighted(0.15, (any::<prop::sample::Index>(), prop::option::of(byte)))
+    }
+
+    fn damaged(text: String, damage: Option<(prop::sample::Index, Option<u8>)>) -> Vec<u8> {
+        let mut bytes = text.into_bytes();
+        match damage {
+            Some((at, Some(b))) => {
+                let at = at.index(bytes.len());
+                bytes[at] = b;
+            }
+            Some((at, None)) => bytes.truncate(at.index(bytes.len())),
+            None => {}
+        }
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_line_has_the_outcome_it_had(
+            text in line(),
+            damage in damage(),
+            route in prop::sample::select(routes()),
+            line_no in 1u64..1000,
+        ) {
+            let bytes = damaged(text, damage);
+            let now = Validator::new(&route).check(line_no, &bytes);
+            let before = reference::Validator::new(&route).check(line_no, &bytes);
+            prop_assert_eq!(now, before, "{}", String::from_utf8_lossy(&bytes));
+        }
     }
 }

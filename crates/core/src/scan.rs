@@ -1214,7 +1214,8 @@ mod tests {
             1 => any::<u8>(),
         ];
         prop_oneof![
-            3 => (any::<prop::sample::Index>(), byte.clone()).prop_map(|(i, b)| Mutation::Replace(i, b)),
+            3 => (any::<prop::sample::Index>(), byte.clone())
+                .prop_map(|(i, b)| Mutation::Replace(i, b)),
             1 => (any::<prop::sample::Index>(), byte).prop_map(|(i, b)| Mutation::Insert(i, b)),
             1 => any::<prop::sample::Index>().prop_map(Mutation::Delete),
             1 => any::<prop::sample::Index>().prop_map(Mutation::Truncate),
@@ -1274,7 +1275,8 @@ mod tests {
         ) {
             let bytes = mutate(&text, &mutations);
             let ours = document(&bytes);
-            prop_assert_eq!(ours.is_ok(), serde_accepts(&bytes), "{:?}: {:?}", String::from_utf8_lossy(&bytes), ours);
+            let shown = String::from_utf8_lossy(&bytes);
+            prop_assert_eq!(ours.is_ok(), serde_accepts(&bytes), "{:?}: {:?}", shown, ours);
         }
 
         #[test]
@@ -1295,10 +1297,14 @@ mod tests {
         ) {
             // The validator sends only UTF-8 objects here (serde_json would also read a struct
             // from an array, and refuses raw values that are not UTF-8).
-            let bytes = String::from_utf8_lossy(&mutate(&text, &mutations)).into_owned().into_bytes();
+            let bytes = String::from_utf8_lossy(&mutate(&text, &mutations))
+                .into_owned()
+                .into_bytes();
             let ours = line(&bytes);
             if starts_an_object(&bytes) {
-                prop_assert_eq!(ours.is_ok(), serde_takes_line(&bytes), "{:?}: {:?}", String::from_utf8_lossy(&bytes), ours.err());
+                let shown = String::from_utf8_lossy(&bytes);
+                let serde = serde_takes_line(&bytes);
+                prop_assert_eq!(ours.is_ok(), serde, "{:?}: {:?}", shown, ours.err());
             } else {
                 prop_assert_eq!(ours.err().map(|e| e.reason), Some(Reason::NotAnObject));
             }
@@ -1312,7 +1318,9 @@ mod tests {
             prop_assert_eq!(l.body_fields.strict, serde.is_ok(), "{}", body);
             if let Ok(serde) = serde {
                 prop_assert_eq!(l.body_fields.model.and_then(Json::string), serde.model);
-                let count = |raw: &RawValue| serde_json::from_str::<Vec<IgnoredAny>>(raw.get()).ok().map(|v| v.len());
+                let count = |raw: &RawValue| {
+                    serde_json::from_str::<Vec<IgnoredAny>>(raw.get()).ok().map(|v| v.len())
+                };
                 let ours = match l.body_fields.input.map(|j| j.kind) {
                     Some(Kind::Array(n)) => Some(n),
                     _ => None,
