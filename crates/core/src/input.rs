@@ -18,8 +18,11 @@
 //!
 //! Reading a line is one pass over its bytes ([`crate::scan`]): it checks the JSON as serde_json
 //! would and notes where the fields read here are. A complete line in the route's format is then
-//! sent as it is; only the lines that must be rewritten, translated or built, and refused ones
-//! (for serde_json's words on why), are parsed again by serde_json.
+//! sent as it is, and a plain prompt line is written byte by byte (`input/prompt.rs`); only the
+//! lines that must be rewritten or translated, and refused ones (for serde_json's words on why),
+//! are parsed again by serde_json.
+
+mod prompt;
 
 use crate::config::{Defaults, Route, Wire};
 use crate::scan::{self, Inner, Json, Kind};
@@ -155,6 +158,7 @@ pub struct Validator {
     wire: Wire,
     defaults: Defaults,
     max_line_bytes: u64,
+    written: prompt::Written,
 }
 
 /// What serde_json reads of a line. Only for its words when a line's JSON is refused: lines are
@@ -221,6 +225,7 @@ impl Validator {
             wire: route.wire,
             defaults: route.defaults.clone(),
             max_line_bytes: route.limits.max_line_bytes,
+            written: prompt::Written::new(&route.defaults),
         }
     }
 
@@ -319,7 +324,7 @@ impl Validator {
             (Wire::Openai, Shape::OpenAi) => {
                 self.openai_line(line, &fields, (!id_given).then_some(id_to_send))
             }
-            (Wire::Openai, Shape::Prompt) => self.prompt_to_openai(line, id_to_send),
+            (Wire::Openai, Shape::Prompt) => self.prompt_to_openai(line, &fields, id_to_send),
             (Wire::Openai, Shape::Anthropic) => self.anthropic_to_openai(&fields, id_to_send),
             (Wire::Anthropic, Shape::Anthropic) => self.anthropic_line(
                 line,
@@ -327,7 +332,7 @@ impl Validator {
                 (sent_id.is_some() || !id_given).then_some(id_to_send),
             ),
             (Wire::Anthropic, Shape::OpenAi) => self.openai_to_anthropic(&fields, id_to_send),
-            (Wire::Anthropic, Shape::Prompt) => self.prompt_to_anthropic(line, id_to_send),
+            (Wire::Anthropic, Shape::Prompt) => self.prompt_to_anthropic(line, &fields, id_to_send),
         };
         let (group, request, units) = built.map_err(with_id)?;
 
@@ -531,7 +536,15 @@ impl Validator {
         })
     }
 
-    fn prompt_to_openai<'a>(&self, line: &[u8], id: &str) -> Result<Built<'a>, Reject> {
+    fn prompt_to_openai<'a>(
+        &self,
+        line: &[u8],
+        fields: &scan::Line<'_>,
+        id: &str,
+    ) -> Result<Built<'a>, Reject> {
+        if let Some(built) = prompt::openai(&self.written, fields, id) {
+            return Ok(built);
+        }
         let PromptParts {
             prompt,
             system,
@@ -579,7 +592,15 @@ impl Validator {
         Ok(openai_request(id, &endpoint, body))
     }
 
-    fn prompt_to_anthropic<'a>(&self, line: &[u8], id: &str) -> Result<Built<'a>, Reject> {
+    fn prompt_to_anthropic<'a>(
+        &self,
+        line: &[u8],
+        fields: &scan::Line<'_>,
+        id: &str,
+    ) -> Result<Built<'a>, Reject> {
+        if let Some(built) = prompt::anthropic(&self.written, fields, id) {
+            return Ok(built);
+        }
         let PromptParts {
             prompt,
             system,
@@ -1025,6 +1046,42 @@ mod tests {
     fn embeddings_without_input_count_one() {
         let a = accepted(validator().check(1, br#"{"custom_id":"e","url":"/v1/embeddings","method":"POST","body":{"model":"m","input":null}}"#));
         assert_eq!(a.units, 1);
+    }
+
+    #[test]
+    fn plain_prompt_line_is_written_in_full() {
+        let a = accepted(validator().check(4, br#"{"custom_id":"p1","prompt":"Say hi"}"#));
+        assert_eq!(
+            std::str::from_utf8(&a.request).unwrap(),
+            r#"{"custom_id":"p1","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hi"}]}}"#
+        );
+    }
+
+    #[test]
+    fn prompt_escapes_are_written_as_serde_json_writes_them() {
+        let a = accepted(
+            validator().check(1, br#"{"prompt":"a\/b \u00e9 \ud83d\ude00 \"q\"\n\u001F"}"#),
+        );
+        let sent = std::str::from_utf8(&a.request).unwrap();
+        assert!(
+            sent.contains(r#""content":"a/b é 😀 \"q\"\n\u001f""#),
+            "{sent}"
+        );
+    }
+
+    #[test]
+    fn prompt_overrides_take_the_defaults_places_and_new_fields_go_last() {
+        let a = accepted(anthropic_validator().check(
+            1,
+            br#"{"custom_id":"p","top_k":3,"prompt":"x","max_tokens":7,"temperature":0.0}"#,
+        ));
+        // The general path's map drops `custom_id` and `prompt` by swapping the last field into
+        // their place, which leaves `temperature`, `top_k`, `max_tokens`: the first two are new
+        // and go last, in that order.
+        assert_eq!(
+            std::str::from_utf8(&a.request).unwrap(),
+            r#"{"custom_id":"p","params":{"model":"claude-sonnet-4-5","max_tokens":7,"messages":[{"role":"user","content":"x"}],"temperature":0.0,"top_k":3}}"#
+        );
     }
 
     #[test]
