@@ -25,10 +25,12 @@ use crate::provider::{
     Providers, RequestCounts, StoredBody, Submitted,
 };
 use crate::staging::Stager;
-use crate::store::{ObjectStore, ObjectStoreExt, PutMode, StoreError, lines_of};
+use crate::store::{
+    ObjectStore, ObjectStoreExt, PutMode, StoreError, StreamLines, lines_of, read_ahead,
+};
 use crate::wire;
 use crate::writer::StreamWriter;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
@@ -41,6 +43,10 @@ pub const LEASE: Duration = Duration::from_secs(300);
 /// Time kept in hand before an invocation's deadline: enough to seal the open chunks and save a
 /// checkpoint (at most a quarter of the invocation).
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
+/// Chunks copied at once when reused ids are taken out.
+const COPY_CONCURRENCY: usize = 4;
+/// Pieces of the upload read ahead of planning.
+const READ_AHEAD: usize = 8;
 /// Lines planned between two looks at the deadline and the lease.
 pub const PLAN_CHECK_LINES: u64 = 1024;
 /// Jobs advanced at once by one poll.
@@ -673,22 +679,20 @@ impl JobRun<'_> {
                 next_chunk_index(manifest),
             )
             .await?;
-            let mut reader = lines_of(got.body);
+            let mut lines = StreamLines::new(read_ahead(got.body, READ_AHEAD));
             let (mut offset, mut line_no) = (cursor.offset, cursor.line);
-            let mut line = Vec::with_capacity(64 * 1024);
             let mut paused = false;
             loop {
-                line.clear();
-                let n = reader
-                    .read_until(b'\n', &mut line)
+                let Some(line) = lines
+                    .next_line()
                     .await
-                    .map_err(|e| StoreError::io_at(&key, e))?;
-                if n == 0 {
+                    .map_err(|e| StoreError::io_at(&key, e))?
+                else {
                     break;
-                }
-                offset += n as u64;
+                };
+                offset += line.len() as u64;
                 line_no += 1;
-                stager.line(line_no, &line).await?;
+                stager.line(line_no, line).await?;
                 if line_no % PLAN_CHECK_LINES == 0 {
                     if engine.near_deadline() {
                         paused = true;
@@ -747,41 +751,67 @@ impl JobRun<'_> {
         }
         let first_use: HashMap<u64, u64> =
             duplicates.iter().map(|d| (d.line, d.first_line)).collect();
+        // The line numbers alone say which chunks hold a reuse; each gets its new index now, so
+        // that a redo after a crash writes the same keys.
+        let mut copies = Vec::new();
+        let mut next = next_chunk_index(manifest);
+        for (i, chunk) in manifest.chunks.iter().enumerate() {
+            let from = chunk.plan.index;
+            let (_, mut numbers) = store.reader(&self.keys.chunk_lines(from)).await?;
+            let mut number = Vec::new();
+            loop {
+                number.clear();
+                let read = numbers
+                    .read_until(b'\n', &mut number)
+                    .await
+                    .map_err(|e| StoreError::io_at(&self.keys.chunk_lines(from), e))?;
+                if read == 0 {
+                    break;
+                }
+                if first_use.contains_key(&line_of_entry(&number)) {
+                    copies.push((i, from, next));
+                    next += 1;
+                    break;
+                }
+            }
+        }
+        let keys = &self.keys;
+        let first_use = &first_use;
+        let copied: Vec<_> = futures::stream::iter(copies)
+            .map(|(i, from, to)| {
+                let store = store.clone();
+                async move {
+                    let mut dropped = Vec::new();
+                    let (requests, bytes) = copy_chunk(store, keys, from, to, |_, row| {
+                        let Some(first) = first_use.get(&row.line()) else {
+                            return true;
+                        };
+                        let custom_id = row.user_id().or_else(|| custom_id_of(row.request));
+                        dropped.push(Rejection {
+                            line: row.line(),
+                            message: ids::duplicate_message(
+                                custom_id.as_deref().unwrap_or_default(),
+                                *first,
+                            ),
+                            custom_id,
+                            code: RejectCode::DuplicateCustomId,
+                        });
+                        false
+                    })
+                    .await?;
+                    Ok::<_, StoreError>((i, from, to, requests, bytes, dropped))
+                }
+            })
+            .buffer_unordered(COPY_CONCURRENCY)
+            .try_collect()
+            .await?;
         let mut rejections = Vec::with_capacity(duplicates.len());
         let mut replaced = Vec::new();
-        let mut next = next_chunk_index(manifest);
-        for i in 0..manifest.chunks.len() {
-            let from = manifest.chunks[i].plan.index;
-            let mut dropped = Vec::new();
-            let mut rows = ChunkRows::open(store.as_ref(), &self.keys, from).await?;
-            let mut pos = 0usize;
-            while rows.next().await? {
-                if let Some(first) = first_use.get(&rows.line()) {
-                    dropped.push(pos);
-                    let custom_id = rows.user_id().or_else(|| custom_id_of(&rows.request));
-                    rejections.push(Rejection {
-                        line: rows.line(),
-                        message: ids::duplicate_message(
-                            custom_id.as_deref().unwrap_or_default(),
-                            *first,
-                        ),
-                        custom_id,
-                        code: RejectCode::DuplicateCustomId,
-                    });
-                }
-                pos += 1;
-            }
-            if dropped.is_empty() {
-                continue;
-            }
-            let (requests, bytes) = copy_chunk(store.clone(), &self.keys, from, next, |p| {
-                dropped.binary_search(&p).is_err()
-            })
-            .await?;
+        for (i, from, to, requests, bytes, dropped) in copied {
             let plan = &mut manifest.chunks[i].plan;
-            (plan.index, plan.requests, plan.bytes) = (next, requests, bytes);
+            (plan.index, plan.requests, plan.bytes) = (to, requests, bytes);
             replaced.push(from);
-            next += 1;
+            rejections.extend(dropped);
         }
         manifest.chunks.retain(|c| c.plan.requests > 0);
         rejections.sort_by_key(|r| r.line);
@@ -1286,7 +1316,7 @@ impl JobRun<'_> {
         let store = self.engine.store.clone();
         let parent = manifest.chunks[i].clone();
         let index = next_chunk_index(manifest);
-        let (_, bytes) = copy_chunk(store, &self.keys, parent.plan.index, index, |p| {
+        let (_, bytes) = copy_chunk(store, &self.keys, parent.plan.index, index, |p, _| {
             positions.binary_search(&p).is_ok()
         })
         .await?;
@@ -1528,56 +1558,54 @@ fn next_chunk_index(manifest: &Manifest) -> u32 {
 
 /// A staged chunk read row by row: each request with its line-number sidecar entry.
 struct ChunkRows {
-    requests: Box<dyn tokio::io::AsyncBufRead + Send + Unpin>,
-    numbers: Box<dyn tokio::io::AsyncBufRead + Send + Unpin>,
+    requests: StreamLines,
+    numbers: StreamLines,
     key: String,
-    /// The current request line, newline included.
-    request: Vec<u8>,
-    /// The current sidecar entry (`<line>` or `<line>\t<user's custom_id as JSON>`), newline
-    /// included.
-    number: Vec<u8>,
+}
+
+/// One row of a staged chunk.
+struct Row<'a> {
+    /// The request line, newline included.
+    request: &'a [u8],
+    /// The sidecar entry (`<line>` or `<line>\t<user's custom_id as JSON>`), newline included.
+    number: &'a [u8],
 }
 
 impl ChunkRows {
     async fn open(store: &dyn ObjectStore, keys: &JobKeys, index: u32) -> Result<Self, StoreError> {
-        let (_, requests) = store.reader(&keys.chunk(index)).await?;
-        let (_, numbers) = store.reader(&keys.chunk_lines(index)).await?;
+        let requests = store.get(&keys.chunk(index)).await?.body;
+        let numbers = store.get(&keys.chunk_lines(index)).await?.body;
         Ok(Self {
-            requests,
-            numbers,
+            requests: StreamLines::new(read_ahead(requests, READ_AHEAD)),
+            numbers: StreamLines::new(numbers),
             key: keys.chunk(index),
-            request: Vec::new(),
-            number: Vec::new(),
         })
     }
 
-    /// Reads the next row; false at the end.
-    async fn next(&mut self) -> Result<bool, StoreError> {
-        self.request.clear();
-        self.number.clear();
-        let read = self
+    /// The next row; `None` at the end.
+    async fn next(&mut self) -> Result<Option<Row<'_>>, StoreError> {
+        let key = &self.key;
+        let request = self
             .requests
-            .read_until(b'\n', &mut self.request)
+            .next_line()
             .await
-            .map_err(|e| StoreError::io_at(&self.key, e))?;
-        self.numbers
-            .read_until(b'\n', &mut self.number)
+            .map_err(|e| StoreError::io_at(key, e))?;
+        let number = self
+            .numbers
+            .next_line()
             .await
-            .map_err(|e| StoreError::io_at(&self.key, e))?;
-        Ok(read > 0)
+            .map_err(|e| StoreError::io_at(key, e))?;
+        Ok(match (request, number) {
+            (Some(request), Some(number)) => Some(Row { request, number }),
+            _ => None,
+        })
     }
+}
 
-    /// The input line number of the current row.
+impl Row<'_> {
+    /// The input line number of the row.
     fn line(&self) -> u64 {
-        let entry = self
-            .number
-            .split(|b| *b == b'\t')
-            .next()
-            .unwrap_or_default();
-        std::str::from_utf8(entry.trim_ascii())
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(u64::MAX)
+        line_of_entry(self.number)
     }
 
     /// The user's custom_id when the request went out under another one.
@@ -1587,26 +1615,36 @@ impl ChunkRows {
     }
 }
 
-/// Copies the rows of chunk `from` at the positions `keep` wants into a new chunk `to` (request
-/// lines and their sidecar entries). Returns its requests and bytes.
+/// The input line number of a sidecar entry (`<line>` or `<line>\t<custom_id>`).
+fn line_of_entry(entry: &[u8]) -> u64 {
+    let number = entry.split(|b| *b == b'\t').next().unwrap_or_default();
+    std::str::from_utf8(number.trim_ascii())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// Copies the rows of chunk `from` that `keep` wants (given each row's position and the row)
+/// into a new chunk `to` (request lines and their sidecar entries). Returns its requests and
+/// bytes.
 async fn copy_chunk(
     store: Arc<dyn ObjectStore>,
     keys: &JobKeys,
     from: u32,
     to: u32,
-    keep: impl Fn(usize) -> bool,
+    mut keep: impl FnMut(usize, &Row) -> bool,
 ) -> Result<(u64, u64), StoreError> {
     let mut rows = ChunkRows::open(store.as_ref(), keys, from).await?;
     let mut chunk_out = StreamWriter::open(store.clone(), keys.chunk(to), PutMode::Overwrite);
     let mut lines_out = StreamWriter::open(store, keys.chunk_lines(to), PutMode::Overwrite);
     let (mut requests, mut bytes) = (0u64, 0u64);
     let mut pos = 0usize;
-    while rows.next().await? {
-        if keep(pos) {
-            chunk_out.write(&rows.request).await?;
-            lines_out.write(&rows.number).await?;
+    while let Some(row) = rows.next().await? {
+        if keep(pos, &row) {
+            chunk_out.write(row.request).await?;
+            lines_out.write(row.number).await?;
             requests += 1;
-            bytes += rows.request.len() as u64;
+            bytes += row.request.len() as u64;
         }
         pos += 1;
     }

@@ -3,7 +3,7 @@
 use super::{ByteStream, ObjectMeta, ObjectStore, PutMode, StoreError};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::io::{AsyncBufRead, BufReader};
 use tokio_util::io::StreamReader;
@@ -88,7 +88,121 @@ pub fn lines_of(body: ByteStream) -> Box<dyn AsyncBufRead + Send + Unpin> {
     ))
 }
 
+/// Reads `body` ahead of its consumer: a task pulls up to `depth` pieces in advance, so that
+/// reading (a file, the network) overlaps with the work done on what was read.
+pub fn read_ahead(mut body: ByteStream, depth: usize) -> ByteStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(depth.max(1));
+    tokio::spawn(async move {
+        while let Some(piece) = body.next().await {
+            let failed = piece.is_err();
+            if tx.send(piece).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|piece| (piece, rx))
+    }))
+}
+
+/// The lines of a byte stream, handed out as slices of the pieces the stream yields: a line is
+/// copied only when it spans two pieces.
+pub struct StreamLines {
+    body: ByteStream,
+    piece: Bytes,
+    at: usize,
+    carry: Vec<u8>,
+    done: bool,
+}
+
+impl StreamLines {
+    pub fn new(body: ByteStream) -> Self {
+        Self {
+            body,
+            piece: Bytes::new(),
+            at: 0,
+            carry: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The next line with its `\n` (the last line may lack one); `None` at the end.
+    pub async fn next_line(&mut self) -> std::io::Result<Option<&[u8]>> {
+        self.carry.clear();
+        loop {
+            let rest = &self.piece[self.at..];
+            if let Some(i) = memchr::memchr(b'\n', rest) {
+                let start = self.at;
+                self.at += i + 1;
+                if self.carry.is_empty() {
+                    return Ok(Some(&self.piece[start..self.at]));
+                }
+                self.carry.extend_from_slice(&self.piece[start..self.at]);
+                return Ok(Some(&self.carry));
+            }
+            self.carry.extend_from_slice(rest);
+            self.at = self.piece.len();
+            if self.done {
+                return Ok((!self.carry.is_empty()).then_some(&self.carry[..]));
+            }
+            match self.body.next().await {
+                Some(piece) => {
+                    self.piece = piece?;
+                    self.at = 0;
+                }
+                None => self.done = true,
+            }
+        }
+    }
+}
+
 /// A stream over one in-memory buffer.
 pub fn bytes_stream(bytes: Bytes) -> ByteStream {
     Box::pin(futures::stream::once(async move { Ok(bytes) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines_of_pieces(pieces: &[&str]) -> Vec<String> {
+        let owned: Vec<std::io::Result<Bytes>> = pieces
+            .iter()
+            .map(|p| Ok(Bytes::copy_from_slice(p.as_bytes())))
+            .collect();
+        let mut lines = StreamLines::new(Box::pin(futures::stream::iter(owned)));
+        let mut out = Vec::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            out.push(String::from_utf8(line.to_vec()).unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn lines_across_pieces_come_out_whole() {
+        assert_eq!(
+            lines_of_pieces(&["a\nb", "c", "", "d\ne\n", "\nf"]).await,
+            ["a\n", "bcd\n", "e\n", "\n", "f"]
+        );
+    }
+
+    #[tokio::test]
+    async fn no_bytes_no_lines() {
+        assert!(lines_of_pieces(&[]).await.is_empty());
+        assert!(lines_of_pieces(&["", ""]).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn read_ahead_keeps_every_piece_in_order() {
+        let pieces: Vec<std::io::Result<Bytes>> = (0..100)
+            .map(|i| Ok(Bytes::from(format!("{i}\n"))))
+            .collect();
+        let mut lines = StreamLines::new(read_ahead(Box::pin(futures::stream::iter(pieces)), 3));
+        let mut n = 0;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            assert_eq!(line, format!("{n}\n").as_bytes());
+            n += 1;
+        }
+        assert_eq!(n, 100);
+    }
 }
