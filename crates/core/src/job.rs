@@ -46,7 +46,7 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
 /// Chunks copied at once when reused ids are taken out.
 const COPY_CONCURRENCY: usize = 4;
 /// Pieces of the upload read ahead of planning.
-const READ_AHEAD: usize = 8;
+const READ_AHEAD: usize = 4;
 /// Lines planned between two looks at the deadline and the lease.
 pub const PLAN_CHECK_LINES: u64 = 1024;
 /// Jobs advanced at once by one poll.

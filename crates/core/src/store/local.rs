@@ -22,10 +22,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
-/// Bytes read from a file at a time (what `cat` reads is 128 KiB).
-const READ_CHUNK: usize = 64 * 1024;
-/// Bytes written to a file at a time. Both stay under the allocator's mmap threshold (128 KiB),
-/// so buffers are reused instead of growing the heap a little with every file.
+/// Bytes read from a file at a time: a 64th of the file, between these bounds. Big uploads are
+/// read in big pieces; small objects read many at once (the runs of a merge) hold little.
+const READ_CHUNK_MIN: u64 = 16 * 1024;
+const READ_CHUNK_MAX: u64 = 256 * 1024;
+/// Bytes written to a file at a time: under the allocator's mmap threshold (128 KiB), so the
+/// buffers are reused instead of growing the heap a little with every file.
 const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Name of the directory, directly under the root, that holds temporary files and the lock.
@@ -214,7 +216,10 @@ impl ObjectStore for LocalStore {
         }
         Ok(GetResult {
             meta: Self::meta_of(key, &md),
-            body: Box::pin(ReaderStream::with_capacity(file, READ_CHUNK)),
+            body: Box::pin(ReaderStream::with_capacity(
+                file,
+                (md.len() / 64).clamp(READ_CHUNK_MIN, READ_CHUNK_MAX) as usize,
+            )),
         })
     }
 
