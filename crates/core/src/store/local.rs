@@ -15,12 +15,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::io::AsyncWriteExt;
-use tokio_util::io::ReaderStream;
 
 /// Bytes read from a file at a time: a 64th of the file, between these bounds. Big uploads are
 /// read in big pieces; small objects read many at once (the runs of a merge) hold little.
@@ -175,6 +173,33 @@ fn etag_of(md: &fs::Metadata) -> String {
     )
 }
 
+/// Streams a file from one blocking thread, `piece` bytes at a time, one piece ahead of the
+/// reader (no hand-off to the blocking pool per read).
+fn read_in_pieces(file: fs::File, piece: u64) -> ByteStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(1);
+    tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        loop {
+            let mut buf = Vec::with_capacity(piece as usize);
+            match Read::take(&mut file, piece).read_to_end(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|piece| (piece, rx))
+    }))
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
@@ -201,25 +226,25 @@ impl ObjectStore for LocalStore {
 
     async fn get_from(&self, key: &str, offset: u64) -> Result<GetResult, StoreError> {
         validate_key(key)?;
-        let mut file = tokio::fs::File::open(self.path_of(key))
-            .await
-            .map_err(|e| StoreError::io(key, e))?;
-        let md = file.metadata().await.map_err(|e| StoreError::io(key, e))?;
-        if !md.is_file() {
-            return Err(StoreError::NotFound { key: key.into() });
-        }
-        if offset > 0 {
-            use tokio::io::AsyncSeekExt;
-            file.seek(std::io::SeekFrom::Start(offset))
-                .await
-                .map_err(|e| StoreError::io(key, e))?;
-        }
+        let path = self.path_of(key);
+        let owned_key = key.to_string();
+        let (file, md) = blocking(move || {
+            let mut file = fs::File::open(&path).map_err(|e| StoreError::io(&owned_key, e))?;
+            let md = file.metadata().map_err(|e| StoreError::io(&owned_key, e))?;
+            if !md.is_file() {
+                return Err(StoreError::NotFound { key: owned_key });
+            }
+            if offset > 0 {
+                file.seek(io::SeekFrom::Start(offset))
+                    .map_err(|e| StoreError::io(&owned_key, e))?;
+            }
+            Ok((file, md))
+        })
+        .await?;
+        let piece = (md.len() / 64).clamp(READ_CHUNK_MIN, READ_CHUNK_MAX);
         Ok(GetResult {
             meta: Self::meta_of(key, &md),
-            body: Box::pin(ReaderStream::with_capacity(
-                file,
-                (md.len() / 64).clamp(READ_CHUNK_MIN, READ_CHUNK_MAX) as usize,
-            )),
+            body: read_in_pieces(file, piece),
         })
     }
 
@@ -244,24 +269,28 @@ impl ObjectStore for LocalStore {
         mode: PutMode,
     ) -> Result<ObjectMeta, StoreError> {
         validate_key(key)?;
-        let tmp = self.tmp_path();
-        let written = async {
-            let file = tokio::fs::File::create(&tmp).await?;
-            let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-            while let Some(chunk) = body.next().await {
-                out.write_all(&chunk?).await?;
-            }
-            out.flush().await?;
-            io::Result::Ok(())
-        }
-        .await;
-        if let Err(e) = written {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(StoreError::io(key, e));
-        }
         let this = self.clone();
         let key = key.to_string();
-        blocking(move || this.commit(&tmp, &key, &mode)).await
+        // One blocking thread writes the whole file: no hand-off to the blocking pool per write.
+        let runtime = tokio::runtime::Handle::current();
+        blocking(move || {
+            let tmp = this.tmp_path();
+            let written = (|| {
+                let file = fs::File::create(&tmp)?;
+                let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, file);
+                while let Some(chunk) = runtime.block_on(body.next()) {
+                    out.write_all(&chunk?)?;
+                }
+                out.into_inner().map_err(|e| e.into_error())?;
+                io::Result::Ok(())
+            })();
+            if let Err(e) = written {
+                let _ = fs::remove_file(&tmp);
+                return Err(StoreError::io(&key, e));
+            }
+            this.commit(&tmp, &key, &mode)
+        })
+        .await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
