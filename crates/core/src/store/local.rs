@@ -26,7 +26,7 @@ const READ_CHUNK_MIN: u64 = 16 * 1024;
 const READ_CHUNK_MAX: u64 = 256 * 1024;
 /// Bytes written to a file at a time: under the allocator's mmap threshold (128 KiB), so the
 /// buffers are reused instead of growing the heap a little with every file.
-const WRITE_BUFFER: usize = 64 * 1024;
+const WRITE_BUFFER: usize = 120 * 1024;
 
 /// Name of the directory, directly under the root, that holds temporary files and the lock.
 pub const TMP_DIR: &str = ".batchdrop-tmp";
@@ -173,30 +173,32 @@ fn etag_of(md: &fs::Metadata) -> String {
     )
 }
 
-/// Streams a file from one blocking thread, `piece` bytes at a time, one piece ahead of the
-/// reader (no hand-off to the blocking pool per read).
+/// Streams a file `piece` bytes at a time, one piece ahead of the reader. Each read runs on the
+/// blocking pool and holds a thread only while it reads: a reader left waiting (one of many
+/// sources of a merge) holds none.
 fn read_in_pieces(file: fs::File, piece: u64) -> ByteStream {
-    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(1);
-    tokio::task::spawn_blocking(move || {
-        let mut file = file;
-        loop {
+    type Read = tokio::task::JoinHandle<(fs::File, io::Result<Vec<u8>>)>;
+    fn start(mut file: fs::File, piece: u64) -> Read {
+        tokio::task::spawn_blocking(move || {
             let mut buf = Vec::with_capacity(piece as usize);
-            match Read::take(&mut file, piece).read_to_end(&mut buf) {
-                Ok(0) => return,
-                Ok(_) => {
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            }
+            let read = io::Read::take(&mut file, piece)
+                .read_to_end(&mut buf)
+                .map(|_| buf);
+            (file, read)
+        })
+    }
+    let first: Option<Read> = Some(start(file, piece));
+    Box::pin(futures::stream::unfold(first, move |pending| async move {
+        let (file, read) = match pending?.await {
+            Ok(done) => done,
+            Err(e) => return Some((Err(io::Error::other(e)), None)),
+        };
+        match read {
+            Ok(buf) if buf.is_empty() => None,
+            // The next read starts now, while this piece is being used.
+            Ok(buf) => Some((Ok(Bytes::from(buf)), Some(start(file, piece)))),
+            Err(e) => Some((Err(e), None)),
         }
-    });
-    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|piece| (piece, rx))
     }))
 }
 
@@ -269,28 +271,27 @@ impl ObjectStore for LocalStore {
         mode: PutMode,
     ) -> Result<ObjectMeta, StoreError> {
         validate_key(key)?;
+        let tmp = self.tmp_path();
+        // Writes go to the blocking pool a buffer at a time; no thread is held while the
+        // producer is slow (many files may be open at once: one per chunk being staged).
+        let written = async {
+            use tokio::io::AsyncWriteExt;
+            let file = tokio::fs::File::create(&tmp).await?;
+            let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+            while let Some(chunk) = body.next().await {
+                out.write_all(&chunk?).await?;
+            }
+            out.flush().await?;
+            io::Result::Ok(())
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(StoreError::io(key, e));
+        }
         let this = self.clone();
         let key = key.to_string();
-        // One blocking thread writes the whole file: no hand-off to the blocking pool per write.
-        let runtime = tokio::runtime::Handle::current();
-        blocking(move || {
-            let tmp = this.tmp_path();
-            let written = (|| {
-                let file = fs::File::create(&tmp)?;
-                let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, file);
-                while let Some(chunk) = runtime.block_on(body.next()) {
-                    out.write_all(&chunk?)?;
-                }
-                out.into_inner().map_err(|e| e.into_error())?;
-                io::Result::Ok(())
-            })();
-            if let Err(e) = written {
-                let _ = fs::remove_file(&tmp);
-                return Err(StoreError::io(&key, e));
-            }
-            this.commit(&tmp, &key, &mode)
-        })
-        .await
+        blocking(move || this.commit(&tmp, &key, &mode)).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
