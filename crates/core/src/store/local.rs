@@ -21,9 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes read from a file at a time: a 64th of the file, between these bounds. Big uploads are
-/// read in big pieces; small objects read many at once (the runs of a merge) hold little.
+/// read in big pieces; small objects read many at once (the runs of a merge) hold little. The
+/// upper bound stays under the allocator's mmap threshold (128 KiB), like [`WRITE_BUFFER`].
 const READ_CHUNK_MIN: u64 = 16 * 1024;
-const READ_CHUNK_MAX: u64 = 256 * 1024;
+const READ_CHUNK_MAX: u64 = 120 * 1024;
 /// Bytes written to a file at a time: under the allocator's mmap threshold (128 KiB), so the
 /// buffers are reused instead of growing the heap a little with every file.
 const WRITE_BUFFER: usize = 120 * 1024;
@@ -179,8 +180,10 @@ fn etag_of(md: &fs::Metadata) -> String {
 fn read_in_pieces(file: fs::File, piece: u64) -> ByteStream {
     type Read = tokio::task::JoinHandle<(fs::File, io::Result<Vec<u8>>)>;
     fn start(mut file: fs::File, piece: u64) -> Read {
+        // Allocated here, on the runtime's thread, not on whichever blocking thread reads: the
+        // allocator then reuses the same few arenas instead of growing one per thread.
+        let mut buf = Vec::with_capacity(piece as usize);
         tokio::task::spawn_blocking(move || {
-            let mut buf = Vec::with_capacity(piece as usize);
             let read = io::Read::take(&mut file, piece)
                 .read_to_end(&mut buf)
                 .map(|_| buf);
