@@ -342,6 +342,18 @@ impl Engine {
             }
             Err(e) => return Err(e.into()),
         }
+        // An older upload of the same key still running is paying for results nobody will
+        // see (they never reach results/): its batches are cancelled by its next advance.
+        let superseded = self
+            .ask_to_cancel(
+                key,
+                &format!("superseded: {key} was uploaded again"),
+                Some(&job_id),
+            )
+            .await?;
+        for old in &superseded {
+            tracing::info!(job_id = old, by = job_id, "superseded job asked to cancel");
+        }
         self.advance(&job_id).await?;
         Ok(SubmitOutcome::Started { job_id })
     }
@@ -440,11 +452,32 @@ impl Engine {
             None => key.to_string(),
         };
         let reason = format!("cancelled: {key} asked for it");
+        let asked = self.ask_to_cancel(&inbox_key, &reason, None).await?;
+        for job_id in &asked {
+            // Best effort now; the next poll finishes what this could not.
+            if let Err(e) = self.advance(job_id).await {
+                tracing::warn!(job_id, error = %e, "cancel will be completed by the next poll");
+            }
+        }
+        Ok(asked)
+    }
+
+    /// Sets `cancel_requested` on every unfinished job of the upload `inbox_key` but `except`;
+    /// returns their ids. The next advance of each does the cancelling.
+    async fn ask_to_cancel(
+        &self,
+        inbox_key: &str,
+        reason: &str,
+        except: Option<&str>,
+    ) -> Result<Vec<String>, JobError> {
         let mut asked = Vec::new();
         for entry in self.store.list(layout::ACTIVE).await? {
             let Some(job_id) = entry.key.strip_prefix(layout::ACTIVE) else {
                 continue;
             };
+            if Some(job_id) == except {
+                continue;
+            }
             let manifest_key = JobKeys::new(job_id).manifest();
             // Compare-and-swap, again if another worker wrote in between.
             for _ in 0..5 {
@@ -460,7 +493,7 @@ impl Engine {
                 {
                     break;
                 }
-                manifest.cancel_requested = Some(reason.clone());
+                manifest.cancel_requested = Some(reason.to_string());
                 match self
                     .store
                     .put_json(&manifest_key, &manifest, PutMode::Update(etag))
@@ -473,12 +506,6 @@ impl Engine {
                     Err(StoreError::Precondition { .. }) => continue,
                     Err(e) => return Err(e.into()),
                 }
-            }
-        }
-        for job_id in &asked {
-            // Best effort now; the next poll finishes what this could not.
-            if let Err(e) = self.advance(job_id).await {
-                tracing::warn!(job_id, error = %e, "cancel will be completed by the next poll");
             }
         }
         Ok(asked)

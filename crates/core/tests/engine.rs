@@ -599,7 +599,7 @@ async fn stale_event_for_an_overwritten_object_is_superseded() -> TestResult {
 }
 
 #[tokio::test]
-async fn reupload_starts_a_new_job_and_the_superseded_job_never_overwrites_newer_results()
+async fn reupload_starts_a_new_job_cancels_the_superseded_one_and_keeps_the_newer_results()
 -> TestResult {
     // GIVEN a first upload whose batch stays in progress for a while
     let bed = TestBed::new(
@@ -611,7 +611,7 @@ async fn reupload_starts_a_new_job_and_the_superseded_job_never_overwrites_newer
         .await?;
     let old_job = started(first)?;
 
-    // WHEN the same key is uploaded again with other content, and that job finishes first
+    // WHEN the same key is uploaded again with other content
     bed.provider.set_script(Script::complete());
     let (_, second) = bed
         .drop_file(
@@ -625,18 +625,27 @@ async fn reupload_starts_a_new_job_and_the_superseded_job_never_overwrites_newer
         .await?;
     let new_job = started(second)?;
     assert_ne!(new_job, old_job);
-    let report = bed.engine.poll().await?;
-    assert_eq!(report.finished, [new_job.as_str()]);
+    // AND the new job finishes first
+    assert_eq!(
+        bed.engine.advance(&new_job).await?,
+        Advance::Finished(JobStatus::Completed)
+    );
     let output_key = format!("{RESULTS}output.jsonl");
     let summary_key = format!("{RESULTS}summary.json");
     let newer_output = bed.store.get_bytes(&output_key).await?;
     let newer_summary = bed.store.get_bytes(&summary_key).await?;
     assert_eq!(ids(&output(&bed).await?), ["b1", "b2", "b3"]);
 
-    // AND the old job then finishes too
-    poll_to_end(&bed, 5).await?;
+    // AND the old job is advanced after it
+    assert_eq!(
+        bed.engine.advance(&old_job).await?,
+        Advance::Finished(JobStatus::Cancelled)
+    );
 
-    // THEN results/ still holds the newer job's files, untouched
+    // THEN the old job's batch, still running, was cancelled at the provider (nobody would
+    // see its results)
+    assert_eq!(bed.provider.calls().cancels, 1);
+    // AND results/ still holds the newer job's files, untouched
     assert_eq!(bed.store.get_bytes(&output_key).await?, newer_output);
     assert_eq!(bed.store.get_bytes(&summary_key).await?, newer_summary);
     assert_eq!(summary(&bed).await?["job_id"], new_job.as_str());
