@@ -749,10 +749,13 @@ impl JobRun<'_> {
                 return Ok(false);
             }
         }
-        // The whole upload is staged: drop the duplicates, then planning is over.
-        let replaced = self.drop_duplicates(manifest).await?;
-        manifest.planning = None;
-        self.save(manifest).await?;
+        // The whole upload is staged: drop the duplicates, then planning is over. Worked out on
+        // a copy: if anything fails, `manifest` stays what was last saved, and this is redone.
+        let mut planned = manifest.clone();
+        let replaced = self.drop_duplicates(&mut planned).await?;
+        planned.planning = None;
+        self.save(&mut planned).await?;
+        *manifest = planned;
         for index in replaced {
             engine.store.delete(&self.keys.chunk(index)).await?;
             engine.store.delete(&self.keys.chunk_lines(index)).await?;
@@ -860,23 +863,26 @@ impl JobRun<'_> {
     /// job of its own, this one ends as cancelled without sending anything.
     async fn superseded_while_planning(&mut self, manifest: &mut Manifest) -> Result<(), JobError> {
         let engine = self.engine;
-        manifest.status = JobStatus::Cancelled;
-        manifest.reason = Some(format!(
+        // On a copy, as in `finish`: a failed write leaves `manifest` as last saved.
+        let mut done = manifest.clone();
+        done.status = JobStatus::Cancelled;
+        done.reason = Some(format!(
             "superseded: {} changed while it was being planned; nothing was sent",
-            manifest.input.key
+            done.input.key
         ));
-        manifest.planning = None;
-        manifest.chunks.clear();
-        manifest.finished_at = Some(rfc3339(engine.clock.now()));
+        done.planning = None;
+        done.chunks.clear();
+        done.finished_at = Some(rfc3339(engine.clock.now()));
         engine
             .store
             .put_json(
                 &self.keys.summary(),
-                &manifest.summary_for(&engine.config),
+                &done.summary_for(&engine.config),
                 PutMode::Overwrite,
             )
             .await?;
-        self.save(manifest).await?;
+        self.save(&mut done).await?;
+        *manifest = done;
         engine
             .store
             .delete(&layout::active_key(&manifest.job_id))

@@ -273,3 +273,48 @@ async fn an_upload_replaced_between_continuations_ends_its_job_as_superseded() -
     assert!(bed.store.list(ACTIVE).await?.is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_failed_write_while_reused_ids_are_taken_out_is_redone_without_losing_them() -> TestResult
+{
+    use batchdrop_core::layout;
+    // GIVEN an upload reusing an id in another chunk, and a store that fails the first write of
+    // the duplicates' part of the rejected lines
+    let bed = TestBed::new(ScriptedProvider::new(), 2);
+    let body: String = [
+        chat("r1", "gpt-a"),
+        chat("r2", "gpt-a"),
+        chat("r3", "gpt-a"),
+        chat("r1", "gpt-a"),
+    ]
+    .iter()
+    .map(|l| format!("{l}\n"))
+    .collect();
+    let meta = bed.upload(KEY, body).await?;
+    let job_id = layout::job_id(batchdrop_core::testing::BUCKET, KEY, &meta.etag);
+    let faulty = Arc::new(FaultyStore::new(bed.store.clone()));
+    faulty.fail_writes(
+        format!("_batchdrop/jobs/{job_id}/rejected/duplicates.jsonl"),
+        1,
+    );
+    let engine = bed.engine_over(faulty, "worker-a");
+
+    // WHEN the event fails on it, and polls go on
+    assert!(engine.submit(KEY, Some(&meta.etag)).await.is_err());
+    for _ in 0..5 {
+        engine.poll().await?;
+    }
+
+    // THEN the reuse is in errors.jsonl and the rest in output.jsonl, once each
+    assert!(bed.store.list(ACTIVE).await?.is_empty());
+    let (output, errors, counts) = results(&bed).await?;
+    let ids: Vec<&str> = output.iter().filter_map(|l| l[0].as_str()).collect();
+    assert_eq!(ids, ["r1", "r2", "r3"]);
+    assert!(
+        errors.contains(r#""line":4,"custom_id":"r1","error":{"code":"duplicate_custom_id""#),
+        "{errors}"
+    );
+    assert_eq!(counts["accepted"], 3);
+    assert_eq!(counts["rejected"], 1);
+    Ok(())
+}
