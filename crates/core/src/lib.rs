@@ -6,7 +6,8 @@
 //! - [`config`]: routes, read once at start.
 //! - [`cost`]: price table and job costs (batch, synchronous equivalent, saved).
 //! - [`layout`]: what each key of the bucket means.
-//! - [`input`]: line validation; [`ids`]: duplicate custom_ids; [`plan`]: chunk planning.
+//! - [`input`]: line validation, over [`scan`] (one pass over a JSON line); [`ids`]: duplicate
+//!   custom_ids in bounded memory; [`plan`]: chunk planning (`staging` stages one segment).
 //! - [`manifest`]: the job manifest; [`job`]: the engine that submit and poll run.
 //! - [`wire`]: the provider result lines batchdrop reads and writes.
 
