@@ -2,7 +2,7 @@
 //! needs are, without building anything.
 //!
 //! Acceptance is exactly serde_json's: [`document`] accepts what
-//! `serde_json::from_slice::<serde::de::IgnoredAny>` accepts, and [`line`] what
+//! `serde_json::from_slice::<serde::de::IgnoredAny>` accepts, and [`line()`] what
 //! `serde_json::from_slice` accepts for the validator's line struct (the same syntax, plus: no
 //! field of that struct twice, `url` a string or null, keys that make strings). Like serde_json's
 //! syntax check, a string's bytes are not required to be UTF-8 (and its `\u` escapes not to pair
