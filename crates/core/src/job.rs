@@ -212,8 +212,7 @@ impl Engine {
 
     /// The same engine for one invocation that must end by `deadline` (a Lambda's): planning
     /// checkpoints and stops, and no new batch is sent, once less than [`DEADLINE_MARGIN`] (or
-    /// a quarter of the time left now, if that is less) remains. The next advance (a poll, or
-    /// the event again) continues.
+    /// a quarter of the time left now, if that is less) remains. The next poll continues.
     pub fn until(&self, deadline: OffsetDateTime) -> Engine {
         let left = (deadline - self.clock.now()).max(time::Duration::ZERO);
         let most = time::Duration::seconds(DEADLINE_MARGIN.as_secs() as i64);
