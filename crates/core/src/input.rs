@@ -162,35 +162,36 @@ pub struct Validator {
 }
 
 /// What serde_json reads of a line. Only for its words when a line's JSON is refused: lines are
-/// read by [`scan::line`], which takes exactly what serde_json takes for this struct.
+/// read by [`scan::line`], which takes exactly what serde_json takes for this struct (its tests
+/// and the test-only reference validator compare against it).
 #[derive(Deserialize)]
 #[allow(dead_code)]
-struct LineFields<'a> {
+pub(crate) struct LineFields<'a> {
     #[serde(borrow, default)]
-    custom_id: Option<&'a RawValue>,
+    pub(crate) custom_id: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    method: Option<&'a RawValue>,
+    pub(crate) method: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    url: Option<Cow<'a, str>>,
+    pub(crate) url: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    body: Option<&'a RawValue>,
+    pub(crate) body: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    params: Option<&'a RawValue>,
+    pub(crate) params: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    prompt: Option<&'a RawValue>,
+    pub(crate) prompt: Option<&'a RawValue>,
 }
 
 /// What serde_json reads of `body` or `params`; as [`LineFields`], only for its words when it
 /// refuses them ([`Inner::strict`]).
 #[derive(Deserialize)]
 #[allow(dead_code)]
-struct BodyFields<'a> {
+pub(crate) struct BodyFields<'a> {
     #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
+    pub(crate) model: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
+    pub(crate) input: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    max_tokens: Option<&'a RawValue>,
+    pub(crate) max_tokens: Option<&'a RawValue>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

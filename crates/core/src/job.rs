@@ -861,7 +861,6 @@ impl JobRun<'_> {
     /// The upload changed (or went away) while it was being planned: the newer version is a
     /// job of its own, this one ends as cancelled without sending anything.
     async fn superseded_while_planning(&mut self, manifest: &mut Manifest) -> Result<(), JobError> {
-        let engine = self.engine;
         // On a copy, as in `finish`: a failed write leaves `manifest` as last saved.
         let mut done = manifest.clone();
         done.status = JobStatus::Cancelled;
@@ -871,23 +870,8 @@ impl JobRun<'_> {
         ));
         done.planning = None;
         done.chunks.clear();
-        done.finished_at = Some(rfc3339(engine.clock.now()));
-        engine
-            .store
-            .put_json(
-                &self.keys.summary(),
-                &done.summary_for(&engine.config),
-                PutMode::Overwrite,
-            )
-            .await?;
-        self.save(&mut done).await?;
-        *manifest = done;
-        engine
-            .store
-            .delete(&layout::active_key(&manifest.job_id))
-            .await?;
-        engine.finished_event(manifest);
-        Ok(())
+        let summary_key = self.keys.summary();
+        self.close(manifest, done, &summary_key).await
     }
 
     /// Renews the lease when half of it is gone (a long planning holds the job throughout).
@@ -1398,11 +1382,23 @@ impl JobRun<'_> {
             self.write_errors(&done).await?;
             format!("{}summary.json", done.results_prefix)
         };
+        self.close(manifest, done, &summary_key).await
+    }
+
+    /// Ends a job: `done` (its finished state, worked out on a copy of `manifest`) gets its
+    /// summary at `summary_key`, is saved, and replaces `manifest`; the job leaves the index.
+    async fn close(
+        &mut self,
+        manifest: &mut Manifest,
+        mut done: Manifest,
+        summary_key: &str,
+    ) -> Result<(), JobError> {
+        let engine = self.engine;
         done.finished_at = Some(rfc3339(engine.clock.now()));
         engine
             .store
             .put_json(
-                &summary_key,
+                summary_key,
                 &done.summary_for(&engine.config),
                 PutMode::Overwrite,
             )
@@ -1538,14 +1534,7 @@ impl MergeSource {
                 ),
             });
         }
-        let number = match self.number.iter().position(|b| *b == b'\t') {
-            Some(tab) => &self.number[..tab],
-            None => &self.number[..],
-        };
-        let n = std::str::from_utf8(number.trim_ascii())
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(u64::MAX);
+        let n = line_of_entry(&self.number);
         Ok(Some(n))
     }
 }
@@ -1592,7 +1581,8 @@ fn next_chunk_index(manifest: &Manifest) -> u32 {
 struct ChunkRows {
     requests: StreamLines,
     numbers: StreamLines,
-    key: String,
+    requests_key: String,
+    numbers_key: String,
 }
 
 /// One row of a staged chunk.
@@ -1610,23 +1600,24 @@ impl ChunkRows {
         Ok(Self {
             requests: StreamLines::new(read_ahead(requests, READ_AHEAD)),
             numbers: StreamLines::new(numbers),
-            key: keys.chunk(index),
+            requests_key: keys.chunk(index),
+            numbers_key: keys.chunk_lines(index),
         })
     }
 
     /// The next row; `None` at the end.
     async fn next(&mut self) -> Result<Option<Row<'_>>, StoreError> {
-        let key = &self.key;
+        let (requests_key, numbers_key) = (&self.requests_key, &self.numbers_key);
         let request = self
             .requests
             .next_line()
             .await
-            .map_err(|e| StoreError::io_at(key, e))?;
+            .map_err(|e| StoreError::io_at(requests_key, e))?;
         let number = self
             .numbers
             .next_line()
             .await
-            .map_err(|e| StoreError::io_at(key, e))?;
+            .map_err(|e| StoreError::io_at(numbers_key, e))?;
         Ok(match (request, number) {
             (Some(request), Some(number)) => Some(Row { request, number }),
             _ => None,

@@ -94,6 +94,8 @@ impl JobKeys {
     pub fn manifest(&self) -> String {
         format!("{}manifest.json", self.dir)
     }
+    /// Where jobs planned before rejected lines were split in parts kept them (still read, so
+    /// that such jobs finish with their errors.jsonl whole; never written now).
     pub fn rejected(&self) -> String {
         format!("{}rejected.jsonl", self.dir)
     }

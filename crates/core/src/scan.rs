@@ -799,7 +799,6 @@ impl<'a> Scanner<'a> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use serde::Deserialize;
     use serde::de::IgnoredAny;
     use serde_json::value::RawValue;
 
@@ -1080,33 +1079,7 @@ mod tests {
 
     // What serde_json takes, to compare with.
 
-    #[derive(Deserialize)]
-    #[allow(dead_code)]
-    struct SerdeLine<'a> {
-        #[serde(borrow, default)]
-        custom_id: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        method: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        url: Option<Cow<'a, str>>,
-        #[serde(borrow, default)]
-        body: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        params: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        prompt: Option<&'a RawValue>,
-    }
-
-    #[derive(Deserialize)]
-    #[allow(dead_code)]
-    struct SerdeInner<'a> {
-        #[serde(borrow, default)]
-        model: Option<Cow<'a, str>>,
-        #[serde(borrow, default)]
-        input: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        max_tokens: Option<&'a RawValue>,
-    }
+    use crate::input::{BodyFields as SerdeInner, LineFields as SerdeLine};
 
     fn ws() -> impl Strategy<Value = String> {
         prop_oneof![4 => Just(String::new()), 1 => "[ \t\r\n]{1,2}"]

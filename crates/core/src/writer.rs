@@ -2,7 +2,7 @@
 //! allocator to reuse) through a bounded channel to a `put_stream` running beside the producer,
 //! so nothing is held whole.
 
-use crate::store::{ObjectMeta, ObjectStore, PutMode, StoreError};
+use crate::store::{ObjectMeta, ObjectStore, PutMode, StoreError, stream_of};
 use bytes::{Bytes, BytesMut};
 use std::io;
 use std::sync::Arc;
@@ -21,12 +21,9 @@ pub struct StreamWriter {
 impl StreamWriter {
     pub fn open(store: Arc<dyn ObjectStore>, key: String, mode: PutMode) -> Self {
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
         let task_key = key.clone();
         let task =
-            tokio::spawn(async move { store.put_stream(&task_key, Box::pin(stream), mode).await });
+            tokio::spawn(async move { store.put_stream(&task_key, stream_of(rx), mode).await });
         Self {
             key,
             tx: Some(tx),

@@ -64,6 +64,15 @@ fn invocation(bed: &TestBed, engine: &Engine) -> Engine {
     engine.until(bed.clock.now() + Duration::from_secs(4))
 }
 
+/// Uploads the corpus and hands its event to a short invocation of the bed's engine.
+async fn drop_corpus(bed: &TestBed) -> TestResult {
+    let meta = bed.upload(KEY, corpus()).await?;
+    invocation(bed, &bed.engine)
+        .submit(KEY, Some(&meta.etag))
+        .await?;
+    Ok(())
+}
+
 /// Polls with short invocations until the upload is planned, then (the clock standing still)
 /// until the job is done.
 async fn poll_to_the_end(bed: &TestBed, engine: &Engine) -> TestResult {
@@ -167,12 +176,9 @@ async fn a_tiny_deadline_plans_in_several_continuations_and_the_results_equal_a_
 
     // GIVEN invocations with a few seconds each
     let bed = ticking_bed();
-    let meta = bed.upload(KEY, corpus()).await?;
 
     // WHEN the upload's event and then polls handle it
-    invocation(&bed, &bed.engine)
-        .submit(KEY, Some(&meta.etag))
-        .await?;
+    drop_corpus(&bed).await?;
     poll_to_the_end(&bed, &bed.engine).await?;
 
     // THEN planning stopped and continued several times
@@ -187,10 +193,7 @@ async fn a_tiny_deadline_plans_in_several_continuations_and_the_results_equal_a_
 #[tokio::test]
 async fn a_reuse_in_a_later_continuation_is_rejected_naming_the_first_line() -> TestResult {
     let bed = ticking_bed();
-    let meta = bed.upload(KEY, corpus()).await?;
-    invocation(&bed, &bed.engine)
-        .submit(KEY, Some(&meta.etag))
-        .await?;
+    drop_corpus(&bed).await?;
     poll_to_the_end(&bed, &bed.engine).await?;
 
     let errors = bed
@@ -246,10 +249,7 @@ async fn a_crash_in_a_continuation_resumes_from_the_last_checkpoint() -> TestRes
 async fn an_upload_replaced_between_continuations_ends_its_job_as_superseded() -> TestResult {
     // GIVEN a job whose planning stopped partway
     let bed = ticking_bed();
-    let meta = bed.upload(KEY, corpus()).await?;
-    invocation(&bed, &bed.engine)
-        .submit(KEY, Some(&meta.etag))
-        .await?;
+    drop_corpus(&bed).await?;
     assert_eq!(pauses(&bed), 1);
     let (job_id,) = match bed.store.list(ACTIVE).await?.as_slice() {
         [entry] => (entry.key.trim_start_matches(ACTIVE).to_string(),),

@@ -16,7 +16,7 @@ mod local {
     /// chunks, a plan with many models. Every reader and writer still makes progress.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn more_open_readers_and_writers_than_blocking_threads_all_progress() {
-        use batchdrop_core::store::PutMode;
+        use batchdrop_core::store::{PutMode, stream_of};
         use bytes::Bytes;
         use futures::StreamExt;
         const OPEN: usize = 600;
@@ -28,13 +28,10 @@ mod local {
         let mut writes = Vec::new();
         for i in 0..OPEN {
             let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
-            let stream = futures::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|piece| (piece, rx))
-            });
             let store = store.clone();
             writes.push(tokio::spawn(async move {
                 store
-                    .put_stream(&format!("many/{i}"), Box::pin(stream), PutMode::Overwrite)
+                    .put_stream(&format!("many/{i}"), stream_of(rx), PutMode::Overwrite)
                     .await
             }));
             senders.push(tx);

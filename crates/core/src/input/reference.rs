@@ -3,12 +3,11 @@
 //! with ([`super::tests`]): same outcome, same bytes, same messages, line for line.
 
 use super::{
-    Accepted, CHAT_COMPLETIONS, EMBEDDINGS, Group, MAPPED_ID_PREFIX, MESSAGES, OPENAI_ENDPOINTS,
-    Outcome, RejectCode, Rejection,
+    Accepted, BodyFields, CHAT_COMPLETIONS, EMBEDDINGS, Group, LineFields, MAPPED_ID_PREFIX,
+    MESSAGES, OPENAI_ENDPOINTS, Outcome, RejectCode, Rejection,
 };
 use crate::config::{Defaults, Route, Wire};
 use crate::translate::{self, Fill};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -40,32 +39,6 @@ pub struct Validator {
     wire: Wire,
     defaults: Defaults,
     max_line_bytes: u64,
-}
-
-#[derive(Deserialize)]
-struct LineFields<'a> {
-    #[serde(borrow, default)]
-    custom_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    method: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    url: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    body: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    params: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    prompt: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct BodyFields<'a> {
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    max_tokens: Option<&'a RawValue>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

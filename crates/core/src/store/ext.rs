@@ -100,6 +100,11 @@ pub fn read_ahead(mut body: ByteStream, depth: usize) -> ByteStream {
             }
         }
     });
+    stream_of(rx)
+}
+
+/// The pieces sent into a channel, as a byte stream (it ends when every sender is gone).
+pub fn stream_of(rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>) -> ByteStream {
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|piece| (piece, rx))
     }))

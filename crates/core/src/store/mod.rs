@@ -21,7 +21,7 @@ mod memory;
 pub mod conformance;
 
 pub use error::StoreError;
-pub use ext::{ObjectStoreExt, StreamLines, lines_of, read_ahead};
+pub use ext::{ObjectStoreExt, StreamLines, lines_of, read_ahead, stream_of};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 
