@@ -54,7 +54,7 @@ impl Pipeline {
             .ok_or("no built-in sandbox route")?
             .limits
             .max_requests_per_batch = 3;
-        let providers = batchdrop_providers::providers_for(&config, &env);
+        let providers = batchdrop_core::providers::clients(&config.routes, &env);
         let client = moto.client();
         let engine = Engine::new(
             Arc::new(S3Store::new(client.clone(), BUCKET)),

@@ -77,7 +77,7 @@ async fn run(jobs: usize, scratch: &Path, sandbox: &Sandbox) -> Result<PollRun, 
     if let Some(route) = config.routes.get_mut("sandbox") {
         route.base_url = sandbox.base_url();
     }
-    let providers = batchdrop_providers::providers_for(&config, &|_| None);
+    let providers = batchdrop_core::providers::clients(&config.routes, &|_| None);
     let store: Arc<dyn ObjectStore> = Arc::new(store);
     let engine = Engine::new(
         store,

@@ -76,7 +76,7 @@ pub async fn run(args: LocalArgs) -> Result<(), String> {
         Some(sandbox)
     };
 
-    let providers = batchdrop_providers::providers_for(&config, &process_env);
+    let providers = batchdrop_core::providers::clients(&config.routes, &process_env);
     let root_name = store.root().display().to_string();
     let store: Arc<dyn ObjectStore> = Arc::new(store);
     let engine = Engine::new(

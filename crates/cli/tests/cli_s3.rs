@@ -48,7 +48,7 @@ async fn engine(moto: &MotoServer, sandbox: &Sandbox) -> Result<Engine, Error> {
         .ok_or("no sandbox route")?
         .limits
         .max_requests_per_batch = 3;
-    let providers = batchdrop_providers::providers_for(&config, &env);
+    let providers = batchdrop_core::providers::clients(&config.routes, &env);
     Ok(Engine::new(
         Arc::new(S3Store::new(moto.client(), BUCKET)),
         BUCKET,

@@ -9,7 +9,7 @@
 //! max_requests_per_batch = 1000
 //!
 //! [routes.labelling]               # a new route
-//! provider = "openai"              # wire format: "openai" or "anthropic"
+//! provider = "openai"              # a registered provider (crate::providers): openai, anthropic
 //! base_url = "https://api.openai.com/v1"
 //! api_key_env = "OPENAI_API_KEY"   # or api_key_secret = "arn:aws:secretsmanager:…"
 //! max_bytes_per_batch = 100_000_000
@@ -25,111 +25,18 @@
 //! output = 0.60                    # synchronous; batch_output defaults to half
 //! ```
 
+pub use crate::route::{ChunkLimits, DEFAULT_SANDBOX_URL, Defaults, KeySource, Retries, Route};
+
+use crate::cost::{PriceOverride, PriceTable};
+use crate::providers;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// The wire format a route speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Wire {
-    /// OpenAI Files + Batches (also any OpenAI-compatible batch service).
-    Openai,
-    /// Anthropic Message Batches.
-    Anthropic,
-}
-
-impl Wire {
-    /// The provider's own per-batch limits; a route may only go lower.
-    pub fn caps(self) -> ChunkLimits {
-        match self {
-            Wire::Openai => ChunkLimits {
-                max_requests_per_batch: 50_000,
-                max_bytes_per_batch: 200_000_000,
-                max_line_bytes: 16 << 20,
-            },
-            // 256 MB less room for the `{"requests":[…]}` wrapper around the lines.
-            Wire::Anthropic => ChunkLimits {
-                max_requests_per_batch: 100_000,
-                max_bytes_per_batch: 255_999_000,
-                max_line_bytes: 16 << 20,
-            },
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Wire::Openai => "openai",
-            Wire::Anthropic => "anthropic",
-        }
-    }
-}
-
-/// Where a route's API key comes from. Never the key itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum KeySource {
-    /// No key needed (the sandbox).
-    None,
-    /// An environment variable's name.
-    Env(String),
-    /// A Secrets Manager secret ARN.
-    Secret(String),
-}
-
-/// Limits a route's chunks must stay within.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkLimits {
-    pub max_requests_per_batch: u64,
-    pub max_bytes_per_batch: u64,
-    /// Longer input lines are rejected with `line_too_long`.
-    pub max_line_bytes: u64,
-}
-
-/// Values that fill in prompt lines and lines that leave them out.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Defaults {
-    pub model: Option<String>,
-    pub max_tokens: Option<u64>,
-    pub system: Option<String>,
-    pub temperature: Option<f64>,
-    /// Endpoint for prompt lines on OpenAI routes (default `/v1/chat/completions`).
-    pub endpoint: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Route {
-    pub wire: Wire,
-    pub base_url: String,
-    pub api_key: KeySource,
-    pub defaults: Defaults,
-    pub limits: ChunkLimits,
-    pub retries: Retries,
-}
-
-/// How failed requests are tried again, and how much a route keeps in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Retries {
-    /// Attempts per request in all, the first included. Requests that failed for a reason
-    /// worth retrying (429/5xx results, expiry, provider capacity) go into follow-up batches
-    /// until then; permanent errors (4xx) never do.
-    pub max_attempts: u32,
-    /// At most this many batches of the route in flight at once, across jobs (None: no cap).
-    pub max_batches_in_flight: Option<u32>,
-}
-
-impl Default for Retries {
-    fn default() -> Self {
-        Self {
-            max_attempts: 3,
-            max_batches_in_flight: None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
     pub routes: BTreeMap<String, Route>,
     /// Model prices: the built-in list, amended by `[prices."model"]` tables.
-    pub prices: crate::cost::PriceTable,
+    pub prices: PriceTable,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,22 +55,19 @@ pub enum ConfigError {
     Price { model: String, message: String },
 }
 
-/// The default address of `batchdrop sandbox`, used by the built-in `sandbox` route.
-pub const DEFAULT_SANDBOX_URL: &str = "http://127.0.0.1:8089/v1";
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     #[serde(default)]
     routes: BTreeMap<String, FileRoute>,
     #[serde(default)]
-    prices: BTreeMap<String, crate::cost::PriceOverride>,
+    prices: BTreeMap<String, PriceOverride>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileRoute {
-    provider: Option<Wire>,
+    provider: Option<String>,
     base_url: Option<String>,
     api_key_env: Option<String>,
     api_key_secret: Option<String>,
@@ -176,73 +80,17 @@ struct FileRoute {
 }
 
 impl Config {
-    /// The built-in routes, with base URLs from the standard environment variables.
+    /// The built-in routes of every registered provider, with base URLs from the standard
+    /// environment variables.
     pub fn builtin(env: &dyn Fn(&str) -> Option<String>) -> Config {
-        let chat_defaults = Defaults {
-            model: Some("gpt-4o-mini".into()),
-            ..Defaults::default()
-        };
-        let mut routes = BTreeMap::new();
-        routes.insert(
-            "sandbox".to_string(),
-            Route {
-                wire: Wire::Openai,
-                base_url: env("BATCHDROP_SANDBOX_URL")
-                    .unwrap_or_else(|| DEFAULT_SANDBOX_URL.into()),
-                api_key: KeySource::None,
-                defaults: chat_defaults.clone(),
-                limits: Wire::Openai.caps(),
-                retries: Retries::default(),
-            },
-        );
-        routes.insert(
-            "openai".to_string(),
-            Route {
-                wire: Wire::Openai,
-                base_url: env("OPENAI_BASE_URL")
-                    .unwrap_or_else(|| "https://api.openai.com/v1".into()),
-                api_key: KeySource::Env("OPENAI_API_KEY".into()),
-                defaults: chat_defaults,
-                limits: Wire::Openai.caps(),
-                retries: Retries::default(),
-            },
-        );
-        let claude_defaults = Defaults {
-            model: Some("claude-sonnet-4-5".into()),
-            max_tokens: Some(1024),
-            ..Defaults::default()
-        };
-        let sandbox_root = env("BATCHDROP_SANDBOX_URL")
-            .unwrap_or_else(|| DEFAULT_SANDBOX_URL.into())
-            .trim_end_matches('/')
-            .trim_end_matches("/v1")
-            .to_string();
-        routes.insert(
-            "sandbox-anthropic".to_string(),
-            Route {
-                wire: Wire::Anthropic,
-                base_url: sandbox_root,
-                api_key: KeySource::None,
-                defaults: claude_defaults.clone(),
-                limits: Wire::Anthropic.caps(),
-                retries: Retries::default(),
-            },
-        );
-        routes.insert(
-            "anthropic".to_string(),
-            Route {
-                wire: Wire::Anthropic,
-                base_url: env("ANTHROPIC_BASE_URL")
-                    .unwrap_or_else(|| "https://api.anthropic.com".into()),
-                api_key: KeySource::Env("ANTHROPIC_API_KEY".into()),
-                defaults: claude_defaults,
-                limits: Wire::Anthropic.caps(),
-                retries: Retries::default(),
-            },
-        );
+        let routes = providers::REGISTRY
+            .iter()
+            .flat_map(|entry| (entry.routes)(env))
+            .map(|(name, route)| (name.to_string(), route))
+            .collect();
         Config {
             routes,
-            prices: crate::cost::PriceTable::builtin(),
+            prices: PriceTable::builtin(),
         }
     }
 
@@ -262,24 +110,31 @@ impl Config {
                 route: name.clone(),
                 message,
             };
+            if let Some(name) = &fr.provider {
+                providers::get(name).map_err(|e| route_err(e.to_string()))?;
+            }
             let mut route = match (config.routes.remove(&name), fr.provider) {
-                (Some(mut builtin), Some(wire)) => {
-                    builtin.wire = wire;
+                (Some(mut builtin), Some(provider)) => {
+                    builtin.provider = provider;
                     builtin
                 }
                 (Some(builtin), None) => builtin,
-                (None, Some(wire)) => Route {
-                    wire,
+                (None, Some(provider)) => Route {
+                    limits: providers::dialect(&provider)
+                        .map_err(|e| route_err(e.to_string()))?
+                        .limits(),
+                    provider,
                     base_url: String::new(),
                     api_key: KeySource::None,
                     defaults: Defaults::default(),
-                    limits: wire.caps(),
                     retries: Retries::default(),
+                    max_batches_in_flight: None,
                 },
                 (None, None) => {
-                    return Err(route_err(
-                        "a new route needs `provider` (openai or anthropic)".into(),
-                    ));
+                    return Err(route_err(format!(
+                        "a new route needs `provider` (one of {})",
+                        providers::names().join(", ")
+                    )));
                 }
             };
             if let Some(url) = fr.base_url {
@@ -298,7 +153,9 @@ impl Config {
             if let Some(d) = fr.defaults {
                 route.defaults = d;
             }
-            let caps = route.wire.caps();
+            let caps = providers::dialect(&route.provider)
+                .map_err(|e| route_err(e.to_string()))?
+                .limits();
             for (field, value, cap, slot) in [
                 (
                     "max_requests_per_batch",
@@ -338,7 +195,7 @@ impl Config {
                 if n == 0 {
                     return Err(route_err("max_batches_in_flight must be at least 1".into()));
                 }
-                route.retries.max_batches_in_flight = Some(n);
+                route.max_batches_in_flight = Some(n);
             }
             if route.limits.max_line_bytes > route.limits.max_bytes_per_batch {
                 route.limits.max_line_bytes = route.limits.max_bytes_per_batch;

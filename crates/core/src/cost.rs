@@ -48,36 +48,6 @@ pub struct PriceTable {
     models: BTreeMap<String, Price>,
 }
 
-/// (model, provider, synchronous input, synchronous output, batch input, batch output), USD per
-/// million tokens. Batch prices are half the synchronous ones at both providers.
-const BUILTIN: &[(&str, &str, f64, f64, f64, f64)] = &[
-    // OpenAI
-    ("gpt-5", "openai", 1.25, 10.00, 0.625, 5.00),
-    ("gpt-5-mini", "openai", 0.25, 2.00, 0.125, 1.00),
-    ("gpt-5-nano", "openai", 0.05, 0.40, 0.025, 0.20),
-    ("gpt-4.1", "openai", 2.00, 8.00, 1.00, 4.00),
-    ("gpt-4.1-mini", "openai", 0.40, 1.60, 0.20, 0.80),
-    ("gpt-4.1-nano", "openai", 0.10, 0.40, 0.05, 0.20),
-    ("gpt-4o", "openai", 2.50, 10.00, 1.25, 5.00),
-    ("gpt-4o-mini", "openai", 0.15, 0.60, 0.075, 0.30),
-    ("o3", "openai", 2.00, 8.00, 1.00, 4.00),
-    ("o4-mini", "openai", 1.10, 4.40, 0.55, 2.20),
-    ("gpt-3.5-turbo", "openai", 0.50, 1.50, 0.25, 0.75),
-    ("text-embedding-3-small", "openai", 0.02, 0.0, 0.01, 0.0),
-    ("text-embedding-3-large", "openai", 0.13, 0.0, 0.065, 0.0),
-    ("text-embedding-ada-002", "openai", 0.10, 0.0, 0.05, 0.0),
-    // Anthropic
-    ("claude-opus-4-5", "anthropic", 5.00, 25.00, 2.50, 12.50),
-    ("claude-opus-4-1", "anthropic", 15.00, 75.00, 7.50, 37.50),
-    ("claude-opus-4", "anthropic", 15.00, 75.00, 7.50, 37.50),
-    ("claude-sonnet-4-5", "anthropic", 3.00, 15.00, 1.50, 7.50),
-    ("claude-sonnet-4", "anthropic", 3.00, 15.00, 1.50, 7.50),
-    ("claude-3-7-sonnet", "anthropic", 3.00, 15.00, 1.50, 7.50),
-    ("claude-haiku-4-5", "anthropic", 1.00, 5.00, 0.50, 2.50),
-    ("claude-3-5-haiku", "anthropic", 0.80, 4.00, 0.40, 2.00),
-    ("claude-3-haiku", "anthropic", 0.25, 1.25, 0.125, 0.625),
-];
-
 impl Default for PriceTable {
     fn default() -> Self {
         Self::builtin()
@@ -85,25 +55,25 @@ impl Default for PriceTable {
 }
 
 impl PriceTable {
-    /// The providers' list prices of [`PRICES_AS_OF`].
+    /// The providers' list prices of [`PRICES_AS_OF`] (each provider's folder holds its own).
     pub fn builtin() -> Self {
-        let models = BUILTIN
+        let models = crate::providers::REGISTRY
             .iter()
-            .map(
-                |&(model, provider, input, output, batch_input, batch_output)| {
+            .flat_map(|entry| {
+                entry.prices.iter().map(|p| {
                     (
-                        model.to_string(),
+                        p.model.to_string(),
                         Price {
-                            provider: provider.to_string(),
-                            input,
-                            output,
-                            batch_input,
-                            batch_output,
+                            provider: entry.dialect.name().to_string(),
+                            input: p.input,
+                            output: p.output,
+                            batch_input: p.batch_input,
+                            batch_output: p.batch_output,
                             as_of: PRICES_AS_OF.to_string(),
                         },
                     )
-                },
-            )
+                })
+            })
             .collect();
         Self { models }
     }

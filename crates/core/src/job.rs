@@ -12,7 +12,7 @@
 //!   `output.jsonl`, `errors.jsonl` and, last, `summary.json`.
 
 use crate::clock::{Clock, rfc3339};
-use crate::config::{Config, Wire};
+use crate::config::Config;
 use crate::ids;
 use crate::input::{RejectCode, Rejection};
 use crate::layout::{self, InboxKey, JobKeys};
@@ -22,13 +22,13 @@ use crate::manifest::{
 use crate::plan::ChunkPlan;
 use crate::provider::{
     BatchError, BatchInfo, BatchLookup, BatchState, ChunkUpload, Provider, ProviderError,
-    Providers, RequestCounts, StoredBody, Submitted,
+    Providers, RequestCounts, ResultFacts, StoredBody, Submitted,
 };
+use crate::providers;
 use crate::staging::Stager;
 use crate::store::{
     ObjectStore, ObjectStoreExt, PutMode, StoreError, StreamLines, lines_of, read_ahead,
 };
-use crate::wire;
 use crate::writer::StreamWriter;
 use futures::{StreamExt, TryStreamExt};
 use std::cmp::Reverse;
@@ -319,7 +319,7 @@ impl Engine {
             return self.fail_whole_file(manifest, code, reason).await;
         }
         let route = route.expect("checked above");
-        manifest.provider = route.wire.name().to_string();
+        manifest.provider = route.provider.clone();
         manifest.max_attempts = route.retries.max_attempts;
         manifest.planning = Some(PlanCursor::default());
         // The index entry first: a manifest is never unreachable from poll.
@@ -1080,7 +1080,7 @@ impl JobRun<'_> {
             .engine
             .config
             .route(&manifest.route)
-            .and_then(|r| r.retries.max_batches_in_flight);
+            .and_then(|r| r.max_batches_in_flight);
         let Some(cap) = cap else {
             return Ok(true);
         };
@@ -1125,7 +1125,10 @@ impl JobRun<'_> {
         self.acquire(manifest).await?;
         let engine = self.engine;
         let index = manifest.chunks[i].plan.index;
-        let wire = wire_of(manifest);
+        let dialect =
+            providers::dialect(&manifest.provider).map_err(|e| ProviderError::Unavailable {
+                reason: e.to_string(),
+            })?;
         // The user's custom_id where the request went out under another one.
         let mut restore: HashMap<usize, String> = HashMap::new();
         let (_, mut sidecar) = engine.store.reader(&self.keys.chunk_lines(index)).await?;
@@ -1167,7 +1170,7 @@ impl JobRun<'_> {
             positions.insert(id.clone(), ids.len());
             ids.push(id);
         }
-        let mut slots: Vec<Option<(Vec<u8>, wire::ResultFacts)>> = vec![None; ids.len()];
+        let mut slots: Vec<Option<(Vec<u8>, ResultFacts)>> = vec![None; ids.len()];
         let mut unexpected = 0u64;
         for file in [&info.output_file, &info.error_file].into_iter().flatten() {
             if file.is_empty() {
@@ -1189,7 +1192,7 @@ impl JobRun<'_> {
                 if trimmed.is_empty() {
                     continue;
                 }
-                let facts = match wire::result_facts(wire, trimmed) {
+                let facts = match dialect.read_result(trimmed) {
                     Ok(f) => f,
                     Err(_) => {
                         unexpected += 1;
@@ -1241,7 +1244,7 @@ impl JobRun<'_> {
         // The provider refused the work for capacity: everything goes again once in-flight
         // work has drained.
         let capacity = info.state == BatchState::Failed
-            && info.errors.iter().any(|e| e.code == "token_limit_exceeded");
+            && info.errors.iter().any(|e| dialect.is_capacity_refusal(e));
         let missing_retryable = capacity || matches!(code, "batch_expired" | "missing_result");
         let (attempt, max_attempts) = (manifest.chunks[i].attempt, manifest.max_attempts);
         let may_retry = attempt < max_attempts && manifest.cancel_requested.is_none();
@@ -1268,7 +1271,9 @@ impl JobRun<'_> {
                         m.output_tokens += facts.output_tokens;
                     }
                     match restore.get(&pos) {
-                        Some(user_id) => out.write(&wire::with_custom_id(&bytes, user_id)).await?,
+                        Some(user_id) => {
+                            out.write(&dialect.with_custom_id(&bytes, user_id)).await?
+                        }
                         None => out.write(&bytes).await?,
                     }
                     if facts.succeeded {
@@ -1284,7 +1289,7 @@ impl JobRun<'_> {
                         None => why.clone(),
                     };
                     let id = restore.get(&pos).unwrap_or(&ids[pos]);
-                    out.write(&wire::missing_result(wire, id, code, &message))
+                    out.write(&dialect.missing_result(id, code, &message))
                         .await?;
                     missing_retryable && !line_errors.contains_key(&(pos as u64 + 1))
                 }
@@ -1685,14 +1690,6 @@ fn custom_id_of(line: &[u8]) -> Option<String> {
     serde_json::from_slice::<Id>(line.trim_ascii())
         .ok()
         .and_then(|i| i.custom_id)
-}
-
-/// The wire format of a job's provider.
-fn wire_of(manifest: &Manifest) -> Wire {
-    match manifest.provider.as_str() {
-        "anthropic" => Wire::Anthropic,
-        _ => Wire::Openai,
-    }
 }
 
 /// The outcome of a chunk cancelled before it reached the provider.

@@ -1,31 +1,38 @@
 //! batchdrop's core library: every decision of the pipeline, behind small ports.
 //!
 //! - [`store`]: the object store port; local-directory and in-memory implementations.
-//! - [`provider`]: the batch provider port.
+//! - [`provider`]: the batch provider port, the dialect a provider's formats implement, and the
+//!   common request lines of one provider's format reach another through.
+//! - [`providers`]: one folder per provider (client, dialect, prices, built-in routes) and the
+//!   registry of them by name.
 //! - [`clock`]: the clock port.
-//! - [`config`]: routes, read once at start.
+//! - [`config`]: routes ([`route`]), read once at start.
 //! - [`cost`]: price table and job costs (batch, synchronous equivalent, saved).
 //! - [`layout`]: what each key of the bucket means.
-//! - [`input`]: line validation, over [`scan`] (one pass over a JSON line); [`ids`]: duplicate
-//!   custom_ids in bounded memory; [`plan`]: chunk planning (`staging` stages one segment).
+//! - [`input`]: line validation, over [`scan`] (one pass over a JSON line), [`fields`] and
+//!   [`prompt`]; [`ids`]: duplicate custom_ids in bounded memory; [`plan`]: chunk planning
+//!   (`staging` stages one segment).
 //! - [`manifest`]: the job manifest; [`job`]: the engine that submit and poll run.
-//! - [`wire`]: the provider result lines batchdrop reads and writes.
+//! - [`types`]: plain data shared by the modules above (a leaf).
 
 pub mod clock;
 pub mod config;
 pub mod cost;
+pub mod fields;
 pub mod ids;
 pub mod input;
 pub mod job;
 pub mod layout;
 pub mod manifest;
 pub mod plan;
+pub mod prompt;
 pub mod provider;
+pub mod providers;
+pub mod route;
 pub mod scan;
 mod staging;
 pub mod store;
-pub mod translate;
-pub mod wire;
+pub mod types;
 mod writer;
 
 pub use job::{Engine, JobEvent, Observer, SubmitOutcome};

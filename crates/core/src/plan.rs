@@ -5,8 +5,8 @@
 //! that chunk is sealed and a new one opens. Requests keep their input order inside a chunk.
 //! The planner only decides; the caller does the writing.
 
-use crate::config::ChunkLimits;
-use crate::input::Group;
+use crate::route::ChunkLimits;
+use crate::types::Group;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -111,6 +111,7 @@ mod tests {
 
     fn limits(requests: u64, bytes: u64) -> ChunkLimits {
         ChunkLimits {
+            min_requests_per_batch: 1,
             max_requests_per_batch: requests,
             max_bytes_per_batch: bytes,
             max_line_bytes: bytes,

@@ -1079,7 +1079,7 @@ mod tests {
 
     // What serde_json takes, to compare with.
 
-    use crate::input::{BodyFields as SerdeInner, LineFields as SerdeLine};
+    use crate::fields::{BodyFields as SerdeInner, LineFields as SerdeLine};
 
     fn ws() -> impl Strategy<Value = String> {
         prop_oneof![4 => Just(String::new()), 1 => "[ \t\r\n]{1,2}"]

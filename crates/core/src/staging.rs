@@ -8,12 +8,12 @@
 //! is sealed: the next segment starts new ones, so nothing half-written is carried over.
 //! Memory is bounded by the open chunks' write buffers and the id buffer, not by the upload.
 
-use crate::config::Route;
 use crate::ids::IdRuns;
 use crate::input::{Outcome, Validator};
 use crate::layout::JobKeys;
 use crate::manifest::Counts;
 use crate::plan::{ChunkPlan, Planner};
+use crate::route::Route;
 use crate::store::{ObjectStore, PutMode, StoreError};
 use crate::writer::StreamWriter;
 use std::collections::HashMap;

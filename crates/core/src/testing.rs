@@ -266,11 +266,13 @@ impl ScriptedProvider {
 }
 
 fn http(operation: &'static str, status: u16, code: &str, message: String) -> ProviderError {
-    ProviderError::Http {
+    ProviderError::Refused {
         operation,
-        status,
+        kind: crate::providers::http::kind_of_status(status),
+        answer: format!("HTTP {status}"),
         code: Some(code.to_string()),
         message,
+        retryable: crate::providers::http::retryable_status(status),
         retry_after: None,
     }
 }
@@ -355,7 +357,7 @@ fn answer(batch: &SubmittedBatch, i: usize) -> Value {
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     });
-    let body = if batch.endpoint == crate::input::EMBEDDINGS {
+    let body = if batch.endpoint == crate::providers::openai::EMBEDDINGS {
         json!({
             "object": "list",
             "model": batch.model,

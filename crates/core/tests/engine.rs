@@ -1231,7 +1231,6 @@ async fn route_cap_keeps_batches_in_flight_under_the_limit() -> TestResult {
         .routes
         .get_mut("sandbox")
         .ok_or("no route")?
-        .retries
         .max_batches_in_flight = Some(1);
     let bed = TestBed::with_config(
         ScriptedProvider::new().with_script(Script::complete().after_polls(1)),

@@ -90,9 +90,10 @@ impl App {
         } else {
             secrets::fetch_keys(&aws_sdk_secretsmanager::Client::new(&shared), &arns).await?
         };
-        let providers = batchdrop_providers::providers_with_secrets(&config, &lambda_env, &|arn| {
-            keys.get(arn).cloned()
-        });
+        let providers =
+            batchdrop_core::providers::clients_with_secrets(&config.routes, &lambda_env, &|arn| {
+                keys.get(arn).cloned()
+            });
         drop(keys);
         // The store for the poll bucket (or a placeholder name) carries the configured client.
         let s3 = S3Store::from_env("batchdrop").await.client().clone();

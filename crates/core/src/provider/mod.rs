@@ -1,12 +1,19 @@
 //! The provider port: submit a chunk as a batch, watch it, cancel it, download its files.
 //!
-//! Implementations: the OpenAI and Anthropic clients in `batchdrop-providers` (which also talk to the sandbox and
-//! any OpenAI-compatible service). Types here are domain types; no HTTP type appears.
+//! Implementations: one per provider folder in [`crate::providers`]. Types here are domain
+//! types; no HTTP or SDK type appears.
+
+mod dialect;
+mod error;
+mod request;
+
+pub use dialect::{Built, Dialect, Reject, ResultFacts};
+pub use error::{ErrorKind, ProviderError};
+pub use request::{Content, Message, Request, Role, Stop, Untranslatable};
 
 use crate::store::{ByteStream, ObjectStore, StoreError};
 use async_trait::async_trait;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// A request body that can be read again from the start (each retry reopens it).
 #[async_trait]
@@ -99,53 +106,6 @@ pub struct BatchInfo {
     pub error_file: Option<String>,
     pub errors: Vec<BatchError>,
     pub counts: RequestCounts,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProviderError {
-    #[error("provider answered HTTP {status} to {operation}: {message}")]
-    Http {
-        operation: &'static str,
-        status: u16,
-        code: Option<String>,
-        message: String,
-        retry_after: Option<Duration>,
-    },
-    #[error("cannot reach the provider for {operation}: {message}")]
-    Transport {
-        operation: &'static str,
-        message: String,
-    },
-    #[error("unexpected answer from the provider to {operation}: {message}")]
-    Decode {
-        operation: &'static str,
-        message: String,
-    },
-    #[error("cannot read the batch input: {0}")]
-    Body(#[from] StoreError),
-    #[error("provider unavailable: {reason}")]
-    Unavailable { reason: String },
-}
-
-impl ProviderError {
-    /// 408, 409, 429, 5xx (529 included) and transport failures may succeed when tried again.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            ProviderError::Http { status, .. } => {
-                matches!(status, 408 | 409 | 429) || *status >= 500
-            }
-            ProviderError::Transport { .. } => true,
-            ProviderError::Body(e) => e.is_retryable(),
-            ProviderError::Decode { .. } | ProviderError::Unavailable { .. } => false,
-        }
-    }
-
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            ProviderError::Http { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
 }
 
 #[async_trait]

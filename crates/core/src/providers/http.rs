@@ -4,9 +4,9 @@
 //! exponential backoff and jitter, waiting at least what `retry-after-ms` / `retry-after` asks.
 //! Error messages never carry a header, so no key can leak through them.
 
-use crate::retry::RetryPolicy;
-use batchdrop_core::clock::{Clock, SystemClock};
-use batchdrop_core::provider::ProviderError;
+use crate::clock::{Clock, SystemClock};
+use crate::provider::{ErrorKind, ProviderError};
+use crate::providers::retry::RetryPolicy;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -15,10 +15,14 @@ use std::time::Duration;
 /// How a provider wants its key.
 #[derive(Clone)]
 pub(crate) enum Auth {
-    /// `Authorization: Bearer <key>` (OpenAI); the sandbox takes any token.
+    /// `Authorization: Bearer <key>`; without a key (the sandbox) any token.
     Bearer(Option<SecretString>),
-    /// `x-api-key: <key>` and `anthropic-version` (Anthropic).
-    AnthropicKey(Option<SecretString>),
+    /// The key in a header of its own, with fixed headers beside it (a version pin).
+    Header {
+        name: &'static str,
+        key: Option<SecretString>,
+        fixed: &'static [(&'static str, &'static str)],
+    },
 }
 
 pub(crate) struct Http {
@@ -29,7 +33,8 @@ pub(crate) struct Http {
     pub retry: RetryPolicy,
 }
 
-pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Allowance for a provider's clock being behind ours (find-after-crash windows).
+pub(crate) const CLOCK_SLACK_SECS: i64 = 300;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Retry {
@@ -54,16 +59,13 @@ macro_rules! http_provider_common {
 
         impl $ty {
             /// The clock retries wait on (tests inject a manual one).
-            pub fn with_clock(
-                mut self,
-                clock: std::sync::Arc<dyn batchdrop_core::clock::Clock>,
-            ) -> Self {
+            pub fn with_clock(mut self, clock: std::sync::Arc<dyn crate::clock::Clock>) -> Self {
                 self.http.clock = clock;
                 self
             }
 
             /// How failed calls are tried again.
-            pub fn with_retry(mut self, retry: $crate::retry::RetryPolicy) -> Self {
+            pub fn with_retry(mut self, retry: $crate::providers::retry::RetryPolicy) -> Self {
                 self.http.retry = retry;
                 self
             }
@@ -94,7 +96,7 @@ impl Http {
 
     pub fn has_key(&self) -> bool {
         match &self.auth {
-            Auth::Bearer(k) | Auth::AnthropicKey(k) => k.is_some(),
+            Auth::Bearer(k) | Auth::Header { key: k, .. } => k.is_some(),
         }
     }
 
@@ -102,12 +104,13 @@ impl Http {
         match &self.auth {
             Auth::Bearer(Some(key)) => req.bearer_auth(key.expose_secret()),
             Auth::Bearer(None) => req.bearer_auth("sandbox"),
-            Auth::AnthropicKey(key) => req
-                .header(
-                    "x-api-key",
+            Auth::Header { name, key, fixed } => fixed.iter().fold(
+                req.header(
+                    *name,
                     key.as_ref().map(|k| k.expose_secret()).unwrap_or("sandbox"),
-                )
-                .header("anthropic-version", ANTHROPIC_VERSION),
+                ),
+                |req, (name, value)| req.header(*name, *value),
+            ),
         }
     }
 
@@ -250,13 +253,33 @@ pub async fn http_error(operation: &'static str, resp: reqwest::Response) -> Pro
             None,
         ),
     };
-    ProviderError::Http {
+    ProviderError::Refused {
         operation,
-        status,
+        kind: kind_of_status(status),
+        answer: format!("HTTP {status}"),
         code,
         message,
+        retryable: retryable_status(status),
         retry_after,
     }
+}
+
+/// What an HTTP status says about a refusal.
+pub fn kind_of_status(status: u16) -> ErrorKind {
+    match status {
+        401 | 403 => ErrorKind::Unauthorized,
+        404 => ErrorKind::NotFound,
+        408 => ErrorKind::Timeout,
+        409 => ErrorKind::Conflict,
+        429 => ErrorKind::RateLimited,
+        500.. => ErrorKind::ServerError,
+        _ => ErrorKind::Invalid,
+    }
+}
+
+/// 408, 409, 429 and 5xx (529 included) may succeed when tried again.
+pub fn retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 409 | 429) || status >= 500
 }
 
 /// A transport error without the URL or any header (no secret can leak through it).

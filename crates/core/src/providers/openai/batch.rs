@@ -1,6 +1,6 @@
 //! The handful of OpenAI wire types the client needs.
 
-use batchdrop_core::provider::{BatchError, BatchInfo, BatchState, RequestCounts};
+use crate::provider::{BatchError, BatchInfo, BatchState, RequestCounts};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]

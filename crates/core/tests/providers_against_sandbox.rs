@@ -1,17 +1,31 @@
 //! The provider clients over real HTTP against the sandbox: one set of checks, run for the
 //! OpenAI client and the Anthropic client alike.
 
-use batchdrop_core::config::Wire;
 use batchdrop_core::provider::{BatchLookup, BatchState, ChunkUpload, Provider, StoredBody};
+use batchdrop_core::providers::{AnthropicProvider, OpenAiProvider};
 use batchdrop_core::store::{MemoryStore, ObjectStore, PutMode, lines_of};
-use batchdrop_core::wire;
-use batchdrop_providers::{AnthropicProvider, OpenAiProvider};
 use batchdrop_sandbox::{Sandbox, SandboxConfig};
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::io::AsyncBufReadExt;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// The two providers the sandbox speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Openai,
+    Anthropic,
+}
+
+impl Wire {
+    fn name(self) -> &'static str {
+        match self {
+            Wire::Openai => "openai",
+            Wire::Anthropic => "anthropic",
+        }
+    }
+}
 
 fn requests(wire: Wire, n: usize) -> String {
     (0..n)
@@ -82,7 +96,8 @@ async fn batch_round_trips(wire: Wire) -> TestResult {
     let mut line = Vec::new();
     let mut ids = Vec::new();
     while reader.read_until(b'\n', &mut line).await? > 0 {
-        let facts = wire::result_facts(wire, line.trim_ascii())?;
+        let facts =
+            batchdrop_core::providers::dialect(wire.name())?.read_result(line.trim_ascii())?;
         assert!(
             facts.succeeded && facts.input_tokens > 0,
             "{}",

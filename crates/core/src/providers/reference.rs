@@ -1,13 +1,14 @@
-//! The validator as it was before lines were read by [`crate::scan`]: every line parsed by
-//! serde_json, twice for its body. Kept, for tests only, as the oracle the validator is compared
-//! with ([`super::tests`]): same outcome, same bytes, same messages, line for line.
+//! The validator as it was before lines were read by [`crate::scan`] and before providers had
+//! dialects: every line parsed by serde_json, twice for its body, with OpenAI's and Anthropic's
+//! rules written out side by side. Kept, for tests only, as the oracle the validator and the
+//! dialects are compared with (`same_as_before` below): same outcome, same bytes, same
+//! messages, line for line. Delete it the day validation is meant to change.
 
-use super::{
-    Accepted, BodyFields, CHAT_COMPLETIONS, EMBEDDINGS, Group, LineFields, MAPPED_ID_PREFIX,
-    MESSAGES, OPENAI_ENDPOINTS, Outcome, RejectCode, Rejection,
-};
-use crate::config::{Defaults, Route, Wire};
-use crate::translate::{self, Fill};
+use super::anthropic::{MAPPED_ID_PREFIX, MESSAGES};
+use super::openai::{CHAT_COMPLETIONS, EMBEDDINGS, ENDPOINTS as OPENAI_ENDPOINTS};
+use crate::fields::{BodyFields, LineFields};
+use crate::input::{Accepted, Group, Outcome, RejectCode, Rejection};
+use crate::route::{Defaults, Route};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -29,8 +30,15 @@ fn reject(code: RejectCode, message: impl Into<String>) -> Reject {
     (code, message.into())
 }
 
-fn untranslatable(e: translate::Untranslatable) -> Reject {
+fn untranslatable(e: crate::provider::Untranslatable) -> Reject {
     reject(RejectCode::Untranslatable, format!("cannot translate: {e}"))
+}
+
+/// The two wire formats the oracle knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Openai,
+    Anthropic,
 }
 
 /// Validates the lines of one upload, in order.
@@ -60,16 +68,12 @@ fn anthropic_safe(id: &str) -> bool {
 impl Validator {
     pub fn new(route: &Route) -> Self {
         Self {
-            wire: route.wire,
+            wire: match route.provider.as_str() {
+                "anthropic" => Wire::Anthropic,
+                _ => Wire::Openai,
+            },
             defaults: route.defaults.clone(),
             max_line_bytes: route.limits.max_line_bytes,
-        }
-    }
-
-    fn fill(&self) -> Fill<'_> {
-        Fill {
-            model: self.defaults.model.as_deref(),
-            max_tokens: self.defaults.max_tokens,
         }
     }
 
@@ -350,7 +354,11 @@ impl Validator {
                     format!("`body` is not valid: {e}"),
                 )
             })?;
-        let params = translate::openai_to_anthropic(&body, &self.fill()).map_err(untranslatable)?;
+        let params = super::anthropic::translate::from_common(
+            super::openai::translate::to_common(&body, "Anthropic").map_err(untranslatable)?,
+            &self.defaults,
+        )
+        .map_err(untranslatable)?;
         Ok(anthropic_request(id, params))
     }
 
@@ -366,7 +374,11 @@ impl Validator {
                     format!("`params` is not valid: {e}"),
                 )
             })?;
-        let body = translate::anthropic_to_openai(&params, &self.fill()).map_err(untranslatable)?;
+        let body = super::openai::translate::from_common(
+            super::anthropic::translate::to_common(&params, "OpenAI").map_err(untranslatable)?,
+            &self.defaults,
+        )
+        .map_err(untranslatable)?;
         Ok(openai_request(id, CHAT_COMPLETIONS, body))
     }
 
@@ -554,4 +566,346 @@ fn parse_map(line: &[u8]) -> Map<String, Value> {
 
 fn to_vec(value: &impl serde::Serialize) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// The validator against the one it replaces ([`reference`]): same outcome for every line.
+#[cfg(test)]
+mod same_as_before {
+    use super::Validator as Reference;
+    use crate::config::Config;
+    use crate::input::Validator;
+    use crate::providers::openai::EMBEDDINGS;
+    use crate::route::{Defaults, Route};
+    use proptest::prelude::*;
+
+    /// Routes of both wires with every kind of defaults.
+    fn routes() -> Vec<Route> {
+        let config = Config::builtin(&|_| None);
+        let openai = config.route("sandbox").unwrap().clone();
+        let anthropic = config.route("sandbox-anthropic").unwrap().clone();
+        let with = |route: &Route, defaults: Defaults| Route {
+            defaults,
+            ..route.clone()
+        };
+        let all = Defaults {
+            model: Some("m-default".into()),
+            max_tokens: Some(100),
+            system: Some("Sys \"q\"\n\u{1}é".into()),
+            temperature: Some(0.7),
+            endpoint: None,
+        };
+        let mut short = openai.clone();
+        short.limits.max_line_bytes = 60;
+        vec![
+            openai.clone(),
+            with(&openai, Defaults::default()),
+            with(&openai, all.clone()),
+            with(
+                &openai,
+                Defaults {
+                    endpoint: Some(EMBEDDINGS.into()),
+                    ..all.clone()
+                },
+            ),
+            with(
+                &openai,
+                Defaults {
+                    endpoint: Some("/v1/responses".into()),
+                    ..all.clone()
+                },
+            ),
+            short,
+            anthropic.clone(),
+            with(&anthropic, Defaults::default()),
+            with(&anthropic, all),
+        ]
+    }
+
+    /// Mostly one of the first `good` values (those that make an acceptable line), else any.
+    fn one_of(values: &'static [&'static str], good: usize) -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => prop::sample::select(&values[..good]),
+            1 => prop::sample::select(values),
+        ]
+        .prop_map(str::to_string)
+    }
+
+    const IDS: &[&str] = &[
+        r#""r1""#,
+        r#""ok-id_2""#,
+        r#""""#,
+        "5",
+        "null",
+        r#""has space""#,
+        r#""a\u00e9\/""#,
+        r#""\ud800""#,
+        r#""bd_1""#,
+        r#""xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx""#,
+    ];
+    const METHODS: &[&str] = &[r#""POST""#, r#""GET""#, r#""P\u004fST""#, "null", "1"];
+    const URLS: &[&str] = &[
+        r#""/v1/chat/completions""#,
+        r#""/v1/embeddings""#,
+        r#""\/v1\/chat\/completions""#,
+        r#""/v1/images""#,
+        r#""/v1/responses""#,
+        "null",
+        "5",
+    ];
+    const PROMPTS: &[&str] = &[
+        r#""Say hi""#,
+        r#""a\nb \"q\" \\ \u00e9 \u001F \u0022 \ud83d\ude00 \/ é東 \b\f\r\t""#,
+        "5",
+        "null",
+        r#""\ud800""#,
+        r#""""#,
+    ];
+    const SYSTEMS: &[&str] = &[r#""Be brief""#, r#""s\t\u0001""#, "null", "5"];
+    /// Fields a prompt line may override, with values.
+    const OVERRIDES: &[&str] = &[
+        r#""temperature":0.0"#,
+        r#""temperature":0.5"#,
+        r#""temperature":-0"#,
+        r#""temperature":1E2"#,
+        r#""temperature":12345678901234567890123"#,
+        r#""max_tokens":20"#,
+        r#""model":"gpt-4o""#,
+        r#""model":"g\u0070t""#,
+        r#""n":1"#,
+        r#""n":true"#,
+        r#""user":"a\/b\u00e9""#,
+        r#""stop":["x"]"#,
+        r#""sys\u0074em":"esc""#,
+        r#""temperature":1e400"#,
+        r#""max_tokens":null"#,
+        r#""max_tokens":"x""#,
+        r#""model":5"#,
+        r#""model":null"#,
+        r#""messages":[{"role":"user","content":"m"}]"#,
+        r#""input":"z""#,
+        r#""x":{"deep":[1,{"a":"\ud800"}]}"#,
+        r#""method":"GET""#,
+        r#""url":null"#,
+        r#""body":null"#,
+    ];
+    const BODY_FIELDS: &[&str] = &[
+        r#""model":"gpt-4o-mini""#,
+        r#""messages":[{"role":"user","content":"hi"}]"#,
+        r#""messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"t"}]}]"#,
+        r#""input":["a","b","c"]"#,
+        r#""max_tokens":9"#,
+        r#""temperature":0.2"#,
+        r#""stop":["x"]"#,
+        r#""user":"u""#,
+        r#""model":"claude-3""#,
+        r#""model":null"#,
+        r#""model":5"#,
+        r#""model":"\ud800""#,
+        r#""mod\u0065l":"g\u0070t""#,
+        r#""input":[]"#,
+        r#""input":"x""#,
+        r#""input":null"#,
+        r#""max_tokens":null"#,
+        r#""messages":[{"role":"user","content":[{"type":"image_url"}]}]"#,
+        r#""tools":[]"#,
+    ];
+
+    fn object(fields: Vec<String>) -> String {
+        format!("{{{}}}", fields.join(","))
+    }
+
+    fn body() -> impl Strategy<Value = String> {
+        prop_oneof![
+            8 => (one_of(BODY_FIELDS, 1), prop::collection::vec(one_of(BODY_FIELDS, 8), 0..4))
+                .prop_map(|(first, more)| object([vec![first], more].concat())),
+            1 => one_of(&["null", "[]", r#""x""#, "5"], 4),
+        ]
+    }
+
+    fn field(
+        key: &'static str,
+        values: impl Strategy<Value = String>,
+    ) -> impl Strategy<Value = Option<String>> {
+        prop::option::weighted(0.8, values.prop_map(move |v| format!("\"{key}\":{v}")))
+    }
+
+    fn line() -> impl Strategy<Value = String> {
+        let openai = (
+            field("custom_id", one_of(IDS, 2)),
+            field("method", one_of(METHODS, 1)),
+            field("url", one_of(URLS, 3)),
+            field("body", body()),
+        )
+            .prop_map(|(a, b, c, d)| vec![a, b, c, d]);
+        let anthropic = (field("custom_id", one_of(IDS, 2)), field("params", body()))
+            .prop_map(|(a, b)| vec![a, b]);
+        let prompt = (
+            field("custom_id", one_of(IDS, 2)),
+            field("prompt", one_of(PROMPTS, 2)),
+            field("system", one_of(SYSTEMS, 2)),
+        )
+            .prop_map(|(a, b, c)| vec![a, b, c]);
+        let extras = prop::collection::vec(one_of(OVERRIDES, 13), 0..4);
+        let fields = (prop_oneof![openai, anthropic, prompt], extras)
+            .prop_map(|(known, extras)| {
+                let mut fields: Vec<String> = known.into_iter().flatten().collect();
+                fields.extend(extras);
+                fields
+            })
+            .boxed();
+        prop_oneof![
+            fields.clone().prop_map(object),
+            fields.prop_shuffle().prop_map(object),
+        ]
+    }
+
+    /// Sometimes a byte replaced or the line cut short.
+    fn damage() -> impl Strategy<Value = Option<(prop::sample::Index, Option<u8>)>> {
+        let byte = prop::sample::select(b"\"\\,:[]{}0-e tn\x01\xff".to_vec());
+        prop::option::weighted(0.15, (any::<prop::sample::Index>(), prop::option::of(byte)))
+    }
+
+    fn damaged(text: String, damage: Option<(prop::sample::Index, Option<u8>)>) -> Vec<u8> {
+        let mut bytes = text.into_bytes();
+        match damage {
+            Some((at, Some(b))) => {
+                let at = at.index(bytes.len());
+                bytes[at] = b;
+            }
+            Some((at, None)) => bytes.truncate(at.index(bytes.len())),
+            None => {}
+        }
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_line_has_the_outcome_it_had(
+            text in line(),
+            damage in damage(),
+            route in prop::sample::select(routes()),
+            line_no in 1u64..1000,
+        ) {
+            let bytes = damaged(text, damage);
+            let now = Validator::new(&route).check(line_no, &bytes);
+            let before = Reference::new(&route).check(line_no, &bytes);
+            prop_assert_eq!(now, before, "{}", String::from_utf8_lossy(&bytes));
+        }
+    }
+}
+
+/// Plain prompt lines: the dialects' byte-by-byte writers against the general path.
+#[cfg(test)]
+mod plain_prompt_lines {
+    use super::Validator as Reference;
+    use crate::config::{Config, Route};
+    use crate::input::{Outcome, Validator};
+    use crate::prompt::{Written, plain};
+    use crate::providers::openai::EMBEDDINGS;
+    use crate::route::Defaults;
+    use crate::scan;
+    use proptest::prelude::*;
+
+    fn routes() -> Vec<Route> {
+        let config = Config::builtin(&|_| None);
+        let all = Defaults {
+            model: Some("m-default".into()),
+            max_tokens: Some(100),
+            system: Some("Sys \"q\"\n\u{1}é".into()),
+            temperature: Some(0.7),
+            endpoint: None,
+        };
+        let mut routes = Vec::new();
+        for name in ["sandbox", "sandbox-anthropic"] {
+            let route = config.route(name).unwrap().clone();
+            routes.push(route.clone());
+            routes.push(Route {
+                defaults: all.clone(),
+                ..route.clone()
+            });
+            routes.push(Route {
+                defaults: Defaults {
+                    endpoint: Some(EMBEDDINGS.into()),
+                    ..all.clone()
+                },
+                ..route
+            });
+        }
+        routes
+    }
+
+    /// A JSON string with any mix of characters and escapes serde_json reads.
+    fn string() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            4 => "[a-zA-Z0-9 .,é東😀/]{0,10}",
+            1 => prop::sample::select(vec![
+                r#"\""#, r"\\", r"\/", r"\b", r"\f", r"\n", r"\r", r"\t", r"\u0000", r"\u001F",
+                r"\u0022", r"\u005C", r"\u002f", r"\u00E9", r"\u7f16", r"\ud83d\ude00", r"\u007f",
+            ])
+            .prop_map(str::to_string),
+        ];
+        prop::collection::vec(piece, 0..6).prop_map(|p| format!("\"{}\"", p.concat()))
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            string(),
+            "-?(0|[1-9][0-9]{0,22})(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,2})?",
+            prop::sample::select(vec!["true", "false", "null"]).prop_map(str::to_string),
+        ]
+    }
+
+    /// A plain prompt line: `prompt`, maybe `custom_id` and `system`, and overrides (some of
+    /// the route's own fields among them), in any order.
+    fn plain_line() -> impl Strategy<Value = String> {
+        let key = prop::sample::select(vec![
+            "model",
+            "max_tokens",
+            "temperature",
+            "input",
+            "n",
+            "user",
+            "top_p",
+            "method",
+        ]);
+        let overrides = prop::collection::btree_map(key, value(), 0..5);
+        (
+            string(),
+            prop::option::of("[a-z0-9_-]{1,8}|[^\"\\\\\\x00-\\x1f]{1,70}"),
+            prop::option::of(string()),
+            overrides,
+        )
+            .prop_flat_map(|(prompt, id, system, overrides)| {
+                let mut fields = vec![format!("\"prompt\":{prompt}")];
+                fields.extend(id.map(|v| format!("\"custom_id\":\"{v}\"")));
+                fields.extend(system.map(|v| format!("\"system\":{v}")));
+                fields.extend(overrides.into_iter().map(|(k, v)| format!("\"{k}\":{v}")));
+                Just(fields).prop_shuffle()
+            })
+            .prop_map(|fields| format!("{{{}}}", fields.join(",")))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn plain_prompt_lines_are_written_as_the_general_path_writes_them(
+            text in plain_line(),
+            route in prop::sample::select(routes()),
+        ) {
+            let now = Validator::new(&route).check(1, text.as_bytes());
+            let before = Reference::new(&route).check(1, text.as_bytes());
+            prop_assert_eq!(&now, &before);
+            if let Outcome::Accepted(_) = before {
+                let fields = scan::line(text.as_bytes()).expect("a line");
+                let written = Written::new(&route.defaults);
+                let dialect = crate::providers::dialect(&route.provider).expect("registered");
+                let fast = plain(&fields)
+                    .and_then(|p| dialect.plain_prompt_line(&p, &written, "id", &route.defaults));
+                prop_assert!(fast.is_some(), "left to the general path");
+            }
+        }
+    }
 }

@@ -5,18 +5,20 @@
 //! newlines turned into commas on the way — the body is never built in memory. Results are read
 //! from the batch's `results_url` (never built by hand).
 
-use crate::http::{Auth, Http, describe_reqwest};
-use crate::openai::CLOCK_SLACK_SECS;
-use async_trait::async_trait;
-use batchdrop_core::provider::{
+use crate::provider::{
     BatchInfo, BatchLookup, BatchState, ChunkUpload, Provider, ProviderError, RequestCounts,
     Submitted,
 };
-use batchdrop_core::store::ByteStream;
+use crate::providers::http::{Auth, CLOCK_SLACK_SECS, Http, describe_reqwest};
+use crate::store::ByteStream;
+use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
 use secrecy::SecretString;
 use serde::Deserialize;
+
+/// The API version batchdrop speaks.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// How far back `find_batch` looks, at most (pages of 100 batches).
 const MAX_LIST_PAGES: usize = 20;
@@ -25,13 +27,20 @@ pub struct AnthropicProvider {
     http: Http,
 }
 
-crate::http::http_provider_common!(AnthropicProvider);
+crate::providers::http::http_provider_common!(AnthropicProvider);
 
 impl AnthropicProvider {
     /// `base_url` without `/v1` (`https://api.anthropic.com`, as `ANTHROPIC_BASE_URL`).
     pub fn new(base_url: &str, key: Option<SecretString>) -> Self {
         Self {
-            http: Http::new(base_url, Auth::AnthropicKey(key)),
+            http: Http::new(
+                base_url,
+                Auth::Header {
+                    name: "x-api-key",
+                    key,
+                    fixed: &[("anthropic-version", ANTHROPIC_VERSION)],
+                },
+            ),
         }
     }
 }

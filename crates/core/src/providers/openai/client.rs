@@ -3,27 +3,22 @@
 //! A chunk is uploaded as a `purpose=batch` file (streamed from the store, reopened on each
 //! retry), then a batch is created with `metadata` naming the job and chunk.
 
-mod wire;
-
-use crate::http::{Auth, Http, describe_reqwest};
+use super::batch;
+use crate::provider::{BatchInfo, BatchLookup, ChunkUpload, Provider, ProviderError, Submitted};
+use crate::providers::http::{Auth, CLOCK_SLACK_SECS, Http, describe_reqwest};
+use crate::store::ByteStream;
 use async_trait::async_trait;
-use batchdrop_core::provider::{
-    BatchInfo, BatchLookup, ChunkUpload, Provider, ProviderError, Submitted,
-};
-use batchdrop_core::store::ByteStream;
 use futures::TryStreamExt;
 use secrecy::SecretString;
 
 /// How far back `find_batch` looks, at most (pages of 100 batches).
 const MAX_LIST_PAGES: usize = 20;
-/// Allowance for the provider's clock being behind ours.
-pub(crate) const CLOCK_SLACK_SECS: i64 = 300;
 
 pub struct OpenAiProvider {
     http: Http,
 }
 
-crate::http::http_provider_common!(OpenAiProvider);
+crate::providers::http::http_provider_common!(OpenAiProvider);
 
 impl OpenAiProvider {
     /// `base_url` ends in `/v1` (a trailing slash is fine); `key` is None for the sandbox.
@@ -56,7 +51,7 @@ impl Provider for OpenAiProvider {
                 Ok(http.client.post(http.url("/files")).multipart(form))
             })
             .await?;
-        let file: wire::FileObject = Http::json("upload batch input file", resp).await?;
+        let file: batch::FileObject = Http::json("upload batch input file", resp).await?;
         let body = serde_json::json!({
             "input_file_id": file.id,
             "endpoint": chunk.endpoint,
@@ -71,7 +66,7 @@ impl Provider for OpenAiProvider {
                 Ok(http.client.post(http.url("/batches")).json(&body))
             })
             .await?;
-        let batch: wire::BatchObject = Http::json("create batch", resp).await?;
+        let batch: batch::BatchObject = Http::json("create batch", resp).await?;
         Ok(Submitted {
             batch_id: batch.id,
             input_file_id: Some(file.id),
@@ -96,7 +91,7 @@ impl Provider for OpenAiProvider {
             let resp = http
                 .send("list batches", || async { Ok(http.client.get(&url)) })
                 .await?;
-            let page: wire::BatchList = Http::json("list batches", resp).await?;
+            let page: batch::BatchList = Http::json("list batches", resp).await?;
             let mut older = false;
             for b in &page.data {
                 if b.created_at < lookup.since - CLOCK_SLACK_SECS {
@@ -134,7 +129,7 @@ impl Provider for OpenAiProvider {
                 Ok(self.http.client.get(&url))
             })
             .await?;
-        let batch: wire::BatchObject = Http::json("retrieve batch", resp).await?;
+        let batch: batch::BatchObject = Http::json("retrieve batch", resp).await?;
         Ok(batch.into_info())
     }
 
@@ -144,7 +139,7 @@ impl Provider for OpenAiProvider {
             .http
             .send("cancel batch", || async { Ok(self.http.client.post(&url)) })
             .await?;
-        let batch: wire::BatchObject = Http::json("cancel batch", resp).await?;
+        let batch: batch::BatchObject = Http::json("cancel batch", resp).await?;
         Ok(batch.into_info())
     }
 

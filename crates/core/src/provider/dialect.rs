@@ -1,0 +1,118 @@
+//! What the engine needs to know of a provider's formats: its dialect. Each provider folder
+//! (`crate::providers::<name>`) implements it; the validator, the planner and the engine
+//! speak only through it, so that none of them names a provider.
+//!
+//! A dialect builds request lines (from its own batch lines, from prompt lines, and from the
+//! common [`Request`] for lines written in another provider's format), reads result lines into
+//! [`ResultFacts`], writes the line of a request that got no result, and says which batch
+//! errors mean "no capacity now".
+
+use super::{BatchError, Request};
+use crate::prompt::{Plain, PromptParts, Written};
+use crate::route::{ChunkLimits, Defaults};
+use crate::scan;
+use crate::types::Group;
+pub use crate::types::Reject;
+use std::borrow::Cow;
+
+/// A request built from a line: its group, the bytes to send (no newline), and the units it
+/// counts against the per-batch request limit (e.g. embedding inputs).
+pub type Built<'a> = (Group, Cow<'a, [u8]>, u64);
+
+/// What batchdrop needs to know of one result line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultFacts {
+    /// The id the request was sent under.
+    pub custom_id: String,
+    pub succeeded: bool,
+    /// A failure that may go away when the request is sent again (rate limit, server error,
+    /// expiry); never true for a success or a permanent error. The dialect decides.
+    pub retryable: bool,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// The model the result says answered.
+    pub model: Option<String>,
+}
+
+pub trait Dialect: Send + Sync + std::fmt::Debug {
+    /// The provider's name in the registry, as routes and manifests write it (`openai`).
+    fn name(&self) -> &'static str;
+    /// How messages name it (`OpenAI`).
+    fn title(&self) -> &'static str;
+    /// The provider's own per-batch limits; a route may only go lower.
+    fn limits(&self) -> ChunkLimits;
+
+    /// What its batch lines look like, for the message refusing a line of no known shape:
+    /// `an OpenAI batch line (custom_id, method, url, body)`.
+    fn line_shape(&self) -> &'static str;
+    /// Whether a scanned line is one of its batch lines.
+    fn is_own_line(&self, line: &scan::Line<'_>) -> bool;
+    /// The id to send instead of `custom_id` when the provider would refuse it (unique by
+    /// construction from the line number); the results get the user's id back.
+    fn id_to_send(&self, _custom_id: &str, _line_no: u64) -> Option<String> {
+        None
+    }
+    /// One of its own lines, checked, completed from `defaults`, passed through byte for byte
+    /// when nothing must change. `set_id` is written into the line when given.
+    fn own_line<'a>(
+        &self,
+        line: &'a [u8],
+        fields: &scan::Line<'a>,
+        set_id: Option<&str>,
+        defaults: &Defaults,
+    ) -> Result<Built<'a>, Reject>;
+    /// One of its own lines as the common request, for a route of `target` (named in refusals).
+    fn to_common(&self, fields: &scan::Line<'_>, target: &dyn Dialect) -> Result<Request, Reject>;
+    /// The common request as one of its lines, the model kept when this provider serves it.
+    fn from_common(
+        &self,
+        request: Request,
+        id: &str,
+        defaults: &Defaults,
+    ) -> Result<Built<'static>, Reject>;
+    /// A plain prompt line, written byte by byte with the route's defaults ([`Written`]);
+    /// `None` sends it to [`Dialect::prompt_line`].
+    fn plain_prompt_line(
+        &self,
+        plain: &Plain<'_>,
+        written: &Written,
+        id: &str,
+        defaults: &Defaults,
+    ) -> Option<Built<'static>>;
+    /// A prompt line: the route's defaults, the line's other fields overriding them.
+    fn prompt_line(
+        &self,
+        parts: PromptParts,
+        id: &str,
+        defaults: &Defaults,
+    ) -> Result<Built<'static>, Reject>;
+
+    /// Reads one of its result lines.
+    fn read_result(&self, line: &[u8]) -> Result<ResultFacts, serde_json::Error>;
+    /// The line written for a request that got no result, in its result shape. `code` is one
+    /// of `batch_expired`, `batch_cancelled`, `batch_failed`, `missing_result`.
+    fn missing_result(&self, custom_id: &str, code: &str, message: &str) -> Vec<u8>;
+    /// The same result line under another id (the user's), everything else kept.
+    fn with_custom_id(&self, line: &[u8], custom_id: &str) -> Vec<u8> {
+        with_field(line, "custom_id", custom_id)
+    }
+    /// Whether a batch error says the provider refused the work for capacity: the requests go
+    /// again once the job's other batches have drained.
+    fn is_capacity_refusal(&self, _error: &BatchError) -> bool {
+        false
+    }
+}
+
+/// `line` with the string field `name` set to `value` (field order and everything else kept);
+/// the line as it is when it is not an object holding that field.
+pub fn with_field(line: &[u8], name: &str, value: &str) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line) {
+        Ok(mut map) => {
+            if let Some(slot) = map.get_mut(name) {
+                *slot = serde_json::Value::String(value.to_string());
+            }
+            serde_json::to_vec(&map).unwrap_or_else(|_| line.to_vec())
+        }
+        Err(_) => line.to_vec(),
+    }
+}

@@ -1,0 +1,77 @@
+//! A route: what a file dropped under `inbox/<route>/` is sent to, and how. Plain data, read
+//! from the configuration ([`crate::config`]) once at start.
+
+use serde::{Deserialize, Serialize};
+
+/// The default address of `batchdrop sandbox`, which the built-in sandbox routes use
+/// (`BATCHDROP_SANDBOX_URL` overrides it).
+pub const DEFAULT_SANDBOX_URL: &str = "http://127.0.0.1:8089/v1";
+
+/// Where a route's API key comes from. Never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum KeySource {
+    /// No key needed (the sandbox; providers that sign with the AWS role).
+    None,
+    /// An environment variable's name.
+    Env(String),
+    /// A Secrets Manager secret ARN.
+    Secret(String),
+}
+
+/// Limits a route's chunks must stay within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkLimits {
+    /// Fewest requests a batch may hold (a provider's minimum); planning balances the last
+    /// chunks so that none falls below it whenever the file holds at least that many.
+    #[serde(default = "one")]
+    pub min_requests_per_batch: u64,
+    pub max_requests_per_batch: u64,
+    pub max_bytes_per_batch: u64,
+    /// Longer input lines are rejected with `line_too_long`.
+    pub max_line_bytes: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// Values that fill in prompt lines and lines that leave them out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub model: Option<String>,
+    pub max_tokens: Option<u64>,
+    pub system: Option<String>,
+    pub temperature: Option<f64>,
+    /// Endpoint prompt lines are built for, where a provider has several
+    /// (e.g. `/v1/embeddings` on an OpenAI route; default: its chat endpoint).
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Route {
+    /// The provider's name in the registry ([`crate::providers`]).
+    pub provider: String,
+    pub base_url: String,
+    pub api_key: KeySource,
+    pub defaults: Defaults,
+    pub limits: ChunkLimits,
+    pub retries: Retries,
+    /// At most this many batches of the route in flight at once, across jobs (None: no cap).
+    pub max_batches_in_flight: Option<u32>,
+}
+
+/// How failed requests are tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retries {
+    /// Attempts per request in all, the first included. Requests that failed for a reason
+    /// worth retrying (rate limits and server errors in results, expiry, provider capacity) go
+    /// into follow-up batches until then; permanent errors never do.
+    pub max_attempts: u32,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Self { max_attempts: 3 }
+    }
+}
