@@ -99,7 +99,7 @@ impl Bucket {
         Error::Store {
             what,
             location: self.store.describe(),
-            source,
+            source: Box::new(source),
             hint,
         }
     }

@@ -52,7 +52,7 @@ pub enum Error {
         what: &'static str,
         location: String,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
         hint: &'static str,
     },
     /// Local mode cannot list a prefix of its bucket.
@@ -60,7 +60,7 @@ pub enum Error {
     List {
         what: &'static str,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     /// An object's body broke off while being read.
     #[error("reading {key}: {source}")]

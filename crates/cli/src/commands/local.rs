@@ -126,7 +126,7 @@ async fn watch(engine: &Engine, store: &dyn ObjectStore, args: &LocalArgs) -> Re
             .await
             .map_err(|source| Error::List {
                 what: "the inbox",
-                source,
+                source: Box::new(source),
             })?;
         let mut waiting = 0;
         for object in listed {
@@ -165,7 +165,7 @@ async fn watch(engine: &Engine, store: &dyn ObjectStore, args: &LocalArgs) -> Re
             .await
             .map_err(|source| Error::List {
                 what: "cancel/",
-                source,
+                source: Box::new(source),
             })?
         {
             if done.get(&object.key) == Some(&object.etag)
