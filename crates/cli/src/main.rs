@@ -1,15 +1,26 @@
 //! `batchdrop`: run the pipeline on a local directory (`batchdrop local`) or serve the sandbox
 //! provider (`batchdrop sandbox`); and the operator's commands on a local root or an S3 bucket
-//! (`submit`, `status`, `results`, `cancel`, `estimate`: see `ops`).
+//! (`submit`, `status`, `results`, `cancel`, `estimate`).
+//!
+//! Each command has its module under `commands/`; the modules beside this file are what the
+//! commands share and import none of them: `error` (the one error type and its exit codes),
+//! `bucket` (opening `--root`/`--bucket`, loading `--config`), `selector` (naming a job by path
+//! or id), `jobs` (the bucket's job manifests and what each shows), `tokens` (offline token
+//! counts), `printer` (local mode's event lines), `signal` (Ctrl-C) and `text` (formatting).
+//! `main` alone turns an error into its message and exit code.
 
-mod estimate;
-mod local;
-mod ops;
+mod bucket;
+mod commands;
+mod error;
+mod jobs;
 mod printer;
-mod status;
+mod selector;
+mod signal;
+mod text;
+mod tokens;
 
-use clap::{Parser, Subcommand};
-use std::net::SocketAddr;
+use clap::Parser;
+use error::Error;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -17,34 +28,11 @@ use std::process::ExitCode;
     name = "batchdrop",
     version,
     about = "LLM batch inference from object storage",
-    after_help = ops::EXIT_CODES
+    after_help = error::EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Watch a directory as the bucket: submit each new inbox/<route>/<path>.jsonl, poll the
-    /// provider, write results/<route>/<path>/. Starts the sandbox provider unless --no-sandbox.
-    Local(local::LocalArgs),
-    /// Serve the sandbox provider (OpenAI Files + Batches wire format) until interrupted.
-    Sandbox {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8089")]
-        addr: SocketAddr,
-        /// Milliseconds a batch spends in each of validating, in_progress and finalizing
-        /// (0: batches complete on the first retrieve).
-        #[arg(long, default_value_t = 0)]
-        step_ms: u64,
-        /// Faults to inject, e.g. "seed=7,http429=0.1,token_limit=0.2,req500=0.02" (keys: see
-        /// the README or the batchdrop-sandbox docs). Default: none.
-        #[arg(long, value_name = "SPEC")]
-        faults: Option<batchdrop_sandbox::Faults>,
-    },
-    #[command(flatten)]
-    Ops(ops::OpsCommand),
+    command: commands::Command,
 }
 
 fn main() -> ExitCode {
@@ -56,56 +44,30 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("batchdrop: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+    let result = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(commands::run(cli.command)),
+        Err(e) => Err(Error::Runtime(e)),
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Local(args) => local::run(args).await,
-            Command::Ops(command) => ops::run(command).await,
-            Command::Sandbox {
-                addr,
-                step_ms,
-                faults,
-            } => serve_sandbox(addr, step_ms, faults.unwrap_or_default()).await,
-        }
-    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("batchdrop: {message}");
-            ExitCode::from(1)
+        Err(error) => {
+            report(&error);
+            ExitCode::from(error.exit_code())
         }
     }
 }
 
-async fn serve_sandbox(
-    addr: SocketAddr,
-    step_ms: u64,
-    faults: batchdrop_sandbox::Faults,
-) -> Result<(), String> {
-    let spec = faults.to_string();
-    let config = batchdrop_sandbox::SandboxConfig {
-        step: std::time::Duration::from_millis(step_ms),
-        faults,
-        ..Default::default()
-    };
-    let sandbox = batchdrop_sandbox::Sandbox::start(addr, config)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    println!("sandbox provider listening on {}", sandbox.base_url());
-    println!(
-        "  OPENAI_BASE_URL={} works with the official SDKs",
-        sandbox.base_url()
-    );
-    if !spec.is_empty() {
-        println!("  injecting faults: {spec}");
+/// Prints an error on standard error: a usage error the way clap prints its own
+/// (`error: …`), any other as one line `batchdrop: …`.
+fn report(error: &Error) {
+    match error {
+        Error::Usage(message) => {
+            let _ = clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("{message}\n"),
+            )
+            .print();
+        }
+        other => eprintln!("batchdrop: {other}"),
     }
-    local::shutdown_signal().await;
-    sandbox.stop().await;
-    Ok(())
 }

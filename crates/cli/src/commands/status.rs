@@ -1,20 +1,30 @@
-//! `batchdrop status`: jobs with a progress bar each, read from their manifests.
-//!
-//! Progress comes from the manifest alone (no provider call, no key needed): a request is done
-//! once its batch has been collected, in flight while its batch is at the provider, waiting
-//! while its chunk is staged. Batches are counted by the provider's status word. The cost so
-//! far is the collected batches' usage at the price table.
+//! `batchdrop status`: jobs, most recent first, with a progress bar each (a block per job on a
+//! terminal, a line per job otherwise, JSON with `--json`), once or refreshed with `--watch`.
+//! What a job shows comes from its manifest alone (see [`crate::jobs`]).
 
-use crate::ops::{self, Bucket, Selector, Target, usd};
-use batchdrop_core::config::Config;
-use batchdrop_core::cost::{self, Cost};
-use batchdrop_core::manifest::{ChunkState, Manifest, Usage};
+use crate::bucket::{Bucket, Target};
+use crate::error::Error;
+use crate::jobs::{JobView, Requests, load_jobs, view};
+use crate::selector::{Selector, route_hint};
+use crate::signal::shutdown_signal;
+use crate::text::usd;
+use batchdrop_core::cost::Cost;
 use clap::Args;
-use serde::Serialize;
 use std::io::IsTerminal;
 use std::time::Duration;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+
+pub const AFTER_HELP: &str = concat!(
+    "Examples:\n",
+    "  batchdrop status                       the 10 most recent jobs\n",
+    "  batchdrop status sandbox/run1/requests --watch\n",
+    "  batchdrop status j3f9c0a81 --json      one job, for scripts\n\n",
+    "Progress counts requests whose batch has been collected; batches show the provider's\n",
+    "status words (validating, in_progress, finalizing, completed, …). The cost so far is\n",
+    "what the collected batches used, at the price table (see `batchdrop estimate --help`).\n",
+    "With --watch and a PATH or JOB, it exits once every job shown has finished.\n\n",
+    "Exit codes: 0 ok, 1 failure (a message says what to do), 2 usage."
+);
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -38,176 +48,7 @@ pub struct StatusArgs {
     target: Target,
 }
 
-/// What `status` shows of one job; also its `--json` form.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct JobView {
-    pub job_id: String,
-    pub route: String,
-    pub key: String,
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cancel_requested: Option<String>,
-    pub created_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
-    pub elapsed_seconds: i64,
-    pub requests: Requests,
-    /// Batches by the provider's status word (`staged`: not sent yet), in progress order.
-    #[serde(serialize_with = "as_object")]
-    pub batches: Vec<(String, u64)>,
-    pub usage: Usage,
-    pub cost: Cost,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Requests {
-    /// Accepted requests.
-    pub total: u64,
-    /// Requests whose batch has been collected.
-    pub done: u64,
-    /// Requests in batches at the provider.
-    pub in_flight: u64,
-    pub succeeded: u64,
-    pub failed: u64,
-    /// Input lines rejected before sending.
-    pub rejected: u64,
-    /// Requests sent again after a failure worth retrying.
-    pub retried: u64,
-}
-
-fn as_object<S: serde::Serializer>(pairs: &[(String, u64)], s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut map = s.serialize_map(Some(pairs.len()))?;
-    for (k, v) in pairs {
-        map.serialize_entry(k, v)?;
-    }
-    map.end()
-}
-
-/// The progress of a job from its manifest.
-pub fn requests_of(m: &Manifest) -> Requests {
-    let mut r = Requests {
-        total: m.counts.accepted,
-        rejected: m.counts.rejected,
-        ..Requests::default()
-    };
-    for c in &m.chunks {
-        match c.state {
-            ChunkState::Collected => {
-                r.done += c.succeeded + c.failed;
-                r.succeeded += c.succeeded;
-                r.failed += c.failed;
-                r.retried += c.retried;
-            }
-            ChunkState::Submitted | ChunkState::Submitting => r.in_flight += c.plan.requests,
-            ChunkState::Staged => {}
-        }
-    }
-    if m.status.is_finished() {
-        r.done = r.total;
-        r.in_flight = 0;
-    }
-    r
-}
-
-/// Batches by state: staged, submitting, then the provider's words, then the final ones.
-fn batches_of(m: &Manifest) -> Vec<(String, u64)> {
-    let mut counts: Vec<(u8, String, u64)> = Vec::new();
-    for c in &m.chunks {
-        let (rank, word) = match c.state {
-            ChunkState::Staged => (0, "staged".to_string()),
-            ChunkState::Submitting => (1, "submitting".to_string()),
-            ChunkState::Submitted => (
-                2,
-                c.provider_status
-                    .clone()
-                    .unwrap_or_else(|| "submitted".into()),
-            ),
-            ChunkState::Collected => (
-                3,
-                c.provider_status
-                    .clone()
-                    .unwrap_or_else(|| "collected".into()),
-            ),
-        };
-        match counts.iter_mut().find(|(r, w, _)| *r == rank && *w == word) {
-            Some(slot) => slot.2 += 1,
-            None => counts.push((rank, word, 1)),
-        }
-    }
-    counts.sort();
-    counts.into_iter().map(|(_, w, n)| (w, n)).collect()
-}
-
-fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
-}
-
-pub fn view(m: &Manifest, config: &Config, now: OffsetDateTime) -> JobView {
-    let started = parse_time(&m.created_at);
-    let ended = m
-        .finished_at
-        .as_deref()
-        .and_then(parse_time)
-        .filter(|_| m.status.is_finished());
-    let elapsed = match started {
-        Some(s) => (ended.unwrap_or(now) - s).whole_seconds().max(0),
-        None => 0,
-    };
-    let default_model = config
-        .route(&m.route)
-        .and_then(|r| r.defaults.model.as_deref());
-    JobView {
-        job_id: m.job_id.clone(),
-        route: m.route.clone(),
-        key: m.input.key.clone(),
-        status: status_word(m),
-        reason: m.reason.clone(),
-        cancel_requested: m
-            .cancel_requested
-            .clone()
-            .filter(|_| !m.status.is_finished()),
-        created_at: m.created_at.clone(),
-        finished_at: m.finished_at.clone(),
-        elapsed_seconds: elapsed,
-        requests: requests_of(m),
-        batches: batches_of(m),
-        usage: m.usage(),
-        cost: cost::job_cost(m, &config.prices, default_model),
-    }
-}
-
-/// `running`, `completed`, …; `planning (42%)` while the upload is still being read.
-fn status_word(m: &Manifest) -> String {
-    match &m.planning {
-        Some(cursor) if !m.status.is_finished() => {
-            let read = (cursor.offset * 100)
-                .checked_div(m.input.bytes)
-                .unwrap_or(100);
-            format!("planning ({read}%)")
-        }
-        _ => m.status.as_str().to_string(),
-    }
-}
-
-/// "running: 4/9 requests done, 2 batches at the provider", for other commands' messages.
-pub fn progress_words(m: &Manifest) -> String {
-    let r = requests_of(m);
-    let at_provider = m
-        .chunks
-        .iter()
-        .filter(|c| matches!(c.state, ChunkState::Submitted | ChunkState::Submitting))
-        .count();
-    format!(
-        "{}: {}/{} requests done, {at_provider} batch(es) at the provider",
-        status_word(m),
-        r.done,
-        r.total
-    )
-}
-
+/// A duration as a clock: `1:02:05`, `1d 01:01:01`.
 pub fn elapsed_words(seconds: i64) -> String {
     let (d, h, m, s) = (
         seconds / 86_400,
@@ -351,21 +192,20 @@ pub fn render_line(v: &JobView) -> String {
     line
 }
 
-pub async fn run(args: StatusArgs) -> Result<(), String> {
-    let selector = args
-        .what
-        .as_deref()
-        .map(|w| Selector::parse(w).unwrap_or_else(|e| ops::usage_error(e)));
+pub async fn run(args: StatusArgs) -> Result<(), Error> {
+    let selector = args.what.as_deref().map(Selector::parse).transpose()?;
     if !(args.interval > 0.0 && args.interval.is_finite()) {
-        ops::usage_error("--interval must be a positive number of seconds");
+        return Err(Error::usage(
+            "--interval must be a positive number of seconds",
+        ));
     }
     let config = args.target.load_config()?;
     let bucket = args.target.open(false).await?;
     let tty = std::io::stdout().is_terminal();
-    let mut shutdown = std::pin::pin!(crate::local::shutdown_signal());
+    let mut shutdown = std::pin::pin!(shutdown_signal());
     let mut last_lines: Vec<String> = Vec::new();
     loop {
-        let jobs = match ops::load_jobs(&bucket, selector.as_ref()).await {
+        let jobs = match load_jobs(&bucket, selector.as_ref()).await {
             Ok(jobs) => jobs,
             // A watch outlives a hiccup of the store; a single look reports it.
             Err(e) if args.watch => {
@@ -387,15 +227,15 @@ pub async fn run(args: StatusArgs) -> Result<(), String> {
             .collect();
         if views.is_empty() && !args.watch {
             return match &args.what {
-                Some(what) => Err(format!(
+                Some(what) => Err(Error::Job(format!(
                     "no job matches {what} in {} (`batchdrop status{}` lists every job){}",
                     bucket.store.describe(),
                     bucket.flag,
                     selector
                         .as_ref()
-                        .map(|s| ops::route_hint(&config, s))
+                        .map(|s| route_hint(&config, s))
                         .unwrap_or_default()
-                )),
+                ))),
                 None => {
                     if args.json {
                         println!("[]");

@@ -1,7 +1,9 @@
-//! Local mode: a directory plays the bucket, the sandbox plays the provider, and one loop does
-//! what the submit and poll functions do on AWS.
+//! `batchdrop local`: a directory plays the bucket, the sandbox plays the provider, and one loop
+//! does what the submit and poll functions do on AWS.
 
+use crate::error::Error;
 use crate::printer::Printer;
+use crate::signal::shutdown_signal;
 use batchdrop_core::clock::SystemClock;
 use batchdrop_core::config::{Config, process_env};
 use batchdrop_core::job::{Engine, SubmitOutcome};
@@ -43,16 +45,21 @@ pub struct LocalArgs {
     exit_when_idle: bool,
 }
 
-pub async fn run(args: LocalArgs) -> Result<(), String> {
-    std::fs::create_dir_all(args.root.join(layout::INBOX))
-        .map_err(|e| format!("cannot create {}: {e}", args.root.join("inbox").display()))?;
-    let store = LocalStore::new(&args.root)
-        .map_err(|e| format!("cannot open {} as the bucket: {e}", args.root.display()))?;
+pub async fn run(args: LocalArgs) -> Result<(), Error> {
+    std::fs::create_dir_all(args.root.join(layout::INBOX)).map_err(|source| Error::File {
+        action: "create",
+        path: args.root.join("inbox"),
+        source,
+    })?;
+    let store = LocalStore::new(&args.root).map_err(|source| Error::OpenRoot {
+        root: args.root.clone(),
+        source,
+    })?;
     let mut config = match &args.config {
         Some(path) => Config::from_path(&path.to_string_lossy(), &process_env),
         None => Config::from_env(&process_env),
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|source| Error::Config { source, hint: "" })?;
 
     let sandbox = if args.no_sandbox {
         None
@@ -64,7 +71,11 @@ pub async fn run(args: LocalArgs) -> Result<(), String> {
         };
         let sandbox = batchdrop_sandbox::Sandbox::start(args.sandbox_addr, sandbox_config)
             .await
-            .map_err(|e| format!("cannot start the sandbox on {}: {e}", args.sandbox_addr))?;
+            .map_err(|source| Error::Sandbox {
+                what: "start the sandbox",
+                addr: args.sandbox_addr,
+                source,
+            })?;
         // The built-in sandbox routes point at the embedded sandbox: OpenAI paths under /v1,
         // Anthropic's from the root (as ANTHROPIC_BASE_URL).
         if let Some(route) = config.routes.get_mut("sandbox") {
@@ -100,7 +111,7 @@ pub async fn run(args: LocalArgs) -> Result<(), String> {
     result
 }
 
-async fn watch(engine: &Engine, store: &dyn ObjectStore, args: &LocalArgs) -> Result<(), String> {
+async fn watch(engine: &Engine, store: &dyn ObjectStore, args: &LocalArgs) -> Result<(), Error> {
     // key → ETag seen on the previous tick; a file is submitted once it is unchanged for one
     // tick (so a file still being copied in is not read half-written).
     let mut pending: HashMap<String, String> = HashMap::new();
@@ -113,7 +124,10 @@ async fn watch(engine: &Engine, store: &dyn ObjectStore, args: &LocalArgs) -> Re
         let listed = store
             .list(layout::INBOX)
             .await
-            .map_err(|e| format!("cannot list the inbox: {e}"))?;
+            .map_err(|source| Error::List {
+                what: "the inbox",
+                source: Box::new(source),
+            })?;
         let mut waiting = 0;
         for object in listed {
             if done.get(&object.key) == Some(&object.etag) {
@@ -149,7 +163,10 @@ async fn watch(engine: &Engine, store: &dyn ObjectStore, args: &LocalArgs) -> Re
         for object in store
             .list(layout::CANCEL)
             .await
-            .map_err(|e| format!("cannot list cancel/: {e}"))?
+            .map_err(|source| Error::List {
+                what: "cancel/",
+                source: Box::new(source),
+            })?
         {
             if done.get(&object.key) == Some(&object.etag)
                 || layout::InboxKey::parse_cancel(&object.key).is_none()
@@ -191,29 +208,5 @@ async fn watch(engine: &Engine, store: &dyn ObjectStore, args: &LocalArgs) -> Re
                 return Ok(());
             }
         }
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }

@@ -1,0 +1,51 @@
+//! `batchdrop sandbox`: serve the sandbox provider (OpenAI Files + Batches wire format) until
+//! interrupted.
+
+use crate::error::Error;
+use crate::signal::shutdown_signal;
+use clap::Args;
+use std::net::SocketAddr;
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    addr: SocketAddr,
+    /// Milliseconds a batch spends in each of validating, in_progress and finalizing
+    /// (0: batches complete on the first retrieve).
+    #[arg(long, default_value_t = 0)]
+    step_ms: u64,
+    /// Faults to inject, e.g. "seed=7,http429=0.1,token_limit=0.2,req500=0.02" (keys: see
+    /// the README or the batchdrop-sandbox docs). Default: none.
+    #[arg(long, value_name = "SPEC")]
+    faults: Option<batchdrop_sandbox::Faults>,
+}
+
+pub async fn run(args: SandboxArgs) -> Result<(), Error> {
+    let addr = args.addr;
+    let faults = args.faults.unwrap_or_default();
+    let spec = faults.to_string();
+    let config = batchdrop_sandbox::SandboxConfig {
+        step: std::time::Duration::from_millis(args.step_ms),
+        faults,
+        ..Default::default()
+    };
+    let sandbox = batchdrop_sandbox::Sandbox::start(addr, config)
+        .await
+        .map_err(|source| Error::Sandbox {
+            what: "listen",
+            addr,
+            source,
+        })?;
+    println!("sandbox provider listening on {}", sandbox.base_url());
+    println!(
+        "  OPENAI_BASE_URL={} works with the official SDKs",
+        sandbox.base_url()
+    );
+    if !spec.is_empty() {
+        println!("  injecting faults: {spec}");
+    }
+    shutdown_signal().await;
+    sandbox.stop().await;
+    Ok(())
+}
