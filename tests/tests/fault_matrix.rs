@@ -4,7 +4,7 @@
 //! chunk is submitted as two batches.
 
 use batchdrop_core::clock::{ManualClock, SystemClock};
-use batchdrop_core::config::{Config, Wire};
+use batchdrop_core::config::Config;
 use batchdrop_core::job::Engine;
 use batchdrop_core::provider::{Provider, Providers};
 use batchdrop_core::providers::{AnthropicProvider, OpenAiProvider, RetryPolicy};
@@ -19,6 +19,13 @@ use std::time::Duration;
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 const REQUESTS: usize = 24;
+
+/// The two providers the sandbox speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Openai,
+    Anthropic,
+}
 
 fn input(wire: Wire) -> String {
     (0..REQUESTS)

@@ -10,14 +10,14 @@
 //! Output tokens cannot be known before the model answers: the output bound is each request's
 //! `max_tokens` (or the endpoint's default).
 
-use batchdrop_core::config::Wire;
+use batchdrop_core::provider::Dialect;
 use serde_json::Value;
 use tiktoken_rs::CoreBPE;
 
 /// The BPE for a model's input, its name, and whether it is the model's own.
-fn tokenizer_for(wire: Wire, model: &str) -> (&'static CoreBPE, &'static str, bool) {
+fn tokenizer_for(public: bool, model: &str) -> (&'static CoreBPE, &'static str, bool) {
     use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
-    if wire == Wire::Anthropic {
+    if !public {
         return (tiktoken_rs::o200k_base_singleton(), "o200k_base", false);
     }
     match get_tokenizer(model) {
@@ -144,22 +144,20 @@ pub struct Counted {
 }
 
 /// Counts one request line as it would be sent (`None` if it is not JSON).
-pub fn count_request(wire: Wire, line: &[u8]) -> Option<Counted> {
+pub fn count_request(dialect: &dyn Dialect, line: &[u8]) -> Option<Counted> {
     let v: Value = serde_json::from_slice(line).ok()?;
-    let (endpoint, body) = match wire {
-        Wire::Openai => (v["url"].as_str().unwrap_or("").to_string(), &v["body"]),
-        Wire::Anthropic => ("/v1/messages".to_string(), &v["params"]),
-    };
+    let (endpoint, body) = dialect.request_parts(&v);
+    let endpoint = endpoint.to_string();
     let model = body["model"].as_str().unwrap_or("").to_string();
-    let (bpe, tokenizer, own) = tokenizer_for(wire, &model);
+    let (bpe, tokenizer, own) = tokenizer_for(dialect.public_tokenizer(), &model);
     let mut c = Counter {
         bpe,
         tokens: 0,
         notes: Vec::new(),
     };
     if !own {
-        c.note(if wire == Wire::Anthropic {
-            "Claude's tokenizer is not public: counted with o200k_base"
+        c.note(if !dialect.public_tokenizer() {
+            "the provider's tokenizer is not public: counted with o200k_base"
         } else {
             "no public tokenizer known for this model: counted with o200k_base"
         });
@@ -226,11 +224,15 @@ pub fn count_request(wire: Wire, line: &[u8]) -> Option<Counted> {
 mod tests {
     use super::*;
 
+    fn dialect(name: &str) -> &'static dyn Dialect {
+        batchdrop_core::providers::dialect(name).expect("a registered provider")
+    }
+
     #[test]
     fn chat_tokens_follow_openais_framing() {
         // "Hello" is 1 token in o200k_base, "user" is 1: 3 + 1 + 1 + 3 priming = 8
         let line = br#"{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}],"max_tokens":7}}"#;
-        let c = count_request(Wire::Openai, line).unwrap();
+        let c = count_request(dialect("openai"), line).unwrap();
         assert_eq!(
             (c.model.as_str(), c.input, c.output, c.tokenizer, c.own),
             ("gpt-4o-mini", 8, Some(7), "o200k_base", true)
@@ -241,7 +243,7 @@ mod tests {
     #[test]
     fn embeddings_count_the_inputs_and_have_no_output() {
         let line = br#"{"custom_id":"e","method":"POST","url":"/v1/embeddings","body":{"model":"text-embedding-3-small","input":["Hello","Hello"]}}"#;
-        let c = count_request(Wire::Openai, line).unwrap();
+        let c = count_request(dialect("openai"), line).unwrap();
         assert_eq!(
             (c.input, c.output, c.tokenizer, c.own),
             (2, Some(0), "cl100k_base", true)
@@ -251,7 +253,7 @@ mod tests {
     #[test]
     fn claude_requests_are_approximate() {
         let line = br#"{"custom_id":"c","params":{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hello"}]}}"#;
-        let c = count_request(Wire::Anthropic, line).unwrap();
+        let c = count_request(dialect("anthropic"), line).unwrap();
         assert_eq!((c.input, c.output, c.own), (1, Some(64), false));
         assert!(c.notes[0].contains("not public"));
     }

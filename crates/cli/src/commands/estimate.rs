@@ -91,7 +91,7 @@ pub struct ModelEstimate {
 pub struct Estimate {
     pub file: String,
     pub route: String,
-    pub wire: &'static str,
+    pub wire: String,
     pub lines: u64,
     pub requests: u64,
     pub rejected: u64,
@@ -121,11 +121,19 @@ pub async fn estimate_file(
     let f = tokio::fs::File::open(file).await.map_err(read_error)?;
     let mut reader = tokio::io::BufReader::with_capacity(1 << 20, f);
     let mut validator = Validator::new(route);
+    let dialect =
+        batchdrop_core::providers::dialect(&route.provider).map_err(|e| Error::Config {
+            source: batchdrop_core::config::ConfigError::Route {
+                route: route_name.to_string(),
+                message: e.to_string(),
+            },
+            hint: "",
+        })?;
     let mut models: BTreeMap<String, ModelEstimate> = BTreeMap::new();
     let mut est = Estimate {
         file: file.display().to_string(),
         route: route_name.to_string(),
-        wire: route.wire.name(),
+        wire: route.provider.clone(),
         lines: 0,
         requests: 0,
         rejected: 0,
@@ -171,7 +179,7 @@ pub async fn estimate_file(
                     tokenizer,
                     own,
                     notes,
-                }) = count_request(route.wire, &acc.request)
+                }) = count_request(dialect, &acc.request)
                 else {
                     continue;
                 };

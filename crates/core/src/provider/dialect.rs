@@ -96,6 +96,13 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     fn with_custom_id(&self, line: &[u8], custom_id: &str) -> Vec<u8> {
         with_field(line, "custom_id", custom_id)
     }
+    /// The endpoint and the body of one of its request lines, for estimates to read.
+    fn request_parts<'v>(&self, line: &'v serde_json::Value) -> (&'v str, &'v serde_json::Value);
+    /// Whether its models' tokenizer is public (tiktoken's), so that estimates can count
+    /// exactly.
+    fn public_tokenizer(&self) -> bool {
+        false
+    }
     /// Whether a batch error says the provider refused the work for capacity: the requests go
     /// again once the job's other batches have drained.
     fn is_capacity_refusal(&self, _error: &BatchError) -> bool {

@@ -156,6 +156,10 @@ impl Dialect for Anthropic {
         lines::prompt_line(parts, id, defaults)
     }
 
+    fn request_parts<'v>(&self, line: &'v serde_json::Value) -> (&'v str, &'v serde_json::Value) {
+        (MESSAGES, &line["params"])
+    }
+
     fn read_result(&self, line: &[u8]) -> Result<ResultFacts, serde_json::Error> {
         results::read(line)
     }

@@ -162,6 +162,14 @@ impl Dialect for OpenAi {
         results::missing(custom_id, code, message)
     }
 
+    fn request_parts<'v>(&self, line: &'v serde_json::Value) -> (&'v str, &'v serde_json::Value) {
+        (line["url"].as_str().unwrap_or(""), &line["body"])
+    }
+
+    fn public_tokenizer(&self) -> bool {
+        true
+    }
+
     /// OpenAI fails a batch with `token_limit_exceeded` when the organisation's enqueued-token
     /// limit is full.
     fn is_capacity_refusal(&self, error: &BatchError) -> bool {
