@@ -17,9 +17,9 @@ use crate::ids;
 use crate::input::{RejectCode, Rejection};
 use crate::layout::{self, InboxKey, JobKeys};
 use crate::manifest::{
-    ChunkRecord, ChunkState, Counts, InputRef, JobStatus, Lease, Manifest, PlanCursor, Usage,
+    ChunkPlan, ChunkRecord, ChunkState, Counts, InputRef, JobStatus, Lease, Manifest, PlanCursor, Usage,
 };
-use crate::plan::ChunkPlan;
+use crate::summary::summary;
 use crate::provider::{
     BatchError, BatchInfo, BatchLookup, BatchState, ChunkUpload, Provider, ProviderError,
     Providers, RequestCounts, StoredBody, Submitted,
@@ -417,7 +417,7 @@ impl Engine {
         self.store
             .put_json(
                 &format!("{}summary.json", manifest.results_prefix),
-                &manifest.summary_for(&self.config),
+                &summary(&manifest, &self.config),
                 PutMode::Overwrite,
             )
             .await?;
@@ -757,7 +757,7 @@ impl JobRun<'_> {
         *manifest = planned;
         for index in replaced {
             engine.store.delete(&self.keys.chunk(index)).await?;
-            engine.store.delete(&self.keys.chunk_lines(index)).await?;
+            engine.store.delete(&self.keys.chunk_line_numbers(index)).await?;
         }
         ids::remove_runs(engine.store.as_ref(), &self.keys).await?;
         engine.observer.event(&JobEvent::Started {
@@ -786,14 +786,14 @@ impl JobRun<'_> {
         let mut next = next_chunk_index(manifest);
         for (i, chunk) in manifest.chunks.iter().enumerate() {
             let from = chunk.plan.index;
-            let (_, mut numbers) = store.reader(&self.keys.chunk_lines(from)).await?;
+            let (_, mut numbers) = store.reader(&self.keys.chunk_line_numbers(from)).await?;
             let mut number = Vec::new();
             loop {
                 number.clear();
                 let read = numbers
                     .read_until(b'\n', &mut number)
                     .await
-                    .map_err(|e| StoreError::io_at(&self.keys.chunk_lines(from), e))?;
+                    .map_err(|e| StoreError::io_at(&self.keys.chunk_line_numbers(from), e))?;
                 if read == 0 {
                     break;
                 }
@@ -1128,7 +1128,7 @@ impl JobRun<'_> {
         let wire = wire_of(manifest);
         // The user's custom_id where the request went out under another one.
         let mut restore: HashMap<usize, String> = HashMap::new();
-        let (_, mut sidecar) = engine.store.reader(&self.keys.chunk_lines(index)).await?;
+        let (_, mut sidecar) = engine.store.reader(&self.keys.chunk_line_numbers(index)).await?;
         let mut entry = Vec::new();
         let mut pos = 0usize;
         loop {
@@ -1136,7 +1136,7 @@ impl JobRun<'_> {
             if sidecar
                 .read_until(b'\n', &mut entry)
                 .await
-                .map_err(|e| StoreError::io_at(&self.keys.chunk_lines(index), e))?
+                .map_err(|e| StoreError::io_at(&self.keys.chunk_line_numbers(index), e))?
                 == 0
             {
                 break;
@@ -1399,7 +1399,7 @@ impl JobRun<'_> {
             .store
             .put_json(
                 summary_key,
-                &done.summary_for(&engine.config),
+                &summary(&done, &engine.config),
                 PutMode::Overwrite,
             )
             .await?;
@@ -1417,16 +1417,12 @@ impl JobRun<'_> {
     /// into errors.jsonl, in line order: a k-way merge, one line per part in memory.
     async fn write_errors(&self, manifest: &Manifest) -> Result<(), JobError> {
         let store = &self.engine.store;
-        let mut keys: Vec<String> = store
+        let keys: Vec<String> = store
             .list(&self.keys.rejected_parts())
             .await?
             .into_iter()
             .map(|m| m.key)
             .collect();
-        // Jobs planned before rejected lines were split in parts kept them in one object.
-        if store.exists(&self.keys.rejected()).await? {
-            keys.push(self.keys.rejected());
-        }
         let mut parts = Vec::with_capacity(keys.len());
         for key in keys {
             let (_, reader) = store.reader(&key).await?;
@@ -1462,7 +1458,7 @@ impl JobRun<'_> {
         let mut sources = Vec::new();
         let attempts: Vec<u32> = manifest.chunks.iter().map(|c| c.attempt).collect();
         for c in &manifest.chunks {
-            let (_, lines) = store.reader(&self.keys.chunk_lines(c.plan.index)).await?;
+            let (_, lines) = store.reader(&self.keys.chunk_line_numbers(c.plan.index)).await?;
             let (_, results) = store.reader(&self.keys.chunk_results(c.plan.index)).await?;
             sources.push(MergeSource {
                 lines,
@@ -1596,12 +1592,12 @@ struct Row<'a> {
 impl ChunkRows {
     async fn open(store: &dyn ObjectStore, keys: &JobKeys, index: u32) -> Result<Self, StoreError> {
         let requests = store.get(&keys.chunk(index)).await?.body;
-        let numbers = store.get(&keys.chunk_lines(index)).await?.body;
+        let numbers = store.get(&keys.chunk_line_numbers(index)).await?.body;
         Ok(Self {
             requests: StreamLines::new(read_ahead(requests, READ_AHEAD)),
             numbers: StreamLines::new(numbers),
             requests_key: keys.chunk(index),
-            numbers_key: keys.chunk_lines(index),
+            numbers_key: keys.chunk_line_numbers(index),
         })
     }
 
@@ -1659,7 +1655,7 @@ async fn copy_chunk(
 ) -> Result<(u64, u64), StoreError> {
     let mut rows = ChunkRows::open(store.as_ref(), keys, from).await?;
     let mut chunk_out = StreamWriter::open(store.clone(), keys.chunk(to), PutMode::Overwrite);
-    let mut lines_out = StreamWriter::open(store, keys.chunk_lines(to), PutMode::Overwrite);
+    let mut lines_out = StreamWriter::open(store, keys.chunk_line_numbers(to), PutMode::Overwrite);
     let (mut requests, mut bytes) = (0u64, 0u64);
     let mut pos = 0usize;
     while let Some(row) = rows.next().await? {

@@ -24,6 +24,7 @@ pub mod provider;
 pub mod scan;
 mod staging;
 pub mod store;
+pub mod summary;
 pub mod translate;
 pub mod wire;
 mod writer;

@@ -98,7 +98,7 @@ impl Stager {
             let open = |key| StreamWriter::open(self.store.clone(), key, PutMode::Overwrite);
             (
                 open(self.keys.chunk(place.chunk)),
-                open(self.keys.chunk_lines(place.chunk)),
+                open(self.keys.chunk_line_numbers(place.chunk)),
             )
         });
         chunk.write(&acc.request).await?;
@@ -110,7 +110,7 @@ impl Stager {
             // The request goes out under another id: keep the user's.
             numbers.push(b'\t');
             serde_json::to_writer(&mut *numbers, acc.custom_id.as_ref())
-                .map_err(|e| StoreError::io_at(&self.keys.chunk_lines(place.chunk), e.into()))?;
+                .map_err(|e| StoreError::io_at(&self.keys.chunk_line_numbers(place.chunk), e.into()))?;
         }
         numbers.push(b'\n');
         lines.write(numbers).await

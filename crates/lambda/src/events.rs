@@ -234,7 +234,7 @@ impl Completions {
             };
             self.metrics.emit(&route, &values);
             if let (JobEvent::Finished { .. }, Some(m)) = (&p.event, manifest) {
-                let summary = m.summary_for(&self.config);
+                let summary = batchdrop_core::summary::summary(&m, &self.config);
                 self.metrics.emit(&route, &metrics::of_summary(&summary));
                 if self.publisher.is_some() {
                     finished.push(CompletionEvent {
