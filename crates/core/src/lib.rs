@@ -8,15 +8,17 @@
 //! - [`layout`]: what each key of the bucket means.
 //! - [`input`]: line validation, over [`scan`] (one pass over a JSON line); [`ids`]: duplicate
 //!   custom_ids in bounded memory; [`plan`]: chunk planning (`staging` stages one segment).
-//! - [`manifest`]: the job manifest; [`job`]: the engine that submit and poll run.
+//! - [`manifest`]: the job manifest (plain data); [`summary`]: the summary.json it ends as.
+//! - [`engine`]: the engine that submit and poll run (`chunk_files`: a staged chunk's files).
 //! - [`wire`]: the provider result lines batchdrop reads and writes.
 
+mod chunk_files;
 pub mod clock;
 pub mod config;
 pub mod cost;
+pub mod engine;
 pub mod ids;
 pub mod input;
-pub mod job;
 pub mod layout;
 pub mod manifest;
 pub mod plan;
@@ -29,7 +31,7 @@ pub mod translate;
 pub mod wire;
 mod writer;
 
-pub use job::{Engine, JobEvent, Observer, SubmitOutcome};
+pub use engine::{Engine, JobEvent, Observer, SubmitOutcome};
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -14,7 +14,7 @@
 
 use crate::clock::ManualClock;
 use crate::config::Config;
-use crate::job::{Engine, JobEvent, Observer, SubmitOutcome};
+use crate::engine::{Engine, JobEvent, Observer, SubmitOutcome};
 use crate::provider::{
     BatchError, BatchInfo, BatchLookup, BatchState, ChunkUpload, Provider, ProviderError,
     Providers, RequestCounts, Submitted,
@@ -915,7 +915,7 @@ impl TestBed {
         &self,
         key: &str,
         body: impl Into<Bytes>,
-    ) -> Result<(ObjectMeta, SubmitOutcome), crate::job::JobError> {
+    ) -> Result<(ObjectMeta, SubmitOutcome), crate::engine::JobError> {
         let meta = self.upload(key, body).await?;
         let outcome = self.engine.submit(key, Some(&meta.etag)).await?;
         Ok((meta, outcome))

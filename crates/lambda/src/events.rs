@@ -22,7 +22,7 @@
 use crate::metrics::{self, COUNT, Metrics};
 use async_trait::async_trait;
 use batchdrop_core::config::Config;
-use batchdrop_core::job::{JobEvent, LogObserver, Observer};
+use batchdrop_core::engine::{JobEvent, LogObserver, Observer};
 use batchdrop_core::layout::{self, InboxKey, JobKeys};
 use batchdrop_core::manifest::{ChunkState, Manifest};
 use batchdrop_core::store::{ObjectStore, ObjectStoreExt};
