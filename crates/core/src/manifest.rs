@@ -1,6 +1,6 @@
 //! The job manifest: one JSON document per job, the single source of truth about it, updated
 //! only by compare-and-swap. Plain data: it imports nothing from the crate (the summary it
-//! becomes at the end is [`crate::summary`]'s).
+//! becomes at the end is made in `summary.rs`).
 
 use serde::{Deserialize, Serialize};
 

@@ -12,9 +12,8 @@ use crate::provider::Provider;
 use crate::store::{ObjectStoreExt, PutMode, StoreError};
 use crate::summary::summary;
 
-/// One advance of one job. Looking at batches needs no lease; the first write or side effect
-/// takes it (compare-and-swap on the manifest), and the end of the advance gives it back. An
-/// advance with nothing to do writes nothing.
+/// One advance of one job (lease rules: see the module doc). An advance with nothing to do
+/// writes nothing.
 pub(super) struct JobRun<'e> {
     pub(super) engine: &'e Engine,
     pub(super) keys: JobKeys,
