@@ -5,7 +5,7 @@
 
 use batchdrop_core::clock::{ManualClock, SystemClock};
 use batchdrop_core::config::Config;
-use batchdrop_core::job::Engine;
+use batchdrop_core::engine::Engine;
 use batchdrop_core::provider::{Provider, Providers};
 use batchdrop_core::providers::{AnthropicProvider, OpenAiProvider, RetryPolicy};
 use batchdrop_core::store::{MemoryStore, ObjectStore, ObjectStoreExt, PutMode};

@@ -4,7 +4,7 @@
 
 use batchdrop_core::clock::SystemClock;
 use batchdrop_core::config::Config;
-use batchdrop_core::job::{Engine, SubmitOutcome};
+use batchdrop_core::engine::{Engine, SubmitOutcome};
 use batchdrop_s3::S3Store;
 use batchdrop_sandbox::{Sandbox, SandboxConfig};
 use batchdrop_tests::bucket::{exists, keys, read_text, upload_file};

@@ -21,7 +21,7 @@ pub enum BenchError {
     Engine {
         context: String,
         #[source]
-        source: batchdrop_core::job::JobError,
+        source: batchdrop_core::engine::JobError,
     },
     /// A program the bench runs (cat, split, strip, the submit-only child, `batchdrop local`)
     /// failed or did something unexpected.
@@ -61,7 +61,7 @@ impl<T> Context<T> for Result<T, serde_json::Error> {
     }
 }
 
-impl<T> Context<T> for Result<T, batchdrop_core::job::JobError> {
+impl<T> Context<T> for Result<T, batchdrop_core::engine::JobError> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T, BenchError> {
         self.map_err(|source| BenchError::Engine {
             context: context(),

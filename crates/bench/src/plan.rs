@@ -12,7 +12,7 @@ use crate::process;
 use async_trait::async_trait;
 use batchdrop_core::clock::SystemClock;
 use batchdrop_core::config::Config;
-use batchdrop_core::job::{Engine, JobEvent, Observer, SubmitOutcome};
+use batchdrop_core::engine::{Engine, JobEvent, Observer, SubmitOutcome};
 use batchdrop_core::provider::{
     BatchInfo, BatchLookup, BatchState, ChunkUpload, Provider, ProviderError, RequestCounts,
     Submitted,

@@ -9,7 +9,7 @@ use crate::error::{BenchError, Context};
 use crate::generate::{self, Amount, Kind, Spec};
 use batchdrop_core::clock::SystemClock;
 use batchdrop_core::config::Config;
-use batchdrop_core::job::{Engine, JobEvent, Observer, SubmitOutcome};
+use batchdrop_core::engine::{Engine, JobEvent, Observer, SubmitOutcome};
 use batchdrop_core::store::{LocalStore, ObjectStore};
 use batchdrop_sandbox::{Sandbox, SandboxConfig};
 use futures::StreamExt;

@@ -1,6 +1,6 @@
 //! One readable line per job event, for a person watching `batchdrop local`.
 
-use batchdrop_core::job::{JobEvent, Observer};
+use batchdrop_core::engine::{JobEvent, Observer};
 
 #[derive(Debug, Default)]
 pub struct Printer;

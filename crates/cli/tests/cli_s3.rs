@@ -9,7 +9,7 @@ mod common;
 
 use batchdrop_core::clock::SystemClock;
 use batchdrop_core::config::Config;
-use batchdrop_core::job::{Engine, SubmitOutcome};
+use batchdrop_core::engine::{Engine, SubmitOutcome};
 use batchdrop_core::layout;
 use batchdrop_core::store::{ObjectStore, ObjectStoreExt};
 use batchdrop_s3::S3Store;

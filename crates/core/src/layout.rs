@@ -94,17 +94,14 @@ impl JobKeys {
     pub fn manifest(&self) -> String {
         format!("{}manifest.json", self.dir)
     }
-    /// Where jobs planned before rejected lines were split in parts kept them (still read, so
-    /// that such jobs finish with their errors.jsonl whole; never written now).
-    pub fn rejected(&self) -> String {
-        format!("{}rejected.jsonl", self.dir)
-    }
     /// The request lines of one chunk, exactly as sent to the provider.
     pub fn chunk(&self, index: u32) -> String {
         format!("{}chunks/{index:05}.jsonl", self.dir)
     }
-    /// The input line number of each request of a chunk, one per line, in chunk order.
-    pub fn chunk_lines(&self, index: u32) -> String {
+    /// A chunk's sidecar: the input line number of each request (and the user's custom_id when
+    /// the request went out under another), one per line, in chunk order. Its format is
+    /// `chunk_files`'s.
+    pub fn chunk_line_numbers(&self, index: u32) -> String {
         format!("{}chunks/{index:05}.lines", self.dir)
     }
     /// A chunk's results in chunk order, one per request.

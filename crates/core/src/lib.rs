@@ -12,16 +12,18 @@
 //! - [`input`]: line validation, over [`scan`] (one pass over a JSON line), [`fields`] and
 //!   [`prompt`]; [`ids`]: duplicate custom_ids in bounded memory; [`plan`]: chunk planning
 //!   (`staging` stages one segment).
-//! - [`manifest`]: the job manifest; [`job`]: the engine that submit and poll run.
+//! - [`manifest`]: the job manifest (plain data); [`summary`]: the summary.json it ends as.
+//! - [`engine`]: the engine that submit and poll run (`chunk_files`: a staged chunk's files).
 //! - [`types`]: plain data shared by the modules above (a leaf).
 
+mod chunk_files;
 pub mod clock;
 pub mod config;
 pub mod cost;
+pub mod engine;
 pub mod fields;
 pub mod ids;
 pub mod input;
-pub mod job;
 pub mod layout;
 pub mod manifest;
 pub mod plan;
@@ -32,10 +34,11 @@ pub mod route;
 pub mod scan;
 mod staging;
 pub mod store;
+pub mod summary;
 pub mod types;
 mod writer;
 
-pub use job::{Engine, JobEvent, Observer, SubmitOutcome};
+pub use engine::{Engine, JobEvent, Observer, SubmitOutcome};
 
 #[cfg(feature = "testing")]
 pub mod testing;

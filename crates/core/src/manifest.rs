@@ -1,7 +1,7 @@
 //! The job manifest: one JSON document per job, the single source of truth about it, updated
-//! only by compare-and-swap. And the summary it becomes at the end.
+//! only by compare-and-swap. Plain data: it imports nothing from the crate (the summary it
+//! becomes at the end is made in `summary.rs`).
 
-use crate::plan::ChunkPlan;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +90,17 @@ pub struct Usage {
     pub output_tokens: u64,
 }
 
+/// A chunk as planned: what it holds and what it weighs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkPlan {
+    pub index: u32,
+    pub endpoint: String,
+    pub model: String,
+    pub requests: u64,
+    /// Bytes of the chunk file, newlines included.
+    pub bytes: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRecord {
     #[serde(flatten)]
@@ -125,7 +136,7 @@ pub struct ChunkRecord {
     #[serde(default)]
     pub retried: u64,
     /// Submitted only once no other batch of the job is in flight (the provider refused the
-    /// work for capacity: `token_limit_exceeded`).
+    /// work for capacity: `Dialect::is_capacity_refusal`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub after_drain: bool,
     /// `usage` split by the model each result named (empty key: results that named none),
@@ -172,7 +183,7 @@ pub struct Lease {
 pub struct Manifest {
     pub job_id: String,
     pub route: String,
-    /// Wire format name of the route's provider (`openai`).
+    /// The route's provider, by its registry name (`openai`).
     pub provider: String,
     pub input: InputRef,
     pub results_prefix: String,
@@ -203,48 +214,5 @@ impl Manifest {
             input_tokens: acc.input_tokens + c.usage.input_tokens,
             output_tokens: acc.output_tokens + c.usage.output_tokens,
         })
-    }
-
-    /// `summary.json` as DESIGN.md fixes it, priced with the built-in prices and routes.
-    pub fn summary(&self) -> serde_json::Value {
-        self.summary_for(&crate::config::Config::builtin(&|_| None))
-    }
-
-    /// `summary.json` with `cost` at `config`'s prices (the route's default model prices
-    /// results that did not name their model).
-    pub fn summary_for(&self, config: &crate::config::Config) -> serde_json::Value {
-        let default_model = config
-            .route(&self.route)
-            .and_then(|r| r.defaults.model.as_deref());
-        let cost = crate::cost::job_cost(self, &config.prices, default_model);
-        let batches: Vec<_> = self
-            .chunks
-            .iter()
-            .map(|c| {
-                serde_json::json!({
-                    "provider": self.provider,
-                    "id": c.batch_id,
-                    "requests": c.plan.requests,
-                    "status": c.provider_status,
-                    "attempt": c.attempt,
-                })
-            })
-            .collect();
-        let mut v = serde_json::json!({
-            "job_id": self.job_id,
-            "route": self.route,
-            "status": self.status.as_str(),
-            "input": self.input,
-            "counts": self.counts,
-            "batches": batches,
-            "usage": self.usage(),
-            "cost": cost.to_json(),
-            "created_at": self.created_at,
-            "finished_at": self.finished_at,
-        });
-        if let Some(reason) = &self.reason {
-            v["reason"] = serde_json::Value::String(reason.clone());
-        }
-        v
     }
 }

@@ -5,21 +5,10 @@
 //! that chunk is sealed and a new one opens. Requests keep their input order inside a chunk.
 //! The planner only decides; the caller does the writing.
 
+pub use crate::manifest::ChunkPlan;
 use crate::route::ChunkLimits;
 use crate::types::Group;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-
-/// A chunk as planned: what it holds and what it weighs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkPlan {
-    pub index: u32,
-    pub endpoint: String,
-    pub model: String,
-    pub requests: u64,
-    /// Bytes of the chunk file, newlines included.
-    pub bytes: u64,
-}
 
 /// Where to put the next request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,10 +35,6 @@ pub struct Planner {
 }
 
 impl Planner {
-    pub fn new(limits: ChunkLimits) -> Self {
-        Self::starting_at(limits, 0)
-    }
-
     /// A planner whose first chunk gets index `first` (a continuation of an earlier segment).
     pub fn starting_at(limits: ChunkLimits, first: u32) -> Self {
         Self {
@@ -127,7 +112,7 @@ mod tests {
 
     #[test]
     fn request_limit_seals_a_chunk() {
-        let mut p = Planner::new(limits(2, 1_000));
+        let mut p = Planner::starting_at(limits(2, 1_000), 0);
         let g = group("a");
         assert_eq!(p.place(&g, 9, 1).chunk, 0);
         assert_eq!(p.place(&g, 9, 1).chunk, 0);
@@ -142,7 +127,7 @@ mod tests {
 
     #[test]
     fn byte_limit_counts_newlines() {
-        let mut p = Planner::new(limits(100, 20));
+        let mut p = Planner::starting_at(limits(100, 20), 0);
         let g = group("a");
         p.place(&g, 9, 1); // 10 bytes
         assert_eq!(p.place(&g, 9, 1).chunk, 0); // 20 bytes: exactly at the limit
@@ -151,7 +136,7 @@ mod tests {
 
     #[test]
     fn models_never_share_a_chunk() {
-        let mut p = Planner::new(limits(100, 1_000));
+        let mut p = Planner::starting_at(limits(100, 1_000), 0);
         assert_eq!(p.place(&group("a"), 5, 1).chunk, 0);
         assert_eq!(p.place(&group("b"), 5, 1).chunk, 1);
         assert_eq!(p.place(&group("a"), 5, 1).chunk, 0);
@@ -164,7 +149,7 @@ mod tests {
 
     #[test]
     fn units_count_against_the_request_limit() {
-        let mut p = Planner::new(limits(10, 1_000));
+        let mut p = Planner::starting_at(limits(10, 1_000), 0);
         let g = group("e");
         assert_eq!(p.place(&g, 5, 6).chunk, 0);
         assert_eq!(p.place(&g, 5, 6).chunk, 1);

@@ -3,11 +3,12 @@
 //! A segment reads the upload from a line boundary on (the whole file, or the rest of it after
 //! an earlier invocation stopped near its deadline). Each line is validated; rejected lines go
 //! to the segment's part of the rejected lines; accepted requests are appended to their open
-//! chunk (chunk file + line-number sidecar), streamed into the store, and their ids are
+//! chunk (its files are [`crate::chunk_files`]'), streamed into the store, and their ids are
 //! remembered for the duplicate check ([`crate::ids`]). When the segment ends, every open chunk
 //! is sealed: the next segment starts new ones, so nothing half-written is carried over.
 //! Memory is bounded by the open chunks' write buffers and the id buffer, not by the upload.
 
+use crate::chunk_files::ChunkWriter;
 use crate::ids::IdRuns;
 use crate::input::{Outcome, Validator};
 use crate::layout::JobKeys;
@@ -36,9 +37,8 @@ pub struct Stager {
     planner: Planner,
     ids: IdRuns,
     rejected: StreamWriter,
-    open: HashMap<u32, (StreamWriter, StreamWriter)>,
+    open: HashMap<u32, ChunkWriter>,
     staged: Staged,
-    numbers: Vec<u8>,
 }
 
 impl Stager {
@@ -63,7 +63,6 @@ impl Stager {
             rejected,
             open: HashMap::new(),
             staged: Staged::default(),
-            numbers: Vec::with_capacity(32),
             store,
             keys,
         })
@@ -88,72 +87,31 @@ impl Stager {
             .planner
             .place(&acc.group, acc.request.len() as u64, acc.units);
         if let Some(sealed) = place.seals {
-            if let Some((chunk, lines)) = self.open.remove(&sealed.index) {
+            if let Some(chunk) = self.open.remove(&sealed.index) {
                 chunk.finish().await?;
-                lines.finish().await?;
             }
             self.staged.chunks.push(sealed);
         }
-        let (chunk, lines) = self.open.entry(place.chunk).or_insert_with(|| {
-            let open = |key| StreamWriter::open(self.store.clone(), key, PutMode::Overwrite);
-            (
-                open(self.keys.chunk(place.chunk)),
-                open(self.keys.chunk_lines(place.chunk)),
-            )
-        });
-        chunk.write(&acc.request).await?;
-        chunk.write(b"\n").await?;
-        let numbers = &mut self.numbers;
-        numbers.clear();
-        numbers.extend_from_slice(itoa(line_no, &mut [0u8; 20]));
-        if acc.sent_id.is_some() {
-            // The request goes out under another id: keep the user's.
-            numbers.push(b'\t');
-            serde_json::to_writer(&mut *numbers, acc.custom_id.as_ref())
-                .map_err(|e| StoreError::io_at(&self.keys.chunk_lines(place.chunk), e.into()))?;
-        }
-        numbers.push(b'\n');
-        lines.write(numbers).await
+        let chunk = self
+            .open
+            .entry(place.chunk)
+            .or_insert_with(|| ChunkWriter::open(&self.store, &self.keys, place.chunk));
+        // The request goes out under another id: the sidecar keeps the user's.
+        let user_id = acc.sent_id.is_some().then_some(acc.custom_id.as_ref());
+        chunk.push(&acc.request, line_no, user_id).await
     }
 
     /// Seals every open chunk and writes out the rejected lines and ids of the segment.
     pub async fn finish(mut self) -> Result<Staged, StoreError> {
         let mut open: Vec<_> = self.open.drain().collect();
         open.sort_by_key(|(index, _)| *index);
-        for (_, (chunk, lines)) in open {
+        for (_, chunk) in open {
             chunk.finish().await?;
-            lines.finish().await?;
         }
         self.rejected.finish().await?;
         self.ids.finish().await?;
         self.staged.chunks.extend(self.planner.finish());
         self.staged.chunks.sort_by_key(|p| p.index);
         Ok(self.staged)
-    }
-}
-
-/// `n` in decimal, without allocating.
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::itoa;
-
-    #[test]
-    fn itoa_writes_decimal() {
-        for n in [0u64, 7, 10, 12345, u64::MAX] {
-            assert_eq!(itoa(n, &mut [0; 20]), n.to_string().as_bytes());
-        }
     }
 }

@@ -4,8 +4,7 @@
 use batchdrop_core::config::Config;
 use batchdrop_core::cost::{self, PriceTable};
 use batchdrop_core::layout::ACTIVE;
-use batchdrop_core::manifest::{ChunkRecord, ChunkState, Manifest, Usage};
-use batchdrop_core::plan::ChunkPlan;
+use batchdrop_core::manifest::{ChunkPlan, ChunkRecord, ChunkState, Manifest, Usage};
 use batchdrop_core::store::{ObjectStore, ObjectStoreExt};
 use batchdrop_core::testing::{ScriptedProvider, TestBed, usage_of};
 use serde_json::Value;

@@ -3,7 +3,7 @@
 
 use batchdrop_core::clock::Clock;
 use batchdrop_core::config::Config;
-use batchdrop_core::job::{Advance, LEASE};
+use batchdrop_core::engine::{Advance, LEASE};
 use batchdrop_core::layout::{self, ACTIVE, JobKeys};
 use batchdrop_core::manifest::{JobStatus, Lease, Manifest};
 use batchdrop_core::provider::BatchError;

@@ -2,7 +2,7 @@
 //! equals a one-shot run, nothing is lost or sent twice, and duplicates are found across the
 //! continuations. Time passes through a clock that ticks on every reading (no sleeping).
 
-use batchdrop_core::job::LEASE;
+use batchdrop_core::engine::LEASE;
 use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::manifest::{JobStatus, Manifest};
 use batchdrop_core::store::{ObjectStore, ObjectStoreExt};

@@ -22,7 +22,7 @@
 use crate::metrics::{self, COUNT, Metrics};
 use async_trait::async_trait;
 use batchdrop_core::config::Config;
-use batchdrop_core::job::{JobEvent, LogObserver, Observer};
+use batchdrop_core::engine::{JobEvent, LogObserver, Observer};
 use batchdrop_core::layout::{self, InboxKey, JobKeys};
 use batchdrop_core::manifest::{ChunkState, Manifest};
 use batchdrop_core::store::{ObjectStore, ObjectStoreExt};
@@ -234,7 +234,7 @@ impl Completions {
             };
             self.metrics.emit(&route, &values);
             if let (JobEvent::Finished { .. }, Some(m)) = (&p.event, manifest) {
-                let summary = m.summary_for(&self.config);
+                let summary = batchdrop_core::summary::summary(&m, &self.config);
                 self.metrics.emit(&route, &metrics::of_summary(&summary));
                 if self.publisher.is_some() {
                     finished.push(CompletionEvent {

@@ -23,7 +23,7 @@ pub mod metrics;
 use aws_lambda_events::event::s3::S3Event;
 use batchdrop_core::clock::SystemClock;
 use batchdrop_core::config::Config;
-use batchdrop_core::job::{Engine, JobError, SubmitOutcome};
+use batchdrop_core::engine::{Engine, JobError, SubmitOutcome};
 use batchdrop_core::layout::{InboxKey, decode_event_key};
 use batchdrop_core::provider::Providers;
 use batchdrop_s3::S3Store;

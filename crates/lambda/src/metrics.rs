@@ -25,7 +25,7 @@
 //! ```
 
 use batchdrop_core::clock::{Clock, SystemClock};
-use batchdrop_core::job::JobEvent;
+use batchdrop_core::engine::JobEvent;
 use batchdrop_core::manifest::JobStatus;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;

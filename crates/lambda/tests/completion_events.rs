@@ -3,7 +3,7 @@
 //! moto server (a rule forwards the event to an SQS queue the test reads).
 
 use async_trait::async_trait;
-use batchdrop_core::job::Engine;
+use batchdrop_core::engine::Engine;
 use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::store::{ObjectStore, ObjectStoreExt};
 use batchdrop_core::testing::{BUCKET, ScriptedProvider, TestBed, usage_of};

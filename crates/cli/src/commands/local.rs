@@ -6,7 +6,7 @@ use crate::printer::Printer;
 use crate::signal::shutdown_signal;
 use batchdrop_core::clock::SystemClock;
 use batchdrop_core::config::{Config, process_env};
-use batchdrop_core::job::{Engine, SubmitOutcome};
+use batchdrop_core::engine::{Engine, SubmitOutcome};
 use batchdrop_core::layout;
 use batchdrop_core::store::{LocalStore, ObjectStore};
 use clap::Args;
