@@ -21,7 +21,7 @@ pub enum BenchError {
     Engine {
         context: String,
         #[source]
-        source: batchdrop_core::engine::JobError,
+        source: Box<batchdrop_core::engine::JobError>,
     },
     /// A program the bench runs (cat, split, strip, the submit-only child, `batchdrop local`)
     /// failed or did something unexpected.
@@ -65,7 +65,7 @@ impl<T> Context<T> for Result<T, batchdrop_core::engine::JobError> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T, BenchError> {
         self.map_err(|source| BenchError::Engine {
             context: context(),
-            source,
+            source: Box::new(source),
         })
     }
 }

@@ -176,8 +176,8 @@ impl Validator {
                 &self.defaults,
             ),
             Shape::Batch(other) => other
-                .to_common(&fields, target)
-                .and_then(|request| target.from_common(request, id_to_send, &self.defaults)),
+                .read_common(&fields, target)
+                .and_then(|request| target.write_common(request, id_to_send, &self.defaults)),
             Shape::Prompt => {
                 match prompt::plain(&fields).and_then(|plain| {
                     target.plain_prompt_line(&plain, &self.written, id_to_send, &self.defaults)

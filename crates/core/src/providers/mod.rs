@@ -30,6 +30,12 @@ use secrecy::SecretString;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+/// Built-in routes of a provider, given the environment (for base URLs).
+pub type BuiltinRoutes = fn(&dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)>;
+
+/// A provider's client for a route, given its key; `Err` says why the route cannot be used.
+pub type MakeClient = fn(&Route, Option<SecretString>) -> Result<Arc<dyn Provider>, String>;
+
 /// What the registry knows of one provider.
 pub struct Entry {
     /// Its formats; its `name()` is the registry name.
@@ -37,10 +43,10 @@ pub struct Entry {
     /// Its models' list prices.
     pub prices: &'static [ListPrice],
     /// Its built-in routes, with base URLs from the standard environment variables.
-    pub routes: fn(&dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)>,
+    pub routes: BuiltinRoutes,
     /// Its client for a route, with the route's key (None where it takes none); `Err` says why
     /// the route cannot be used.
-    pub client: fn(&Route, Option<SecretString>) -> Result<Arc<dyn Provider>, String>,
+    pub client: MakeClient,
 }
 
 /// Every provider, in the order lines are tried against their batch-line shapes.
