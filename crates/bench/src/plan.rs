@@ -64,8 +64,7 @@ fn info(id: &str, status: &str, state: BatchState) -> BatchInfo {
         id: id.to_string(),
         status: status.to_string(),
         state,
-        output_file: None,
-        error_file: None,
+        result_files: Vec::new(),
         errors: Vec::new(),
         counts: RequestCounts::default(),
     }

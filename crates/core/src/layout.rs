@@ -94,6 +94,10 @@ impl JobKeys {
     pub fn manifest(&self) -> String {
         format!("{}manifest.json", self.dir)
     }
+    /// Where a provider that writes to the bucket puts the output of one chunk's batch.
+    pub fn provider_output(&self, index: u32) -> String {
+        format!("{}output/{index:05}/", self.dir)
+    }
     /// The request lines of one chunk, exactly as sent to the provider.
     pub fn chunk(&self, index: u32) -> String {
         format!("{}chunks/{index:05}.jsonl", self.dir)

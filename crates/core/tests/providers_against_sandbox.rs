@@ -1,7 +1,9 @@
 //! The provider clients over real HTTP against the sandbox: one set of checks, run for the
 //! OpenAI client and the Anthropic client alike.
 
-use batchdrop_core::provider::{BatchLookup, BatchState, ChunkUpload, Provider, StoredBody};
+use batchdrop_core::provider::{
+    BatchLookup, BatchState, ChunkUpload, Location, Provider, StoredBody,
+};
 use batchdrop_core::providers::{AnthropicProvider, OpenAiProvider};
 use batchdrop_core::store::{MemoryStore, ObjectStore, PutMode, lines_of};
 use batchdrop_sandbox::{Sandbox, SandboxConfig};
@@ -76,7 +78,17 @@ async fn batch_round_trips(wire: Wire) -> TestResult {
             job_id: "job1",
             chunk: 0,
             endpoint,
+            model: "",
             body: &source,
+            location: Location {
+                bucket: "bucket",
+                key: "chunk.jsonl",
+            },
+            output: Location {
+                bucket: "bucket",
+                key: "out/",
+            },
+            token: "job1-0",
             bytes: body.len() as u64,
             requests: 25,
         })
@@ -91,7 +103,7 @@ async fn batch_round_trips(wire: Wire) -> TestResult {
 
     // THEN it completed and its results name every request once, with usage
     assert_eq!(info.state, BatchState::Completed, "{info:?}");
-    let file = info.output_file.clone().ok_or("no output file")?;
+    let file = info.result_files.first().cloned().ok_or("no output file")?;
     let mut reader = lines_of(provider.download(&file).await?);
     let mut line = Vec::new();
     let mut ids = Vec::new();
@@ -138,7 +150,17 @@ async fn interrupted_submit_is_found(wire: Wire) -> TestResult {
             job_id: "job2",
             chunk: 4,
             endpoint,
+            model: "",
             body: &source,
+            location: Location {
+                bucket: "bucket",
+                key: "c.jsonl",
+            },
+            output: Location {
+                bucket: "bucket",
+                key: "out/",
+            },
+            token: "job2-4",
             bytes: body.len() as u64,
             requests: 3,
         })
@@ -148,6 +170,7 @@ async fn interrupted_submit_is_found(wire: Wire) -> TestResult {
         .find_batch(BatchLookup {
             job_id: "job2",
             chunk: 4,
+            token: "job2-4",
             since,
             requests: 3,
             exclude: &[],
@@ -161,6 +184,7 @@ async fn interrupted_submit_is_found(wire: Wire) -> TestResult {
         .find_batch(BatchLookup {
             job_id: "job2",
             chunk: 5,
+            token: "job2-5",
             since,
             requests: 3,
             exclude: &excluded,

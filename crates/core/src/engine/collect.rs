@@ -77,11 +77,11 @@ impl Ending<'_> {
 
     /// The provider's result files to read (output, then errors).
     fn files(&self) -> impl Iterator<Item = &str> {
-        let files = match self {
-            Ending::Batch(info) => [info.output_file.as_deref(), info.error_file.as_deref()],
-            Ending::NeverSent { .. } => [None, None],
+        let files: &[String] = match self {
+            Ending::Batch(info) => &info.result_files,
+            Ending::NeverSent { .. } => &[],
         };
-        files.into_iter().flatten()
+        files.iter().map(String::as_str)
     }
 }
 

@@ -10,7 +10,9 @@ use super::events::JobEvent;
 use super::run::{JobRun, next_chunk_index};
 use crate::chunk_files::copy_chunk;
 use crate::manifest::{ChunkPlan, ChunkRecord, ChunkState, Manifest};
-use crate::provider::{BatchLookup, ChunkUpload, Provider, StoredBody, Submitted};
+use crate::provider::{
+    BatchLookup, ChunkUpload, Location, Provider, StoredBody, Submitted, submit_token,
+};
 
 impl JobRun<'_> {
     /// Moves chunk `i` one step, if it can move now.
@@ -33,6 +35,7 @@ impl JobRun<'_> {
             ChunkState::Staged if !self.may_submit(manifest, i).await? => Ok(()),
             ChunkState::Staged | ChunkState::Submitting => {
                 let index = chunk.plan.index;
+                let token = submit_token(&job_id, index);
                 if chunk.state == ChunkState::Submitting {
                     // A submit began and its outcome was not saved: the batch may exist.
                     let exclude: Vec<String> = manifest
@@ -44,6 +47,7 @@ impl JobRun<'_> {
                         .find_batch(BatchLookup {
                             job_id: &job_id,
                             chunk: index,
+                            token: &token,
                             since: chunk.submit_started_at.unwrap_or(0),
                             requests: chunk.plan.requests,
                             exclude: &exclude,
@@ -69,11 +73,22 @@ impl JobRun<'_> {
                     store: engine.store.clone(),
                     key: self.keys.chunk(index),
                 };
+                let output = self.keys.provider_output(index);
                 let upload = ChunkUpload {
                     job_id: &job_id,
                     chunk: index,
                     endpoint: &chunk.plan.endpoint,
+                    model: &chunk.plan.model,
                     body: &body,
+                    location: Location {
+                        bucket: &engine.bucket,
+                        key: &body.key,
+                    },
+                    output: Location {
+                        bucket: &engine.bucket,
+                        key: &output,
+                    },
+                    token: &token,
                     bytes: chunk.plan.bytes,
                     requests: chunk.plan.requests,
                 };

@@ -62,7 +62,8 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         defaults: &Defaults,
     ) -> Result<Built<'a>, Reject>;
     /// One of its own lines as the common request, for a route of `target` (named in refusals).
-    fn read_common(&self, fields: &scan::Line<'_>, target: &dyn Dialect) -> Result<Request, Reject>;
+    fn read_common(&self, fields: &scan::Line<'_>, target: &dyn Dialect)
+    -> Result<Request, Reject>;
     /// The common request as one of its lines, the model kept when this provider serves it.
     fn write_common(
         &self,

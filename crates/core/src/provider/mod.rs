@@ -9,6 +9,12 @@ mod request;
 
 pub use dialect::{Built, Dialect, Reject, ResultFacts};
 pub use error::{ErrorKind, ProviderError};
+
+/// The idempotency token of chunk `chunk` of job `job_id` ([`ChunkUpload::token`]): letters,
+/// digits and dashes, at most 64 characters.
+pub fn submit_token(job_id: &str, chunk: u32) -> String {
+    format!("{job_id}-{chunk}")
+}
 pub use request::{Content, Message, Request, Role, Stop, Untranslatable};
 
 use crate::store::{ByteStream, ObjectStore, StoreError};
@@ -34,22 +40,45 @@ impl BodySource for StoredBody {
     }
 }
 
-/// One chunk to submit as a batch.
+/// Where an object is: a bucket and a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+}
+
+/// One chunk to submit as a batch. A provider that uploads takes the bytes from `body`; one
+/// that reads the bucket itself takes `location` and uploads nothing.
 pub struct ChunkUpload<'a> {
     pub job_id: &'a str,
     pub chunk: u32,
     pub endpoint: &'a str,
+    /// The model every request of the chunk names; empty where a batch mixes models.
+    pub model: &'a str,
     /// The chunk file: one request line per line.
     pub body: &'a dyn BodySource,
+    /// Where the chunk file is.
+    pub location: Location<'a>,
+    /// A prefix under the job's own state where a provider that writes to the bucket puts
+    /// the batch's output (`…/output/<chunk>/`), chosen by batchdrop.
+    pub output: Location<'a>,
+    /// The same for every attempt at creating this chunk's batch, fixed before the first one:
+    /// a provider that takes an idempotency token sends it, so that a create repeated after a
+    /// crash or a lost answer cannot make a second batch.
+    pub token: &'a str,
     pub bytes: u64,
     pub requests: u64,
 }
 
-/// What identifies a batch batchdrop may have created without saving its id.
+/// What identifies a batch batchdrop may have created without saving its id (a crash
+/// between the create call and saving its id). Each provider uses what it can: its own
+/// metadata, the idempotency token, or the time window, size and the batches already known.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLookup<'a> {
     pub job_id: &'a str,
     pub chunk: u32,
+    /// The chunk's idempotency token ([`ChunkUpload::token`]).
+    pub token: &'a str,
     /// Unix time the submit began: the batch cannot be older.
     pub since: i64,
     pub requests: u64,
@@ -102,8 +131,9 @@ pub struct BatchInfo {
     /// The provider's own status word (`in_progress`, `finalizing`, …).
     pub status: String,
     pub state: BatchState,
-    pub output_file: Option<String>,
-    pub error_file: Option<String>,
+    /// The files (or objects) holding its result lines, in the order to read them (outputs,
+    /// then errors); names only [`Provider::download`] has to understand.
+    pub result_files: Vec<String>,
     pub errors: Vec<BatchError>,
     pub counts: RequestCounts,
 }
@@ -118,7 +148,7 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     -> Result<Option<Submitted>, ProviderError>;
     async fn batch(&self, batch_id: &str) -> Result<BatchInfo, ProviderError>;
     async fn cancel(&self, batch_id: &str) -> Result<BatchInfo, ProviderError>;
-    /// Streams an output or error file named by [`BatchInfo`].
+    /// Streams a result file named by [`BatchInfo::result_files`].
     async fn download(&self, file: &str) -> Result<ByteStream, ProviderError>;
 }
 

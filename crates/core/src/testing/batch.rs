@@ -187,8 +187,7 @@ impl Batch {
             id: self.record.id.clone(),
             status: status.to_string(),
             state: BatchState::Pending,
-            output_file: None,
-            error_file: None,
+            result_files: Vec::new(),
             errors: Vec::new(),
             counts: RequestCounts {
                 total: self.record.custom_ids.len() as u64,
@@ -208,8 +207,7 @@ impl Batch {
             id: b.id.clone(),
             status: String::new(),
             state: BatchState::Completed,
-            output_file: None,
-            error_file: None,
+            result_files: Vec::new(),
             errors: Vec::new(),
             counts: RequestCounts {
                 total,
@@ -238,7 +236,7 @@ impl Batch {
                     .count() as u64;
                 files.insert(out_id.clone(), shuffled_file(lines, number));
                 info.status = "completed".into();
-                info.output_file = Some(out_id);
+                info.result_files.push(out_id);
                 info.counts.completed = total - failed;
                 info.counts.failed = failed;
             }
@@ -247,7 +245,7 @@ impl Batch {
                 if answered > 0 {
                     let lines = (0..answered).map(|i| answer(b, i)).collect();
                     files.insert(out_id.clone(), shuffled_file(lines, number));
-                    info.output_file = Some(out_id);
+                    info.result_files.push(out_id);
                 }
                 info.counts.completed = answered as u64;
                 if self.cancelled {
@@ -267,7 +265,7 @@ impl Batch {
                 let lines = (0..b.custom_ids.len()).map(|i| rejection(b, i)).collect();
                 files.insert(err_id.clone(), shuffled_file(lines, number));
                 info.status = "completed".into();
-                info.error_file = Some(err_id);
+                info.result_files.push(err_id);
                 info.counts.failed = total;
             }
         }

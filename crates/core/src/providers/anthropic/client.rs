@@ -94,8 +94,11 @@ impl MessageBatch {
             id: self.id,
             status: self.processing_status,
             state,
-            output_file: self.results_url.filter(|u| !u.is_empty()),
-            error_file: None,
+            result_files: self
+                .results_url
+                .into_iter()
+                .filter(|u| !u.is_empty())
+                .collect(),
             errors: Vec::new(),
             counts: RequestCounts {
                 total: c.processing + c.succeeded + c.errored + c.canceled + c.expired,

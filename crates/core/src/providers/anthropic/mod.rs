@@ -124,7 +124,11 @@ impl Dialect for Anthropic {
         lines::own_line(line, fields, set_id, defaults)
     }
 
-    fn read_common(&self, fields: &scan::Line<'_>, target: &dyn Dialect) -> Result<Request, Reject> {
+    fn read_common(
+        &self,
+        fields: &scan::Line<'_>,
+        target: &dyn Dialect,
+    ) -> Result<Request, Reject> {
         lines::to_common(fields, target)
     }
 

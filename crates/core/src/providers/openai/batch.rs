@@ -79,8 +79,11 @@ impl BatchObject {
             status: self.status,
             state,
             // A clean batch may report an empty-string error file.
-            output_file: self.output_file_id.filter(|f| !f.is_empty()),
-            error_file: self.error_file_id.filter(|f| !f.is_empty()),
+            result_files: [self.output_file_id, self.error_file_id]
+                .into_iter()
+                .flatten()
+                .filter(|f| !f.is_empty())
+                .collect(),
             errors: self
                 .errors
                 .map(|e| e.data)

@@ -122,7 +122,11 @@ impl Dialect for OpenAi {
         lines::own_line(line, fields, set_id, defaults)
     }
 
-    fn read_common(&self, fields: &scan::Line<'_>, target: &dyn Dialect) -> Result<Request, Reject> {
+    fn read_common(
+        &self,
+        fields: &scan::Line<'_>,
+        target: &dyn Dialect,
+    ) -> Result<Request, Reject> {
         lines::to_common(fields, target)
     }
 
