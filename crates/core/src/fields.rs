@@ -4,7 +4,7 @@
 
 use crate::scan::{Inner, Json};
 pub use crate::types::Reject;
-use crate::types::RejectCode;
+use crate::types::{RejectCode, Untranslatable};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -14,7 +14,7 @@ pub fn reject(code: RejectCode, message: impl Into<String>) -> Reject {
     (code, message.into())
 }
 
-pub fn untranslatable(e: crate::provider::Untranslatable) -> Reject {
+pub fn untranslatable(e: Untranslatable) -> Reject {
     reject(RejectCode::Untranslatable, format!("cannot translate: {e}"))
 }
 

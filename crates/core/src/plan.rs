@@ -1,6 +1,6 @@
 //! Chunk planning: which batch each accepted request goes into.
 //!
-//! Requests are grouped by (endpoint, model) — an OpenAI batch takes one of each — and each group
+//! Requests are grouped as the provider's dialect groups them ([`crate::types::Group`]) and each group
 //! fills one open chunk until the next request would pass the route's request or byte limit; then
 //! that chunk is sealed and a new one opens. Requests keep their input order inside a chunk.
 //! The planner only decides; the caller does the writing.

@@ -10,6 +10,13 @@
 //!
 //! Nothing is allocated unless containers nest deeper than 128 levels, and nothing is decoded:
 //! values are handed back as the byte spans they occupy.
+//!
+//! The fields it notes are the ones the providers' dialects read (`custom_id`, `method`, `url`,
+//! `body`, `params`, `prompt`, and `model` / `input` / `max_tokens` inside `body` or `params`).
+//!
+//! This file stays whole although it is longer than the others: it is one state machine, and
+//! its parts (tokens, strings, numbers, the line's members) share invariants that its proptests
+//! check against serde_json together; split, they would be harder to hold in one's head.
 
 use std::borrow::Cow;
 use std::fmt;

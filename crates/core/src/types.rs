@@ -68,6 +68,28 @@ pub struct Group {
     pub model: String,
 }
 
+/// Why a request cannot be carried over: the field, and what about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Untranslatable {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Untranslatable {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Untranslatable {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Untranslatable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` {}", self.field, self.reason)
+    }
+}
+
 /// One model's list price, USD per million tokens, as a provider publishes it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ListPrice {

@@ -8,6 +8,7 @@
 //! unknown fields) is refused by the dialect reading the line, as [`Untranslatable`] naming the
 //! field: nothing is ever dropped silently.
 
+pub use crate::types::Untranslatable;
 use serde_json::Number;
 
 /// One chat request, provider-neutral.
@@ -70,26 +71,4 @@ impl Content {
 pub struct Stop {
     pub sequences: Vec<String>,
     pub field: &'static str,
-}
-
-/// Why a request cannot be carried over: the field, and what about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Untranslatable {
-    pub field: String,
-    pub reason: String,
-}
-
-impl Untranslatable {
-    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Untranslatable {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Untranslatable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`{}` {}", self.field, self.reason)
-    }
 }
