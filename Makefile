@@ -46,6 +46,7 @@ test: venv lint lint-infra test-aws
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	python3 scripts/module_cycles.py crates/core/src crates/cli/src
 
 ## The SAM template, offline: SAM's validation with its linter, then cfn-lint.
 lint-infra: venv
