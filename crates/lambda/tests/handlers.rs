@@ -164,7 +164,7 @@ async fn scheduled_ticks_advance_the_active_jobs_and_report_the_finished_ones() 
         }
     }
     // THEN the tick that finished the job reported it, and its summary is written
-    assert_eq!(finished, [job_id.clone()]);
+    assert_eq!(finished, std::slice::from_ref(&job_id));
     let summary_key = format!(
         "{}summary.json",
         manifest_of(&bed, &job_id).await?.results_prefix
