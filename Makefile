@@ -62,10 +62,11 @@ test-aws: venv
 ## throughput vs split, submit peak RSS, 1M requests end to end through `batchdrop local`, a poll
 ## tick over 1,000 jobs, Lambda binary sizes. Prints a table, writes target/bench/report.json.
 ## Missed targets are reported, not failed. `make bench BENCH_FLAGS=--quick` for a fast run.
+## The four binaries in one cargo invocation: two with different package sets unify features
+## differently, and the second would rebuild much of the release tree the first built.
 BENCH_FLAGS ?=
 bench:
-	cargo build --release -p batchdrop-bench -p batchdrop
-	cargo build --release -p submit -p poll
+	cargo build --release -p batchdrop-bench -p batchdrop -p submit -p poll
 	$${CARGO_TARGET_DIR:-target}/release/batchdrop-bench $(BENCH_FLAGS)
 
 clean:

@@ -21,20 +21,55 @@ pub mod events;
 pub mod metrics;
 
 use aws_lambda_events::event::s3::S3Event;
-use batchdrop_core::clock::SystemClock;
+use batchdrop_core::clock::{Clock, SystemClock};
 use batchdrop_core::config::Config;
 use batchdrop_core::engine::{Engine, JobError, SubmitOutcome};
 use batchdrop_core::layout::{InboxKey, decode_event_key};
 use batchdrop_core::provider::Providers;
+use batchdrop_core::store::ObjectStore;
 use batchdrop_s3::S3Store;
 use serde::Serialize;
 use std::sync::Arc;
 
-/// Everything built once per cold start.
+/// The store of each bucket an event names: S3 in the functions ([`S3Buckets`]), an
+/// in-memory store in tests (any `Fn(&str) -> Arc<dyn ObjectStore>`).
+pub trait Buckets: Send + Sync {
+    fn store(&self, bucket: &str) -> Arc<dyn ObjectStore>;
+}
+
+/// Every bucket through one S3 client (the one configured at cold start).
+#[derive(Debug, Clone)]
+pub struct S3Buckets {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Buckets {
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        Self { client }
+    }
+}
+
+impl Buckets for S3Buckets {
+    fn store(&self, bucket: &str) -> Arc<dyn ObjectStore> {
+        Arc::new(S3Store::new(self.client.clone(), bucket))
+    }
+}
+
+impl<F> Buckets for F
+where
+    F: Fn(&str) -> Arc<dyn ObjectStore> + Send + Sync,
+{
+    fn store(&self, bucket: &str) -> Arc<dyn ObjectStore> {
+        self(bucket)
+    }
+}
+
+/// Everything built once per cold start: what the handlers run the engine with.
 pub struct App {
-    s3: aws_sdk_s3::Client,
+    buckets: Arc<dyn Buckets>,
     config: Arc<Config>,
     providers: Arc<dyn Providers>,
+    clock: Arc<dyn Clock>,
     /// Metrics and completion events of the jobs each invocation moves.
     completions: Arc<events::Completions>,
     /// Bucket polled by the poll function.
@@ -76,6 +111,31 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
 }
 
 impl App {
+    /// An app over these stores, routes, providers and clock, whose jobs' metrics and
+    /// completion events go to `completions`; it polls no bucket until [`Self::polling`].
+    pub fn new(
+        buckets: Arc<dyn Buckets>,
+        config: Arc<Config>,
+        providers: Arc<dyn Providers>,
+        clock: Arc<dyn Clock>,
+        completions: Arc<events::Completions>,
+    ) -> App {
+        App {
+            buckets,
+            config,
+            providers,
+            clock,
+            completions,
+            bucket: None,
+        }
+    }
+
+    /// The same app, polling `bucket` on each tick.
+    pub fn polling(mut self, bucket: impl Into<String>) -> App {
+        self.bucket = Some(bucket.into());
+        self
+    }
+
     /// Reads the configuration, the API keys it needs from Secrets Manager, and builds the
     /// clients; fails before serving if anything is off.
     pub async fn from_env() -> Result<App, HandlerError> {
@@ -100,27 +160,41 @@ impl App {
         let config = Arc::new(config);
         let completions =
             Arc::new(events::Completions::from_env(config.clone(), &lambda_env).await);
-        Ok(App {
-            s3,
+        let app = App::new(
+            Arc::new(S3Buckets::new(s3)),
             config,
+            Arc::new(providers),
+            Arc::new(SystemClock),
             completions,
-            providers: Arc::new(providers),
-            bucket: lambda_env("BATCHDROP_BUCKET"),
+        );
+        Ok(match lambda_env("BATCHDROP_BUCKET") {
+            Some(bucket) => app.polling(bucket),
+            None => app,
         })
     }
 
+    /// The engine over `bucket`, whose job events go to the app's completions.
     pub fn engine(&self, bucket: &str) -> Engine {
-        let store: Arc<dyn batchdrop_core::store::ObjectStore> =
-            Arc::new(S3Store::new(self.s3.clone(), bucket));
+        let store = self.buckets.store(bucket);
         let observer = self.completions.observer(store.clone());
         Engine::new(
             store,
             bucket,
             self.config.clone(),
             self.providers.clone(),
-            Arc::new(SystemClock),
+            self.clock.clone(),
         )
         .with_observer(observer)
+    }
+
+    /// The engine for an invocation that must end by `deadline_ms` (ms since the epoch), if
+    /// known.
+    fn engine_until(&self, bucket: &str, deadline_ms: Option<u64>) -> Engine {
+        let engine = self.engine(bucket);
+        match usable_deadline(deadline_ms, self.clock.now()) {
+            Some(d) => engine.until(d),
+            None => engine,
+        }
     }
 }
 
@@ -168,7 +242,7 @@ pub async fn handle_s3_event(
                 continue;
             }
         };
-        let engine = with_deadline(app.engine(&bucket), deadline_ms);
+        let engine = app.engine_until(&bucket, deadline_ms);
         if InboxKey::parse_cancel(&key).is_some() {
             let (text, retryable) = match engine.cancel(&key).await {
                 Ok(jobs) if jobs.is_empty() => {
@@ -237,13 +311,14 @@ pub async fn handle_tick(
         .bucket
         .as_deref()
         .ok_or_else(|| HandlerError::Config("BATCHDROP_BUCKET is not set".into()))?;
-    let report = with_deadline(app.engine(bucket), deadline_ms)
+    let engine = app.engine_until(bucket, deadline_ms);
+    let report = engine
         .poll()
         .await
         .map_err(|e: JobError| HandlerError::Retryable(e.to_string()))?;
     app.completions.flush().await;
     app.completions
-        .batches_in_flight(&S3Store::new(app.s3.clone(), bucket))
+        .batches_in_flight(engine.store().as_ref())
         .await;
     let failures: Vec<String> = report
         .failures
@@ -259,14 +334,6 @@ pub async fn handle_tick(
         busy: report.busy,
         failures,
     })
-}
-
-/// The engine for an invocation that must end by `deadline_ms` (ms since the epoch), if known.
-fn with_deadline(engine: Engine, deadline_ms: Option<u64>) -> Engine {
-    match usable_deadline(deadline_ms, time::OffsetDateTime::now_utc()) {
-        Some(d) => engine.until(d),
-        None => engine,
-    }
 }
 
 /// The deadline as a time, unless it is not one: a deadline already past when the invocation
