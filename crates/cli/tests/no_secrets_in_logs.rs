@@ -1,4 +1,4 @@
-//! DESIGN.md: API keys never appear in logs, errors, summaries or the bucket; prompts and
+//! [DESIGN.md](../../../docs/DESIGN.md): API keys never appear in logs, errors, summaries or the bucket; prompts and
 //! completions are not logged. An end-to-end run at debug level through both providers' wire
 //! formats (keys sent for real, to the embedded sandbox), with every command of the CLI, and
 //! everything printed is searched for the secrets and the prompt.

@@ -1,4 +1,4 @@
-//! The bucket layout (see DESIGN.md): which key means what, and where each job keeps its state.
+//! The bucket layout (see [DESIGN.md](../../../docs/DESIGN.md)): which key means what, and where each job keeps its state.
 //!
 //! ```text
 //! inbox/<route>/<path>.jsonl             uploads; the only prefix that triggers work

@@ -1,4 +1,4 @@
-//! `summary.json`: what a finished job reports (DESIGN.md fixes its shape), with its cost at the
+//! `summary.json`: what a finished job reports ([DESIGN.md](../../../docs/DESIGN.md) fixes its shape), with its cost at the
 //! config's prices.
 
 use crate::config::Config;

@@ -1,5 +1,5 @@
 //! The job engine end to end over an in-memory bucket, a manual clock and a scripted provider:
-//! one behaviour per test, as DESIGN.md ("Input lines", "Results", summary.json) promises it.
+//! one behaviour per test, as [DESIGN.md](../../../docs/DESIGN.md) ("Input lines", "Results", summary.json) promises it.
 
 use batchdrop_core::clock::Clock;
 use batchdrop_core::config::Config;
