@@ -10,6 +10,21 @@ pub(crate) fn no(field: impl Into<String>, reason: impl Into<String>) -> Untrans
     Untranslatable::new(field, reason)
 }
 
+/// A number field, as it is written.
+pub(crate) fn number(field: &str, value: &Value) -> Result<serde_json::Number, Untranslatable> {
+    value
+        .as_number()
+        .cloned()
+        .ok_or_else(|| no(field, "must be a number"))
+}
+
+/// A count field (`max_tokens`): a non-negative integer.
+pub(crate) fn count(field: &str, value: &Value) -> Result<u64, Untranslatable> {
+    value
+        .as_u64()
+        .ok_or_else(|| no(field, "must be a positive integer"))
+}
+
 /// The text of a content value: a string, or an array of text parts. `image_word` names the
 /// format's own image part in the refusal.
 pub(crate) fn text_parts(

@@ -6,7 +6,9 @@
 //! refused naming the field.
 
 use crate::provider::{Message, Request, Stop, Untranslatable};
-use crate::providers::chat::{message_json, model_for, no, role_of, text_message, text_parts};
+use crate::providers::chat::{
+    count, message_json, model_for, no, number, role_of, text_message, text_parts,
+};
 use crate::route::Defaults;
 use serde_json::{Map, Value, json};
 
@@ -47,22 +49,10 @@ pub fn to_common(params: &Map<String, Value>, target: &str) -> Result<Request, U
                 }
             }
             "max_tokens" => {
-                let n = value
-                    .as_u64()
-                    .ok_or_else(|| no(key, "must be a positive integer"))?;
-                request.max_tokens = Some(n);
+                request.max_tokens = Some(count(key, value)?);
             }
-            "temperature" | "top_p" => {
-                let n = value
-                    .as_number()
-                    .ok_or_else(|| no(key, "must be a number"))?
-                    .clone();
-                if key == "temperature" {
-                    request.temperature = Some(n);
-                } else {
-                    request.top_p = Some(n);
-                }
-            }
+            "temperature" => request.temperature = Some(number(key, value)?),
+            "top_p" => request.top_p = Some(number(key, value)?),
             "stop_sequences" => {
                 let sequences = value
                     .as_array()

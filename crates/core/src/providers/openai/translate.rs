@@ -6,7 +6,7 @@
 //! defaults they are. Anything else is refused naming the field.
 
 use crate::provider::{Message, Request, Stop, Untranslatable};
-use crate::providers::chat::{message_json, model_for, no, role_of, text_message};
+use crate::providers::chat::{count, message_json, model_for, no, number, role_of, text_message};
 use crate::route::Defaults;
 use serde_json::{Map, Value, json};
 
@@ -61,22 +61,10 @@ pub fn to_common(body: &Map<String, Value>, target: &str) -> Result<Request, Unt
                 }
             }
             "max_tokens" | "max_completion_tokens" => {
-                let n = value
-                    .as_u64()
-                    .ok_or_else(|| no(key, "must be a positive integer"))?;
-                request.max_tokens = Some(n);
+                request.max_tokens = Some(count(key, value)?);
             }
-            "temperature" | "top_p" => {
-                let n = value
-                    .as_number()
-                    .ok_or_else(|| no(key, "must be a number"))?
-                    .clone();
-                if key == "temperature" {
-                    request.temperature = Some(n);
-                } else {
-                    request.top_p = Some(n);
-                }
-            }
+            "temperature" => request.temperature = Some(number(key, value)?),
+            "top_p" => request.top_p = Some(number(key, value)?),
             "stop" => {
                 let sequences = match value {
                     Value::Null => continue,
