@@ -91,7 +91,7 @@ pub struct ModelEstimate {
 pub struct Estimate {
     pub file: String,
     pub route: String,
-    pub wire: String,
+    pub provider: String,
     pub lines: u64,
     pub requests: u64,
     pub rejected: u64,
@@ -133,7 +133,7 @@ pub async fn estimate_file(
     let mut est = Estimate {
         file: file.display().to_string(),
         route: route_name.to_string(),
-        wire: route.provider.clone(),
+        provider: route.provider.clone(),
         lines: 0,
         requests: 0,
         rejected: 0,
@@ -240,7 +240,7 @@ pub async fn estimate_file(
 pub fn render(est: &Estimate) -> String {
     let mut out = format!(
         "{} on route {} ({}): {} lines, {} requests, {} rejected\n\n",
-        est.file, est.route, est.wire, est.lines, est.requests, est.rejected
+        est.file, est.route, est.provider, est.lines, est.requests, est.rejected
     );
     let bound = if est.output_basis.starts_with("assumed") {
         ""
