@@ -72,13 +72,12 @@ enum Shape {
 }
 
 impl Validator {
-    /// The validator of a route. A route whose provider is not registered (the configuration
-    /// refuses those at start) validates as the first registered one.
-    pub fn new(route: &Route) -> Self {
-        let known = providers::dialects();
+    /// The validator of a route whose provider's dialect is `dialect`
+    /// (`crate::providers::dialect(&route.provider)`).
+    pub fn new(route: &Route, dialect: &'static dyn Dialect) -> Self {
         Self {
-            dialect: providers::dialect(&route.provider).unwrap_or(known[0]),
-            known,
+            dialect,
+            known: providers::dialects(),
             defaults: route.defaults.clone(),
             max_line_bytes: route.limits.max_line_bytes,
             written: Written::new(&route.defaults),
@@ -248,7 +247,10 @@ mod tests {
 
     fn validator() -> Validator {
         let config = Config::builtin(&|_| None);
-        Validator::new(config.route("sandbox").unwrap())
+        Validator::new(
+            config.route("sandbox").unwrap(),
+            &providers::openai::DIALECT,
+        )
     }
 
     fn rejected(outcome: Outcome<'_>) -> Rejection {
@@ -356,7 +358,10 @@ mod tests {
             .unwrap()
             .limits
             .max_line_bytes = 10;
-        let mut v = Validator::new(config.route("sandbox").unwrap());
+        let mut v = Validator::new(
+            config.route("sandbox").unwrap(),
+            &providers::openai::DIALECT,
+        );
         assert_eq!(rejected(v.check(1, GOOD)).code, RejectCode::LineTooLong);
     }
 
@@ -406,7 +411,10 @@ mod tests {
 
     fn anthropic_validator() -> Validator {
         let config = Config::builtin(&|_| None);
-        Validator::new(config.route("sandbox-anthropic").unwrap())
+        Validator::new(
+            config.route("sandbox-anthropic").unwrap(),
+            &providers::anthropic::DIALECT,
+        )
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::input::{Outcome, Validator};
 use crate::layout::JobKeys;
 use crate::manifest::Counts;
 use crate::plan::{ChunkPlan, Planner};
+use crate::provider::Dialect;
 use crate::route::Route;
 use crate::store::{ObjectStore, PutMode, StoreError};
 use crate::writer::StreamWriter;
@@ -47,6 +48,7 @@ impl Stager {
         store: Arc<dyn ObjectStore>,
         keys: JobKeys,
         route: &Route,
+        dialect: &'static dyn Dialect,
         segment: u32,
         first_chunk: u32,
     ) -> Result<Self, StoreError> {
@@ -57,7 +59,7 @@ impl Stager {
             PutMode::Overwrite,
         );
         Ok(Self {
-            validator: Validator::new(route),
+            validator: Validator::new(route, dialect),
             planner: Planner::starting_at(route.limits, first_chunk),
             ids,
             rejected,

@@ -120,7 +120,6 @@ pub async fn estimate_file(
     };
     let f = tokio::fs::File::open(file).await.map_err(read_error)?;
     let mut reader = tokio::io::BufReader::with_capacity(1 << 20, f);
-    let mut validator = Validator::new(route);
     let dialect =
         batchdrop_core::providers::dialect(&route.provider).map_err(|e| Error::Config {
             source: batchdrop_core::config::ConfigError::Route {
@@ -129,6 +128,7 @@ pub async fn estimate_file(
             },
             hint: "",
         })?;
+    let mut validator = Validator::new(route, dialect);
     let mut models: BTreeMap<String, ModelEstimate> = BTreeMap::new();
     let mut est = Estimate {
         file: file.display().to_string(),

@@ -9,6 +9,7 @@ use crate::ids;
 use crate::input::{RejectCode, Rejection};
 use crate::manifest::{ChunkRecord, JobStatus, Manifest, PlanCursor};
 use crate::provider::ProviderError;
+use crate::providers;
 use crate::staging::Stager;
 use crate::store::{PutMode, StoreError, StreamLines, read_ahead};
 use crate::writer::StreamWriter;
@@ -56,6 +57,10 @@ impl JobRun<'_> {
             }
             .into());
         };
+        let dialect =
+            providers::dialect(&route.provider).map_err(|e| ProviderError::Unavailable {
+                reason: format!("route {:?}: {e}", manifest.route),
+            })?;
         self.acquire(manifest).await?;
         if cursor.offset < manifest.input.bytes || cursor.segment == 0 {
             let key = manifest.input.key.clone();
@@ -76,6 +81,7 @@ impl JobRun<'_> {
                 engine.store.clone(),
                 self.keys.clone(),
                 route,
+                dialect,
                 cursor.segment,
                 next_chunk_index(manifest),
             )

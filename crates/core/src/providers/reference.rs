@@ -789,7 +789,7 @@ mod same_as_before {
             line_no in 1u64..1000,
         ) {
             let bytes = damaged(text, damage);
-            let now = Validator::new(&route).check(line_no, &bytes);
+            let now = Validator::new(&route, crate::providers::dialect(&route.provider).expect("registered")).check(line_no, &bytes);
             let before = Reference::new(&route).check(line_no, &bytes);
             prop_assert_eq!(now, before, "{}", String::from_utf8_lossy(&bytes));
         }
@@ -895,7 +895,7 @@ mod plain_prompt_lines {
             text in plain_line(),
             route in prop::sample::select(routes()),
         ) {
-            let now = Validator::new(&route).check(1, text.as_bytes());
+            let now = Validator::new(&route, crate::providers::dialect(&route.provider).expect("registered")).check(1, text.as_bytes());
             let before = Reference::new(&route).check(1, text.as_bytes());
             prop_assert_eq!(&now, &before);
             if let Outcome::Accepted(_) = before {
