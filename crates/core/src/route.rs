@@ -21,8 +21,9 @@ pub enum KeySource {
 /// Limits a route's chunks must stay within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkLimits {
-    /// Fewest requests a batch may hold (a provider's minimum); planning balances the last
-    /// chunks so that none falls below it whenever the file holds at least that many.
+    /// Fewest requests a batch may hold (a provider's minimum; 1 for OpenAI and Anthropic).
+    /// Planning does not rebalance chunks towards it yet: the first provider with a minimum
+    /// above 1 (Bedrock) brings that (see the issue "Bedrock batch inference").
     #[serde(default = "one")]
     pub min_requests_per_batch: u64,
     pub max_requests_per_batch: u64,
