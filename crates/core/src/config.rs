@@ -9,7 +9,7 @@
 //! max_requests_per_batch = 1000
 //!
 //! [routes.labelling]               # a new route
-//! provider = "openai"              # a registered provider (crate::providers): openai, anthropic
+//! provider = "openai"              # a registered provider (see `providers`): openai, anthropic
 //! base_url = "https://api.openai.com/v1"
 //! api_key_env = "OPENAI_API_KEY"   # or api_key_secret = "arn:aws:secretsmanager:…"
 //! max_bytes_per_batch = 100_000_000
@@ -20,7 +20,7 @@
 //! model = "gpt-4o-mini"
 //! max_tokens = 512
 //!
-//! [prices."gpt-4o-mini"]           # USD per million tokens; see crate::cost
+//! [prices."gpt-4o-mini"]           # USD per million tokens; see the `cost` module
 //! input = 0.15                     # synchronous; batch_input defaults to half
 //! output = 0.60                    # synchronous; batch_output defaults to half
 //! ```

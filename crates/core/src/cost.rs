@@ -3,7 +3,7 @@
 //!
 //! - [`PriceTable::builtin`] holds the providers' public list prices, in USD per million
 //!   tokens, taken on [`PRICES_AS_OF`]; a config file replaces or adds models with
-//!   `[prices."model-name"]` (see [`crate::config`]).
+//!   `[prices."model-name"]` (see the `config` module).
 //! - A model name resolves to its table entry exactly, or with a snapshot suffix removed
 //!   (`gpt-4o-mini-2024-07-18` → `gpt-4o-mini`, `claude-sonnet-4-5-20250929` →
 //!   `claude-sonnet-4-5`, `…-latest`). Nothing else is guessed: a name without an entry is

@@ -238,6 +238,9 @@ fn unreadable(line: &[u8], scanned: scan::Error) -> Reject {
 }
 
 #[cfg(test)]
+mod reference;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;

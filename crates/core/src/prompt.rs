@@ -1,5 +1,5 @@
 //! Prompt lines `{"prompt","custom_id"?,"system"?, …overrides}`, taken apart for a dialect to
-//! build its request from (`crate::provider::Dialect::prompt_line`), on two paths:
+//! build its request from (`Dialect::prompt_line` in the `provider` module), on two paths:
 //! - the general path, [`PromptParts`]: the line as a serde_json map, less `custom_id`,
 //!   `prompt` and `system`; what is left overrides the route's defaults;
 //! - plain lines, [`Plain`], written byte by byte: the very bytes serde_json writes for the

@@ -1,5 +1,5 @@
 //! A route: what a file dropped under `inbox/<route>/` is sent to, and how. Plain data, read
-//! from the configuration ([`crate::config`]) once at start.
+//! from the configuration (the `config` module) once at start.
 
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +51,7 @@ pub struct Defaults {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Route {
-    /// The provider's name in the registry ([`crate::providers`]).
+    /// The provider's name in the registry (the `providers` module).
     pub provider: String,
     pub base_url: String,
     pub api_key: KeySource,

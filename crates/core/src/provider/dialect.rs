@@ -1,5 +1,5 @@
 //! What the engine needs to know of a provider's formats: its dialect. Each provider folder
-//! (`crate::providers::<name>`) implements it; the validator, the planner and the engine
+//! (`providers/<name>/`) implements it; the validator, the planner and the engine
 //! speak only through it, so that none of them names a provider.
 //!
 //! A dialect builds request lines (from its own batch lines, from prompt lines, and from the

@@ -1,6 +1,6 @@
 //! The provider port: submit a chunk as a batch, watch it, cancel it, download its files.
 //!
-//! Implementations: one per provider folder in [`crate::providers`]. Types here are domain
+//! Implementations: one per provider folder in `providers/`. Types here are domain
 //! types; no HTTP or SDK type appears.
 
 mod dialect;

@@ -253,6 +253,17 @@ pub async fn http_error(operation: &'static str, resp: reqwest::Response) -> Pro
             None,
         ),
     };
+    refused(operation, status, code, message, retry_after)
+}
+
+/// A refusal answered with HTTP `status`: its kind and retryability from the status.
+pub(crate) fn refused(
+    operation: &'static str,
+    status: u16,
+    code: Option<String>,
+    message: String,
+    retry_after: Option<Duration>,
+) -> ProviderError {
     ProviderError::Refused {
         operation,
         kind: kind_of_status(status),

@@ -15,8 +15,6 @@ pub mod anthropic;
 mod chat;
 pub(crate) mod http;
 pub mod openai;
-#[cfg(test)]
-mod reference;
 pub mod retry;
 
 pub use anthropic::AnthropicProvider;

@@ -106,15 +106,7 @@ impl ScriptedProvider {
 }
 
 fn http(operation: &'static str, status: u16, code: &str, message: String) -> ProviderError {
-    ProviderError::Refused {
-        operation,
-        kind: crate::providers::http::kind_of_status(status),
-        answer: format!("HTTP {status}"),
-        code: Some(code.to_string()),
-        message,
-        retryable: crate::providers::http::retryable_status(status),
-        retry_after: None,
-    }
+    crate::providers::http::refused(operation, status, Some(code.to_string()), message, None)
 }
 
 #[async_trait]

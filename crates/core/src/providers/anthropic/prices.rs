@@ -1,4 +1,4 @@
-//! Anthropic's list prices (USD per million tokens, taken on [`crate::cost::PRICES_AS_OF`]).
+//! Anthropic's list prices (USD per million tokens, taken on `cost::PRICES_AS_OF`).
 //! Message Batches cost half the synchronous prices.
 
 use crate::types::ListPrice;

@@ -1,4 +1,4 @@
-//! OpenAI's list prices (USD per million tokens, taken on [`crate::cost::PRICES_AS_OF`]).
+//! OpenAI's list prices (USD per million tokens, taken on `cost::PRICES_AS_OF`).
 //! Batch prices are half the synchronous ones.
 
 use crate::types::ListPrice;

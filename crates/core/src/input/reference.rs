@@ -4,10 +4,10 @@
 //! dialects are compared with (`same_as_before` below): same outcome, same bytes, same
 //! messages, line for line. Delete it the day validation is meant to change.
 
-use super::anthropic::{MAPPED_ID_PREFIX, MESSAGES};
-use super::openai::{CHAT_COMPLETIONS, EMBEDDINGS, ENDPOINTS as OPENAI_ENDPOINTS};
 use crate::fields::{BodyFields, LineFields};
 use crate::input::{Accepted, Group, Outcome, RejectCode, Rejection};
+use crate::providers::anthropic::{self, MAPPED_ID_PREFIX, MESSAGES};
+use crate::providers::openai::{self, CHAT_COMPLETIONS, EMBEDDINGS, ENDPOINTS as OPENAI_ENDPOINTS};
 use crate::route::{Defaults, Route};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -354,8 +354,8 @@ impl Validator {
                     format!("`body` is not valid: {e}"),
                 )
             })?;
-        let params = super::anthropic::translate::from_common(
-            super::openai::translate::to_common(&body, "Anthropic").map_err(untranslatable)?,
+        let params = anthropic::translate::from_common(
+            openai::translate::to_common(&body, "Anthropic").map_err(untranslatable)?,
             &self.defaults,
         )
         .map_err(untranslatable)?;
@@ -374,8 +374,8 @@ impl Validator {
                     format!("`params` is not valid: {e}"),
                 )
             })?;
-        let body = super::openai::translate::from_common(
-            super::anthropic::translate::to_common(&params, "OpenAI").map_err(untranslatable)?,
+        let body = openai::translate::from_common(
+            anthropic::translate::to_common(&params, "OpenAI").map_err(untranslatable)?,
             &self.defaults,
         )
         .map_err(untranslatable)?;
