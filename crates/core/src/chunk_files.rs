@@ -196,6 +196,11 @@ impl ChunkRows {
 }
 
 impl Row<'_> {
+    /// The row as owned bytes: its line number, request and sidecar entry (newlines included).
+    fn owned(&self) -> (u64, Vec<u8>, Vec<u8>) {
+        (self.line(), self.request.to_vec(), self.entry.0.to_vec())
+    }
+
     /// The input line number of the row.
     pub fn line(&self) -> u64 {
         self.entry.line()
@@ -231,6 +236,63 @@ pub async fn copy_chunk(
     }
     out.finish().await?;
     Ok((requests, bytes))
+}
+
+/// Merges the rows of chunks `from` (each in input-line order) into new chunks, in input-line
+/// order: `to[k].0` gets the next `to[k].1` rows, or fewer when they would pass `max_bytes`
+/// (the rest go to the next). Rows left when `to` runs out go to the last. Returns the
+/// (index, requests, bytes) of each chunk written.
+pub async fn merge_chunks(
+    store: Arc<dyn ObjectStore>,
+    keys: &JobKeys,
+    from: &[u32],
+    to: &[(u32, u64)],
+    max_bytes: u64,
+) -> Result<Vec<(u32, u64, u64)>, StoreError> {
+    let mut sources = Vec::with_capacity(from.len());
+    for &index in from {
+        sources.push(ChunkRows::open(store.as_ref(), keys, index).await?);
+    }
+    // The head row of each source, owned: (line, request, sidecar entry).
+    let mut heads: Vec<Option<(u64, Vec<u8>, Vec<u8>)>> = Vec::with_capacity(sources.len());
+    for source in &mut sources {
+        heads.push(source.next().await?.map(|r| r.owned()));
+    }
+    let mut written = Vec::with_capacity(to.len());
+    let mut targets = to.iter();
+    let Some(&(mut index, mut room)) = targets.next() else {
+        return Ok(written);
+    };
+    let mut out = ChunkWriter::open(&store, keys, index);
+    let (mut requests, mut bytes) = (0u64, 0u64);
+    loop {
+        let next = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(k, h)| h.as_ref().map(|(line, _, _)| (*line, k)))
+            .min();
+        let Some((_, k)) = next else { break };
+        let Some((_, request, entry)) = heads[k].take() else {
+            break;
+        };
+        let full = requests >= room || bytes + request.len() as u64 > max_bytes;
+        if full && requests > 0 {
+            if let Some(&(next_index, next_room)) = targets.next() {
+                out.finish().await?;
+                written.push((index, requests, bytes));
+                (index, room, requests, bytes) = (next_index, next_room, 0, 0);
+                out = ChunkWriter::open(&store, keys, index);
+            }
+        }
+        out.requests.write(&request).await?;
+        out.sidecar.write(&entry).await?;
+        requests += 1;
+        bytes += request.len() as u64;
+        heads[k] = sources[k].next().await?.map(|r| r.owned());
+    }
+    out.finish().await?;
+    written.push((index, requests, bytes));
+    Ok(written)
 }
 
 /// `n` in decimal, without allocating.

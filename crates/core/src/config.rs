@@ -16,6 +16,9 @@
 //! max_line_bytes = 1_000_000
 //! max_attempts = 3                 # per request, retries of 429/5xx/expired included
 //! max_batches_in_flight = 4        # across jobs of this route
+//! min_requests_per_batch = 100     # a provider's minimum (Bedrock's: 100); smaller chunks
+//! below_minimum = "on_demand"      #   go one by one on demand, or "fail"
+//! role_arn = "arn:aws:iam::…"      # Bedrock: the service role its jobs run as
 //! [routes.labelling.defaults]      # fill in prompt lines and lines without a model
 //! model = "gpt-4o-mini"
 //! max_tokens = 512
@@ -25,7 +28,9 @@
 //! output = 0.60                    # synchronous; batch_output defaults to half
 //! ```
 
-pub use crate::route::{ChunkLimits, DEFAULT_SANDBOX_URL, Defaults, KeySource, Retries, Route};
+pub use crate::route::{
+    BelowMinimum, ChunkLimits, DEFAULT_SANDBOX_URL, Defaults, KeySource, Retries, Route,
+};
 
 use crate::cost::{PriceOverride, PriceTable};
 use crate::providers;
@@ -76,6 +81,9 @@ struct FileRoute {
     max_line_bytes: Option<u64>,
     max_attempts: Option<u32>,
     max_batches_in_flight: Option<u32>,
+    min_requests_per_batch: Option<u64>,
+    role_arn: Option<String>,
+    below_minimum: Option<BelowMinimum>,
     defaults: Option<Defaults>,
 }
 
@@ -119,16 +127,23 @@ impl Config {
                     builtin
                 }
                 (Some(builtin), None) => builtin,
-                (None, Some(provider)) => Route {
-                    limits: providers::dialect(&provider)
-                        .map_err(|e| route_err(e.to_string()))?
-                        .limits(),
-                    provider,
-                    base_url: String::new(),
-                    api_key: KeySource::None,
-                    defaults: Defaults::default(),
-                    retries: Retries::default(),
-                    max_batches_in_flight: None,
+                // A new route starts from the provider's own built-in route (the one named
+                // after it: its endpoint, key variable, limits and defaults), if it has one.
+                (None, Some(provider)) => match Config::builtin(env).routes.remove(&provider) {
+                    Some(main) => main,
+                    None => Route {
+                        limits: providers::dialect(&provider)
+                            .map_err(|e| route_err(e.to_string()))?
+                            .limits(),
+                        provider,
+                        base_url: String::new(),
+                        api_key: KeySource::None,
+                        defaults: Defaults::default(),
+                        retries: Retries::default(),
+                        max_batches_in_flight: None,
+                        role_arn: None,
+                        below_minimum: BelowMinimum::default(),
+                    },
                 },
                 (None, None) => {
                     return Err(route_err(format!(
@@ -197,10 +212,26 @@ impl Config {
                 }
                 route.max_batches_in_flight = Some(n);
             }
+            if let Some(n) = fr.min_requests_per_batch {
+                // Balanced chunks stay within both only when the maximum is at least twice it.
+                if n == 0 || n.saturating_mul(2) > route.limits.max_requests_per_batch {
+                    return Err(route_err(format!(
+                        "min_requests_per_batch = {n} must be between 1 and half of max_requests_per_batch ({})",
+                        route.limits.max_requests_per_batch
+                    )));
+                }
+                route.limits.min_requests_per_batch = n;
+            }
+            if let Some(arn) = fr.role_arn {
+                route.role_arn = Some(arn);
+            }
+            if let Some(policy) = fr.below_minimum {
+                route.below_minimum = policy;
+            }
             if route.limits.max_line_bytes > route.limits.max_bytes_per_batch {
                 route.limits.max_line_bytes = route.limits.max_bytes_per_batch;
             }
-            if route.base_url.is_empty() {
+            if route.base_url.is_empty() && !entry_finds_endpoint(&route.provider) {
                 return Err(route_err("`base_url` is required".into()));
             }
             config.routes.insert(name, route);
@@ -243,6 +274,11 @@ impl Config {
     pub fn route_names(&self) -> Vec<&str> {
         self.routes.keys().map(String::as_str).collect()
     }
+}
+
+/// Whether the provider's client finds its endpoint itself when `base_url` is empty.
+fn entry_finds_endpoint(provider: &str) -> bool {
+    providers::get(provider).is_ok_and(|e| e.finds_endpoint)
 }
 
 /// The process environment, for [`Config::from_env`].

@@ -234,19 +234,30 @@ pub struct ModelCost {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub batch: f64,
+    /// Its tokens sent on demand (below a provider's batch minimum), at the synchronous prices.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub on_demand: f64,
     pub synchronous_equivalent: f64,
     pub prices_as_of: String,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// A job's (or an estimate's) cost. Serialises as the `cost` object of summary.json.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cost {
     pub currency: &'static str,
-    /// At the batch prices: what the provider charges.
+    /// At the batch prices: what the provider charges for the batches.
     pub batch: f64,
-    /// The same tokens at the synchronous prices.
+    /// The requests sent one by one on demand (chunks below a provider's batch minimum), at
+    /// the synchronous prices: what the provider charges for them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub on_demand: f64,
+    /// All the tokens at the synchronous prices.
     pub synchronous_equivalent: f64,
-    /// `synchronous_equivalent - batch`.
+    /// `synchronous_equivalent - batch - on_demand`.
     pub saved: f64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub by_model: Vec<ModelCost>,
@@ -264,6 +275,7 @@ impl Cost {
         Self {
             currency: CURRENCY,
             batch: 0.0,
+            on_demand: 0.0,
             synchronous_equivalent: 0.0,
             saved: 0.0,
             by_model: Vec::new(),
@@ -281,6 +293,8 @@ impl Cost {
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
     tokens: BTreeMap<String, Usage>,
+    /// Tokens sent on demand, not in a batch, per model.
+    on_demand: BTreeMap<String, Usage>,
     priced_as: Option<String>,
 }
 
@@ -295,6 +309,16 @@ impl Tally {
             return;
         }
         let slot = self.tokens.entry(model.to_string()).or_default();
+        slot.input_tokens += input;
+        slot.output_tokens += output;
+    }
+
+    /// Counts tokens of `model` sent on demand (priced at the synchronous prices).
+    pub fn add_on_demand(&mut self, model: &str, input: u64, output: u64) {
+        if input == 0 && output == 0 {
+            return;
+        }
+        let slot = self.on_demand.entry(model.to_string()).or_default();
         slot.input_tokens += input;
         slot.output_tokens += output;
     }
@@ -314,14 +338,24 @@ impl Tally {
     /// Prices the tokens.
     pub fn cost(&self, prices: &PriceTable) -> Cost {
         let mut cost = Cost::zero();
-        let (mut batch_total, mut sync_total) = (0i64, 0i64);
-        for (model, usage) in &self.tokens {
-            let (input, output) = (usage.input_tokens, usage.output_tokens);
+        let (mut batch_total, mut on_demand_total, mut sync_total) = (0i64, 0i64, 0i64);
+        let models: std::collections::BTreeSet<&String> =
+            self.tokens.keys().chain(self.on_demand.keys()).collect();
+        for model in models {
+            let none = Usage::default();
+            let batched = self.tokens.get(model).unwrap_or(&none);
+            let direct = self.on_demand.get(model).unwrap_or(&none);
+            let input = batched.input_tokens + direct.input_tokens;
+            let output = batched.output_tokens + direct.output_tokens;
             match prices.lookup(model) {
                 Some((entry, p)) => {
-                    let batch = nanos(input, p.batch_input) + nanos(output, p.batch_output);
+                    let batch = nanos(batched.input_tokens, p.batch_input)
+                        + nanos(batched.output_tokens, p.batch_output);
+                    let on_demand =
+                        nanos(direct.input_tokens, p.input) + nanos(direct.output_tokens, p.output);
                     let sync = nanos(input, p.input) + nanos(output, p.output);
                     batch_total += batch;
+                    on_demand_total += on_demand;
                     sync_total += sync;
                     cost.by_model.push(ModelCost {
                         model: model.clone(),
@@ -329,20 +363,22 @@ impl Tally {
                         input_tokens: input,
                         output_tokens: output,
                         batch: dollars(batch),
+                        on_demand: dollars(on_demand),
                         synchronous_equivalent: dollars(sync),
                         prices_as_of: p.as_of.clone(),
                     });
                 }
                 None => cost.unpriced.push(ModelTokens {
                     model: model.clone(),
-                    input_tokens: usage.input_tokens,
-                    output_tokens: usage.output_tokens,
+                    input_tokens: input,
+                    output_tokens: output,
                 }),
             }
         }
         cost.batch = dollars(batch_total);
+        cost.on_demand = dollars(on_demand_total);
         cost.synchronous_equivalent = dollars(sync_total);
-        cost.saved = dollars(sync_total - batch_total);
+        cost.saved = dollars(sync_total - batch_total - on_demand_total);
         cost.priced_as = self.priced_as.clone();
         cost
     }
@@ -377,7 +413,11 @@ pub fn job_tally(manifest: &Manifest, default_model: Option<&str>) -> Tally {
             } else {
                 "unknown"
             };
-            tally.add(model, usage.input_tokens, usage.output_tokens);
+            if chunk.on_demand {
+                tally.add_on_demand(model, usage.input_tokens, usage.output_tokens);
+            } else {
+                tally.add(model, usage.input_tokens, usage.output_tokens);
+            }
         }
     }
     tally

@@ -143,6 +143,10 @@ pub struct ChunkRecord {
     /// for pricing batches that mix models.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub usage_by_model: std::collections::BTreeMap<String, Usage>,
+    /// Below the provider's batch minimum, its requests went one by one through the
+    /// provider's synchronous API (priced at on-demand prices).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_demand: bool,
 }
 
 fn first_attempt() -> u32 {
@@ -168,6 +172,7 @@ impl ChunkRecord {
             retried: 0,
             after_drain: false,
             usage_by_model: Default::default(),
+            on_demand: false,
         }
     }
 }

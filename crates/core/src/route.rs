@@ -21,9 +21,10 @@ pub enum KeySource {
 /// Limits a route's chunks must stay within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkLimits {
-    /// Fewest requests a batch may hold (a provider's minimum; 1 for OpenAI and Anthropic).
-    /// Planning does not rebalance chunks towards it yet: the first provider with a minimum
-    /// above 1 (Bedrock) brings that (see the issue "Bedrock batch inference").
+    /// Fewest requests a batch may hold (a provider's minimum: 1 for OpenAI and Anthropic,
+    /// 100 for Bedrock). Planning balances a group's chunks so that none falls below it
+    /// whenever the group holds that many; a smaller chunk goes as [`Route::below_minimum`]
+    /// says.
     #[serde(default = "one")]
     pub min_requests_per_batch: u64,
     pub max_requests_per_batch: u64,
@@ -60,6 +61,24 @@ pub struct Route {
     pub retries: Retries,
     /// At most this many batches of the route in flight at once, across jobs (None: no cap).
     pub max_batches_in_flight: Option<u32>,
+    /// The IAM role a provider that works inside the AWS account hands to its service (the
+    /// Bedrock service role, which reads the chunks and writes the results); None elsewhere.
+    pub role_arn: Option<String>,
+    /// What becomes of a chunk with fewer requests than the provider's batch minimum.
+    pub below_minimum: BelowMinimum,
+}
+
+/// What becomes of a chunk below the provider's batch minimum (a small file, a retry
+/// remainder).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BelowMinimum {
+    /// Its requests are sent one by one through the provider's synchronous API, at the
+    /// on-demand price ([`crate::provider::Provider::invoke`]).
+    #[default]
+    OnDemand,
+    /// Its requests fail with `below_minimum`.
+    Fail,
 }
 
 /// How failed requests are tried again.

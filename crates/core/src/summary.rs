@@ -16,15 +16,26 @@ pub fn summary(manifest: &Manifest, config: &Config) -> serde_json::Value {
         .chunks
         .iter()
         .map(|c| {
-            serde_json::json!({
+            let mut batch = serde_json::json!({
                 "provider": manifest.provider,
                 "id": c.batch_id,
                 "requests": c.plan.requests,
                 "status": c.provider_status,
                 "attempt": c.attempt,
-            })
+            });
+            if c.on_demand {
+                batch["on_demand"] = serde_json::Value::Bool(true);
+            }
+            batch
         })
         .collect();
+    // Requests sent one by one on demand (chunks below the provider's batch minimum).
+    let on_demand: u64 = manifest
+        .chunks
+        .iter()
+        .filter(|c| c.on_demand)
+        .map(|c| c.plan.requests)
+        .sum();
     let mut v = serde_json::json!({
         "job_id": manifest.job_id,
         "route": manifest.route,
@@ -37,6 +48,9 @@ pub fn summary(manifest: &Manifest, config: &Config) -> serde_json::Value {
         "created_at": manifest.created_at,
         "finished_at": manifest.finished_at,
     });
+    if on_demand > 0 {
+        v["on_demand_requests"] = on_demand.into();
+    }
     if let Some(reason) = &manifest.reason {
         v["reason"] = serde_json::Value::String(reason.clone());
     }

@@ -2,7 +2,7 @@
 //! OpenAI client and the Anthropic client alike.
 
 use batchdrop_core::provider::{
-    BatchLookup, BatchState, ChunkUpload, Location, Provider, StoredBody,
+    BatchLookup, BatchState, ChunkUpload, Location, Provider, ResultFile, StoredBody,
 };
 use batchdrop_core::providers::{AnthropicProvider, OpenAiProvider};
 use batchdrop_core::store::{MemoryStore, ObjectStore, PutMode, lines_of};
@@ -103,7 +103,9 @@ async fn batch_round_trips(wire: Wire) -> TestResult {
 
     // THEN it completed and its results name every request once, with usage
     assert_eq!(info.state, BatchState::Completed, "{info:?}");
-    let file = info.result_files.first().cloned().ok_or("no output file")?;
+    let Some(ResultFile::Provider(file)) = info.result_files.first().cloned() else {
+        return Err("no output file".into());
+    };
     let mut reader = lines_of(provider.download(&file).await?);
     let mut line = Vec::new();
     let mut ids = Vec::new();

@@ -3,12 +3,14 @@
 //! the user's custom_ids given back, the tally of successes and usage, and the requests worth
 //! another attempt staged again.
 
+use super::JobError;
 use super::events::JobEvent;
 use super::run::JobRun;
-use super::{JobError, custom_id_of};
 use crate::chunk_files::Sidecar;
 use crate::manifest::{ChunkState, Manifest, Usage};
-use crate::provider::{BatchError, BatchInfo, BatchState, Provider, ProviderError, ResultFacts};
+use crate::provider::{
+    BatchError, BatchInfo, BatchState, Provider, ProviderError, ResultFacts, ResultFile,
+};
 use crate::providers;
 use crate::store::{ObjectStoreExt, PutMode, StoreError, lines_of};
 use crate::writer::StreamWriter;
@@ -76,12 +78,11 @@ impl Ending<'_> {
     }
 
     /// The provider's result files to read (output, then errors).
-    fn files(&self) -> impl Iterator<Item = &str> {
-        let files: &[String] = match self {
+    fn files(&self) -> &[ResultFile] {
+        match self {
             Ending::Batch(info) => &info.result_files,
             Ending::NeverSent { .. } => &[],
-        };
-        files.iter().map(String::as_str)
+        }
     }
 }
 
@@ -121,17 +122,24 @@ impl JobRun<'_> {
             {
                 break;
             }
-            let id = custom_id_of(&line).unwrap_or_default();
+            let id = dialect.sent_id(&line).unwrap_or_default();
             positions.insert(id.clone(), ids.len());
             ids.push(id);
         }
         let mut slots: Vec<Option<(Vec<u8>, ResultFacts)>> = vec![None; ids.len()];
         let mut unexpected = 0u64;
         for file in ending.files() {
-            if file.is_empty() {
-                continue;
-            }
-            let mut reader = lines_of(provider.download(file).await?);
+            let body = match file {
+                ResultFile::Provider(name) if name.is_empty() => continue,
+                ResultFile::Provider(name) => provider.download(name).await?,
+                // A job that was stopped or expired early may have written nothing.
+                ResultFile::Bucket(key) => match engine.store.get(key).await {
+                    Ok(got) => got.body,
+                    Err(StoreError::NotFound { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            let mut reader = lines_of(body);
             loop {
                 line.clear();
                 if reader.read_until(b'\n', &mut line).await.map_err(|e| {

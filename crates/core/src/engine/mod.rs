@@ -16,15 +16,19 @@
 //! - [`events`]: what callers are told ([`SubmitOutcome`], [`Advance`], [`PollReport`],
 //!   [`JobEvent`]s for an [`Observer`]); [`error`]: [`JobError`].
 //! - `run`: one advance of one job, its order of steps, and the job's lease.
-//! - `planning`: reading and staging the upload, taking out reused custom_ids.
+//! - `planning`: reading and staging the upload, taking out reused custom_ids; `balance`:
+//!   no chunk below the provider's batch minimum where the file holds that many.
 //! - `step`: the steps of one chunk (submit, watch, cancel, retry).
+//! - `on_demand`: a chunk below the provider's batch minimum, sent request by request.
 //! - `collect`: a finished batch's results, in chunk order, one per request.
 //! - `output`: output.jsonl, errors.jsonl and summary.json; closing the job.
 //! - The chunk files themselves (requests + line-number sidecar) are `crate::chunk_files`'.
 
+mod balance;
 mod collect;
 pub mod error;
 pub mod events;
+mod on_demand;
 mod output;
 mod planning;
 mod run;

@@ -3,7 +3,7 @@
 //! staged, and ending the job if the upload changed meanwhile.
 
 use super::run::{JobRun, next_chunk_index};
-use super::{COPY_CONCURRENCY, JobError, JobEvent, PLAN_CHECK_LINES, READ_AHEAD, custom_id_of};
+use super::{COPY_CONCURRENCY, JobError, JobEvent, PLAN_CHECK_LINES, READ_AHEAD};
 use crate::chunk_files::{self, Sidecar, copy_chunk};
 use crate::ids;
 use crate::input::{RejectCode, Rejection};
@@ -129,15 +129,20 @@ impl JobRun<'_> {
                 return Ok(false);
             }
         }
-        // The whole upload is staged: drop the duplicates, then planning is over. If anything
-        // fails, `manifest` stays what was last saved, and this is redone.
+        // The whole upload is staged: drop the duplicates, balance the chunks against the
+        // provider's minimum, then planning is over. If anything fails, `manifest` stays what
+        // was last saved, and this is redone.
         let deduplicated = self.drop_duplicates(manifest).await?;
+        let mut deduplicated_manifest = manifest.clone();
+        deduplicated.apply(&mut deduplicated_manifest);
+        let balanced = self.balance(&deduplicated_manifest, &route.limits).await?;
         let finish_planning = |planned: &mut Manifest| {
             deduplicated.apply(planned);
+            balanced.apply(planned);
             planned.planning = None;
         };
         self.update(manifest, finish_planning, None).await?;
-        for index in deduplicated.replaced {
+        for &index in deduplicated.replaced.iter().chain(&balanced.replaced) {
             chunk_files::delete(engine.store.as_ref(), &self.keys, index).await?;
         }
         ids::remove_runs(engine.store.as_ref(), &self.keys).await?;
@@ -161,6 +166,10 @@ impl JobRun<'_> {
         if duplicates.is_empty() {
             return Ok(Deduplicated::default());
         }
+        let dialect =
+            providers::dialect(&manifest.provider).map_err(|e| ProviderError::Unavailable {
+                reason: e.to_string(),
+            })?;
         let first_use: HashMap<u64, u64> =
             duplicates.iter().map(|d| (d.line, d.first_line)).collect();
         // The line numbers alone say which chunks hold a reuse; each gets its new index now, so
@@ -189,7 +198,7 @@ impl JobRun<'_> {
                         let Some(first) = first_use.get(&row.line()) else {
                             return true;
                         };
-                        let custom_id = row.user_id().or_else(|| custom_id_of(row.request));
+                        let custom_id = row.user_id().or_else(|| dialect.sent_id(row.request));
                         dropped.push(Rejection {
                             line: row.line(),
                             message: ids::duplicate_message(

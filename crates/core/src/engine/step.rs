@@ -2,7 +2,8 @@
 //! out when the route's cap on batches in flight allows ([`JobRun::may_submit`]); an
 //! interrupted submit looks for its batch before sending again; a submitted batch is watched
 //! (and cancelled when the job is) until it ends and is collected ([`super::collect`]); the
-//! requests worth another attempt go into a follow-up chunk ([`JobRun::stage_retry`]).
+//! requests worth another attempt go into a follow-up chunk ([`JobRun::stage_retry`]). A chunk
+//! below the provider's batch minimum goes another way ([`super::on_demand`]).
 
 use super::JobError;
 use super::collect::Ending;
@@ -31,6 +32,12 @@ impl JobRun<'_> {
                 // Never sent: nothing to cancel at the provider.
                 self.collect(manifest, i, provider, Ending::cancelled_unsent())
                     .await
+            }
+            ChunkState::Staged | ChunkState::Submitting
+                if self.below_minimum(manifest, i).is_some() =>
+            {
+                let policy = self.below_minimum(manifest, i).unwrap_or_default();
+                self.below_minimum_step(manifest, i, provider, policy).await
             }
             ChunkState::Staged if !self.may_submit(manifest, i).await? => Ok(()),
             ChunkState::Staged | ChunkState::Submitting => {

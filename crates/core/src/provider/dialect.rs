@@ -88,6 +88,17 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         defaults: &Defaults,
     ) -> Result<Built<'static>, Reject>;
 
+    /// The id one of its request lines (as staged in a chunk) went out under.
+    fn sent_id(&self, request: &[u8]) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Id {
+            custom_id: Option<String>,
+        }
+        serde_json::from_slice::<Id>(request.trim_ascii())
+            .ok()
+            .and_then(|i| i.custom_id)
+    }
+
     /// Reads one of its result lines.
     fn read_result(&self, line: &[u8]) -> Result<ResultFacts, serde_json::Error>;
     /// The line written for a request that got no result, in its result shape. `code` is one

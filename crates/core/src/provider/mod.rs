@@ -132,10 +132,20 @@ pub struct BatchInfo {
     pub status: String,
     pub state: BatchState,
     /// The files (or objects) holding its result lines, in the order to read them (outputs,
-    /// then errors); names only [`Provider::download`] has to understand.
-    pub result_files: Vec<String>,
+    /// then errors).
+    pub result_files: Vec<ResultFile>,
     pub errors: Vec<BatchError>,
     pub counts: RequestCounts,
+}
+
+/// A file of result lines: one the provider serves, or an object it wrote into the job's own
+/// bucket (under [`ChunkUpload::output`]), which batchdrop reads itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResultFile {
+    /// A name only [`Provider::download`] has to understand (a file id, a URL).
+    Provider(String),
+    /// A key in the job's bucket.
+    Bucket(String),
 }
 
 #[async_trait]
@@ -148,8 +158,19 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     -> Result<Option<Submitted>, ProviderError>;
     async fn batch(&self, batch_id: &str) -> Result<BatchInfo, ProviderError>;
     async fn cancel(&self, batch_id: &str) -> Result<BatchInfo, ProviderError>;
-    /// Streams a result file named by [`BatchInfo::result_files`].
+    /// Streams a result file named by [`BatchInfo::result_files`] ([`ResultFile::Provider`]).
     async fn download(&self, file: &str) -> Result<ByteStream, ProviderError>;
+    /// Sends one request line of a chunk now, outside any batch (the provider's synchronous
+    /// API, at its on-demand price), and gives back its result line in the provider's result
+    /// shape: a failure the provider answered is a result line too. `Err` only when no answer
+    /// came (the caller may try again later). For the requests of a chunk below the provider's
+    /// batch minimum ([`crate::route::BelowMinimum::OnDemand`]).
+    async fn invoke(&self, model: &str, request: &[u8]) -> Result<Vec<u8>, ProviderError> {
+        let _ = (model, request);
+        Err(ProviderError::Unavailable {
+            reason: format!("{self:?} cannot send a request outside a batch"),
+        })
+    }
 }
 
 /// The providers of the configured routes, built once at start.

@@ -12,6 +12,7 @@
 //! `Debug`, logs or errors.
 
 pub mod anthropic;
+pub mod bedrock;
 mod chat;
 pub(crate) mod http;
 pub mod openai;
@@ -45,6 +46,9 @@ pub struct Entry {
     /// Its client for a route, with the route's key (None where it takes none); `Err` says why
     /// the route cannot be used.
     pub client: MakeClient,
+    /// Whether its client finds its endpoint itself when a route's `base_url` is empty (the
+    /// AWS SDK's endpoint resolution); otherwise `base_url` is required.
+    pub finds_endpoint: bool,
 }
 
 /// Every provider, in the order lines are tried against their batch-line shapes.

@@ -2,7 +2,7 @@
 //! batch validation would), and the files it ends with (answers, rejections, shuffled).
 
 use super::script::{End, Script};
-use crate::provider::{BatchInfo, BatchState, RequestCounts};
+use crate::provider::{BatchInfo, BatchState, RequestCounts, ResultFile};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -147,6 +147,25 @@ fn answer(batch: &SubmittedBatch, i: usize) -> Value {
     })
 }
 
+/// The answer to one request line sent on demand (outside a batch), as a batch would give it.
+pub(super) fn answer_on_demand(request: &[u8], number: u64) -> Option<Value> {
+    let line: Value = serde_json::from_slice(request).ok()?;
+    let batch = SubmittedBatch {
+        id: format!("on_demand_{number}"),
+        input_file_id: String::new(),
+        job_id: String::new(),
+        chunk: 0,
+        endpoint: line["url"].as_str()?.to_string(),
+        model: line["body"]["model"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        lines: Vec::new(),
+        custom_ids: vec![line["custom_id"].as_str()?.to_string()],
+    };
+    Some(answer(&batch, 0))
+}
+
 /// A request the model endpoint rejected: `status_code` 400 and `error: null`.
 fn rejection(batch: &SubmittedBatch, i: usize) -> Value {
     json!({
@@ -236,7 +255,7 @@ impl Batch {
                     .count() as u64;
                 files.insert(out_id.clone(), shuffled_file(lines, number));
                 info.status = "completed".into();
-                info.result_files.push(out_id);
+                info.result_files.push(ResultFile::Provider(out_id));
                 info.counts.completed = total - failed;
                 info.counts.failed = failed;
             }
@@ -245,7 +264,7 @@ impl Batch {
                 if answered > 0 {
                     let lines = (0..answered).map(|i| answer(b, i)).collect();
                     files.insert(out_id.clone(), shuffled_file(lines, number));
-                    info.result_files.push(out_id);
+                    info.result_files.push(ResultFile::Provider(out_id));
                 }
                 info.counts.completed = answered as u64;
                 if self.cancelled {
@@ -265,7 +284,7 @@ impl Batch {
                 let lines = (0..b.custom_ids.len()).map(|i| rejection(b, i)).collect();
                 files.insert(err_id.clone(), shuffled_file(lines, number));
                 info.status = "completed".into();
-                info.result_files.push(err_id);
+                info.result_files.push(ResultFile::Provider(err_id));
                 info.counts.failed = total;
             }
         }

@@ -20,11 +20,13 @@ pub struct Calls {
     pub lookups: u64,
     pub cancels: u64,
     pub downloads: u64,
+    /// Requests sent one by one on demand.
+    pub invokes: u64,
 }
 
 impl Calls {
     pub fn total(&self) -> u64 {
-        self.submits + self.finds + self.lookups + self.cancels + self.downloads
+        self.submits + self.finds + self.lookups + self.cancels + self.downloads + self.invokes
     }
 }
 
@@ -268,5 +270,24 @@ impl Provider for ScriptedProvider {
             .map(|at| Ok(bytes.slice(at..(at + PIECE).min(bytes.len()))))
             .collect();
         Ok(Box::pin(futures::stream::iter(pieces)))
+    }
+
+    /// Answers the request as a batch would.
+    async fn invoke(&self, _model: &str, request: &[u8]) -> Result<Vec<u8>, ProviderError> {
+        let mut state = self.lock();
+        state.calls.invokes += 1;
+        let number = state.calls.invokes;
+        let answer = super::batch::answer_on_demand(request, number).ok_or_else(|| {
+            http(
+                "invoke",
+                400,
+                "invalid_request",
+                "not an OpenAI batch line".into(),
+            )
+        })?;
+        serde_json::to_vec(&answer).map_err(|e| ProviderError::Decode {
+            operation: "invoke",
+            message: e.to_string(),
+        })
     }
 }

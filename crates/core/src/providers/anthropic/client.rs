@@ -7,7 +7,7 @@
 
 use crate::provider::{
     BatchInfo, BatchLookup, BatchState, ChunkUpload, Provider, ProviderError, RequestCounts,
-    Submitted,
+    ResultFile, Submitted,
 };
 use crate::providers::http::{Auth, CLOCK_SLACK_SECS, Http, describe_reqwest};
 use crate::store::ByteStream;
@@ -98,6 +98,7 @@ impl MessageBatch {
                 .results_url
                 .into_iter()
                 .filter(|u| !u.is_empty())
+                .map(ResultFile::Provider)
                 .collect(),
             errors: Vec::new(),
             counts: RequestCounts {

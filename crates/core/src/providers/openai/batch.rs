@@ -1,6 +1,6 @@
 //! The handful of OpenAI wire types the client needs.
 
-use crate::provider::{BatchError, BatchInfo, BatchState, RequestCounts};
+use crate::provider::{BatchError, BatchInfo, BatchState, RequestCounts, ResultFile};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +83,7 @@ impl BatchObject {
                 .into_iter()
                 .flatten()
                 .filter(|f| !f.is_empty())
+                .map(ResultFile::Provider)
                 .collect(),
             errors: self
                 .errors

@@ -19,7 +19,9 @@ pub use client::OpenAiProvider;
 use super::Entry;
 use crate::prompt::{Plain, PromptParts, Written};
 use crate::provider::{BatchError, Built, Dialect, Provider, Reject, Request, ResultFacts};
-use crate::route::{ChunkLimits, DEFAULT_SANDBOX_URL, Defaults, KeySource, Retries, Route};
+use crate::route::{
+    BelowMinimum, ChunkLimits, DEFAULT_SANDBOX_URL, Defaults, KeySource, Retries, Route,
+};
 use crate::scan;
 use secrecy::SecretString;
 use std::sync::Arc;
@@ -47,6 +49,7 @@ pub(crate) static ENTRY: Entry = Entry {
     prices: prices::PRICES,
     routes,
     client,
+    finds_endpoint: false,
 };
 
 fn client(route: &Route, key: Option<SecretString>) -> Result<Arc<dyn Provider>, String> {
@@ -67,6 +70,8 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         limits: DIALECT.limits(),
         retries: Retries::default(),
         max_batches_in_flight: None,
+        role_arn: None,
+        below_minimum: BelowMinimum::default(),
     };
     vec![
         (

@@ -1,0 +1,153 @@
+//! A provider's minimum requests per batch (Bedrock: 100 records per job): chunks are
+//! balanced so that none falls below it whenever the file holds that many; what is below it
+//! goes on demand, request by request, or fails, as the route says. Over an in-memory bucket,
+//! a manual clock and a scripted provider whose `sandbox` route is given a minimum.
+
+use batchdrop_core::config::{BelowMinimum, Config};
+use batchdrop_core::layout::ACTIVE;
+use batchdrop_core::store::{ObjectStore, ObjectStoreExt};
+use batchdrop_core::testing::{ScriptedProvider, TestBed, small_config};
+use serde_json::Value;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type TestResult = Result<(), Error>;
+
+const KEY: &str = "inbox/sandbox/run/requests.jsonl";
+const RESULTS: &str = "results/sandbox/run/requests/";
+
+/// `n` OpenAI chat lines `r0001`… of model `gpt-4o-mini`.
+fn file(n: usize) -> String {
+    (1..=n)
+        .map(|i| {
+            format!(
+                r#"{{"custom_id":"r{i:04}","method":"POST","url":"/v1/chat/completions","body":{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"question {i}"}}]}}}}"#
+            ) + "\n"
+        })
+        .collect()
+}
+
+/// The `sandbox` route with at least `min` and at most `max` requests per batch.
+fn config(min: u64, max: u64, below: BelowMinimum) -> Config {
+    let mut config = small_config(max, 1 << 20);
+    if let Some(route) = config.routes.get_mut("sandbox") {
+        route.limits.min_requests_per_batch = min;
+        route.below_minimum = below;
+        route.retries.max_attempts = 1;
+    }
+    config
+}
+
+async fn jsonl(store: &dyn ObjectStore, key: &str) -> Result<Vec<Value>, Error> {
+    let bytes = store.get_bytes(key).await?;
+    let mut out = Vec::new();
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        out.push(serde_json::from_slice(line)?);
+    }
+    Ok(out)
+}
+
+async fn poll_to_end(bed: &TestBed) -> TestResult {
+    for _ in 0..10 {
+        let report = bed.engine.poll().await?;
+        if let Some((id, e)) = report.failures.into_iter().next() {
+            return Err(format!("poll failed on {id}: {e}").into());
+        }
+        if bed.store.list(ACTIVE).await?.is_empty() {
+            return Ok(());
+        }
+    }
+    Err("jobs still active after 10 polls".into())
+}
+
+fn ids(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| l["custom_id"].as_str().unwrap_or("<none>").to_string())
+        .collect()
+}
+
+fn expected_ids(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("r{i:04}")).collect()
+}
+
+#[tokio::test]
+async fn a_remainder_below_the_minimum_is_shared_with_a_full_chunk() -> TestResult {
+    // GIVEN a minimum of 3 and a maximum of 6 requests per batch, and 13 requests (6 + 6 + 1)
+    let bed = TestBed::with_config(
+        ScriptedProvider::new(),
+        config(3, 6, BelowMinimum::OnDemand),
+    );
+
+    // WHEN the file is dropped and the job polled to the end
+    bed.drop_file(KEY, file(13)).await?;
+    poll_to_end(&bed).await?;
+
+    // THEN every batch holds between 3 and 6 requests, nothing went on demand
+    let mut sizes: Vec<usize> = bed
+        .provider
+        .batches()
+        .iter()
+        .map(|b| b.custom_ids.len())
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, [3, 4, 6], "{sizes:?}");
+    assert_eq!(bed.provider.calls().invokes, 0);
+    // AND output.jsonl holds every request once, in input order
+    let out = jsonl(bed.store.as_ref(), &format!("{RESULTS}output.jsonl")).await?;
+    assert_eq!(ids(&out), expected_ids(13));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_file_below_the_minimum_goes_on_demand_and_says_so_in_the_summary() -> TestResult {
+    // GIVEN a minimum of 5 and a file of 3 requests
+    let bed = TestBed::with_config(
+        ScriptedProvider::new(),
+        config(5, 10, BelowMinimum::OnDemand),
+    );
+
+    // WHEN the file is dropped and the job polled to the end
+    bed.drop_file(KEY, file(3)).await?;
+    poll_to_end(&bed).await?;
+
+    // THEN no batch was made: each request was sent on its own
+    assert!(bed.provider.batches().is_empty());
+    assert_eq!(bed.provider.calls().invokes, 3);
+    // AND every request has its answer, in input order
+    let out = jsonl(bed.store.as_ref(), &format!("{RESULTS}output.jsonl")).await?;
+    assert_eq!(ids(&out), expected_ids(3));
+    assert!(out.iter().all(|l| l["response"]["status_code"] == 200));
+    // AND the summary counts them as on demand, priced at the synchronous prices
+    let summary: Value = serde_json::from_slice(
+        &bed.store
+            .get_bytes(&format!("{RESULTS}summary.json"))
+            .await?,
+    )?;
+    assert_eq!(summary["on_demand_requests"], 3);
+    assert_eq!(summary["counts"]["succeeded"], 3);
+    assert_eq!(summary["batches"][0]["on_demand"], true);
+    let cost = &summary["cost"];
+    assert_eq!(cost["batch"], 0.0);
+    assert!(cost["on_demand"].as_f64().unwrap_or(0.0) > 0.0, "{cost}");
+    assert_eq!(cost["on_demand"], cost["synchronous_equivalent"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn below_minimum_fail_fails_each_request_with_the_reason() -> TestResult {
+    // GIVEN a minimum of 5, a route that says below_minimum = "fail", and 3 requests
+    let bed = TestBed::with_config(ScriptedProvider::new(), config(5, 10, BelowMinimum::Fail));
+
+    // WHEN the file is dropped and the job polled to the end
+    bed.drop_file(KEY, file(3)).await?;
+    poll_to_end(&bed).await?;
+
+    // THEN nothing was sent, and each request's line says why
+    assert_eq!(bed.provider.calls().total(), 0);
+    let out = jsonl(bed.store.as_ref(), &format!("{RESULTS}output.jsonl")).await?;
+    assert_eq!(ids(&out), expected_ids(3));
+    let message = out[0].to_string();
+    assert!(message.contains("below_minimum"), "{message}");
+    assert!(message.contains("minimum of 5"), "{message}");
+    Ok(())
+}
