@@ -12,7 +12,11 @@ provider (`target/debug/batchdrop sandbox`) as the provider. Then, through the e
    appears: counts, statuses and output order are checked;
 4. a file under inbox/openai/ completes with the `openai` route pointed at the sandbox: its key
    comes from a Secrets Manager secret the functions read at cold start (OpenAiSecretArn);
-5. the same S3 event delivered again (the submit function invoked with it) finds the job and
+5. a file of 150 prompt lines under inbox/bedrock/ completes through the `bedrock` route with
+   the functions' Bedrock endpoint pointed at the sandbox (BedrockEndpointUrl), which reads
+   the staged chunk from and writes the job's output to the emulator's S3, as Bedrock does:
+   one model invocation job, every answer in input order;
+6. the same S3 event delivered again (the submit function invoked with it) finds the job and
    makes no second one: one manifest per upload under _batchdrop/jobs/.
 
 Every process it starts (ministack and the bootstraps it runs, the sandbox) is stopped on the
@@ -48,6 +52,9 @@ INPUT_KEY = "inbox/sandbox/my dir/my file+(1).jsonl"
 RESULTS = "results/sandbox/my dir/my file+(1)/"
 SECRET_INPUT_KEY = "inbox/openai/key from secret.jsonl"
 SECRET_RESULTS = "results/openai/key from secret/"
+BEDROCK_INPUT_KEY = "inbox/bedrock/claims.jsonl"
+BEDROCK_RESULTS = "results/bedrock/claims/"
+BEDROCK_REQUESTS = 150
 EXPECTED_ORDER = [
     "review-001", "review-002", "review-004", "line-8", "review-006",
     "review-008", "review-009", "review-010", "review-011",
@@ -200,8 +207,12 @@ def body():
     target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
     batchdrop = target / "debug" / "batchdrop"
     run(["cargo", "build", "--quiet", "--bin", "batchdrop"], aws_env, "cargo build batchdrop")
-    start("sandbox", [batchdrop, "sandbox", "--addr", f"127.0.0.1:{sandbox_port}"],
-          {"PATH": os.environ.get("PATH", ""), "RUST_LOG": "warn"}, WORK / "sandbox.log")
+    # Its Bedrock side reads and writes the emulator's S3, as Bedrock reads and writes the bucket.
+    start("sandbox", [batchdrop, "sandbox", "--addr", f"127.0.0.1:{sandbox_port}",
+                      "--s3-endpoint", endpoint],
+          {"PATH": os.environ.get("PATH", ""), "RUST_LOG": "warn",
+           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": REGION},
+          WORK / "sandbox.log")
 
     # ministack, with a small environment: its Lambda bootstraps inherit it (plus their own).
     ministack_env = {
@@ -252,6 +263,7 @@ def body():
         "PollRate": POLL_RATE,
         "OpenAiSecretArn": secret_arn,
         "OpenAiBaseUrl": sandbox_url,
+        "BedrockEndpointUrl": f"http://127.0.0.1:{sandbox_port}",
         "LogLevel": "info",
     }
     run([BIN / "sam", "deploy",
@@ -360,6 +372,10 @@ def body():
     prompts = b'{"prompt": "Say hello."}\n{"custom_id": "two", "prompt": "Say bye."}\n'
     s3.put_object(Bucket=bucket, Key=SECRET_INPUT_KEY, Body=prompts)
     say(f"uploaded 2 prompt lines to s3://{bucket}/{SECRET_INPUT_KEY}")
+    claims = b"".join(b'{"custom_id": "claim-%03d", "prompt": "Summarise claim %d."}\n' % (i, i)
+                      for i in range(1, BEDROCK_REQUESTS + 1))
+    s3.put_object(Bucket=bucket, Key=BEDROCK_INPUT_KEY, Body=claims)
+    say(f"uploaded {BEDROCK_REQUESTS} prompt lines to s3://{bucket}/{BEDROCK_INPUT_KEY}")
 
     def summary(prefix):
         try:
@@ -378,10 +394,11 @@ def body():
         if seen != last[0]:
             say(f"  jobs {seen[0]}, submit invocations {seen[1]}, poll invocations {seen[2]}")
             last[0] = seen
-        done = summary(RESULTS), summary(SECRET_RESULTS)
+        done = summary(RESULTS), summary(SECRET_RESULTS), summary(BEDROCK_RESULTS)
         return done if all(done) else None
 
-    main_summary, secret_summary = wait_for("the results", finished, WAIT_RESULTS_S, 3)
+    main_summary, secret_summary, bedrock_summary = wait_for("the results", finished,
+                                                             WAIT_RESULTS_S, 3)
     say(f"summary.json: {json.dumps(main_summary)}")
     check(main_summary.get("status") == "completed", "the job completed")
     expected = {"lines": 14, "accepted": 9, "rejected": 5, "succeeded": 8, "failed": 1}
@@ -409,9 +426,31 @@ def body():
           and secret_summary.get("counts", {}).get("succeeded") == 2,
           "the openai route ran with its API key from Secrets Manager (2 succeeded)")
 
-    # 5. The same event again: S3 delivers at least once. One job per upload, still.
+    # 5. Bedrock: the job read its chunk from the bucket and wrote its output there.
+    say(f"summary.json of {BEDROCK_INPUT_KEY}: {json.dumps(bedrock_summary)}")
+    batches = bedrock_summary.get("batches", [])
+    check(bedrock_summary.get("status") == "completed"
+          and bedrock_summary.get("counts", {}).get("succeeded") == BEDROCK_REQUESTS,
+          f"the bedrock route completed all {BEDROCK_REQUESTS} requests")
+    check(len(batches) == 1 and batches[0].get("provider") == "bedrock"
+          and str(batches[0].get("id", "")).startswith("arn:aws:bedrock:")
+          and batches[0].get("status") == "Completed",
+          f"through one model invocation job ({batches})")
+    output = s3.get_object(Bucket=bucket, Key=BEDROCK_RESULTS + "output.jsonl")["Body"].read()
+    rows = [json.loads(line) for line in output.splitlines() if line.strip()]
+    check([r.get("custom_id") for r in rows]
+          == [f"claim-{i:03d}" for i in range(1, BEDROCK_REQUESTS + 1)]
+          and all("modelOutput" in r for r in rows),
+          "output.jsonl holds every Bedrock answer, in input order")
+    with urllib.request.urlopen(f"http://127.0.0.1:{sandbox_port}/sandbox/stats",
+                                timeout=10) as r:
+        stats = json.loads(r.read())
+    check(stats.get("bedrock_jobs_created") == 1,
+          f"the sandbox saw one model invocation job ({stats})")
+
+    # 6. The same event again: S3 delivers at least once. One job per upload, still.
     before = job_manifests()
-    check(len(before) == 2, f"one job per upload: {len(before)} manifests for 2 uploads")
+    check(len(before) == 3, f"one job per upload: {len(before)} manifests for 3 uploads")
     etag = s3.head_object(Bucket=bucket, Key=INPUT_KEY)["ETag"].strip('"')
     event = json.loads((ROOT / "events" / "s3-put-encoded-key.json").read_text())
     record = event["Records"][0]

@@ -197,7 +197,7 @@ impl ChunkRows {
 
 impl Row<'_> {
     /// The row as owned bytes: its line number, request and sidecar entry (newlines included).
-    fn owned(&self) -> (u64, Vec<u8>, Vec<u8>) {
+    fn owned(&self) -> OwnedRow {
         (self.line(), self.request.to_vec(), self.entry.0.to_vec())
     }
 
@@ -254,7 +254,7 @@ pub async fn merge_chunks(
         sources.push(ChunkRows::open(store.as_ref(), keys, index).await?);
     }
     // The head row of each source, owned: (line, request, sidecar entry).
-    let mut heads: Vec<Option<(u64, Vec<u8>, Vec<u8>)>> = Vec::with_capacity(sources.len());
+    let mut heads: Vec<Option<OwnedRow>> = Vec::with_capacity(sources.len());
     for source in &mut sources {
         heads.push(source.next().await?.map(|r| r.owned()));
     }
@@ -276,13 +276,14 @@ pub async fn merge_chunks(
             break;
         };
         let full = requests >= room || bytes + request.len() as u64 > max_bytes;
-        if full && requests > 0 {
-            if let Some(&(next_index, next_room)) = targets.next() {
-                out.finish().await?;
-                written.push((index, requests, bytes));
-                (index, room, requests, bytes) = (next_index, next_room, 0, 0);
-                out = ChunkWriter::open(&store, keys, index);
-            }
+        if full
+            && requests > 0
+            && let Some(&(next_index, next_room)) = targets.next()
+        {
+            out.finish().await?;
+            written.push((index, requests, bytes));
+            (index, room, requests, bytes) = (next_index, next_room, 0, 0);
+            out = ChunkWriter::open(&store, keys, index);
         }
         out.requests.write(&request).await?;
         out.sidecar.write(&entry).await?;
@@ -294,6 +295,9 @@ pub async fn merge_chunks(
     written.push((index, requests, bytes));
     Ok(written)
 }
+
+/// A row read out of its chunk: its line number, request and sidecar entry.
+type OwnedRow = (u64, Vec<u8>, Vec<u8>);
 
 /// `n` in decimal, without allocating.
 fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {

@@ -80,10 +80,10 @@ impl JobRun<'_> {
             if total < min || sources.is_empty() {
                 continue;
             }
-            if sources.iter().map(|c| c.plan.requests).sum::<u64>() < min {
-                if let Some(biggest) = full.iter().max_by_key(|c| c.plan.requests) {
-                    sources.push(biggest);
-                }
+            if sources.iter().map(|c| c.plan.requests).sum::<u64>() < min
+                && let Some(biggest) = full.iter().max_by_key(|c| c.plan.requests)
+            {
+                sources.push(biggest);
             }
             let requests: u64 = sources.iter().map(|c| c.plan.requests).sum();
             let bytes: u64 = sources.iter().map(|c| c.plan.bytes).sum();
