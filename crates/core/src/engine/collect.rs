@@ -5,7 +5,7 @@
 
 use super::events::JobEvent;
 use super::run::JobRun;
-use super::{JobError, custom_id_of};
+use super::JobError;
 use crate::chunk_files::Sidecar;
 use crate::manifest::{ChunkState, Manifest, Usage};
 use crate::provider::{BatchError, BatchInfo, BatchState, Provider, ProviderError, ResultFacts};
@@ -121,7 +121,7 @@ impl JobRun<'_> {
             {
                 break;
             }
-            let id = custom_id_of(&line).unwrap_or_default();
+            let id = dialect.request_id(&line).unwrap_or_default();
             positions.insert(id.clone(), ids.len());
             ids.push(id);
         }
@@ -228,12 +228,8 @@ impl JobRun<'_> {
                         m.input_tokens += facts.input_tokens;
                         m.output_tokens += facts.output_tokens;
                     }
-                    match restore.get(&pos) {
-                        Some(user_id) => {
-                            out.write(&dialect.with_custom_id(&bytes, user_id)).await?
-                        }
-                        None => out.write(&bytes).await?,
-                    }
+                    let user_id = restore.get(&pos).map(String::as_str);
+                    out.write(&dialect.output_line(&bytes, user_id)).await?;
                     if facts.succeeded {
                         tally.0 += 1;
                         false
@@ -246,9 +242,9 @@ impl JobRun<'_> {
                         Some(e) => format!("{why}: {}: {}", e.code, e.message),
                         None => why.clone(),
                     };
-                    let id = restore.get(&pos).unwrap_or(&ids[pos]);
-                    out.write(&dialect.missing_result(id, code, &message))
-                        .await?;
+                    let missing = dialect.missing_result(&ids[pos], code, &message);
+                    let user_id = restore.get(&pos).map(String::as_str);
+                    out.write(&dialect.output_line(&missing, user_id)).await?;
                     missing_retryable && !line_errors.contains_key(&(pos as u64 + 1))
                 }
             };

@@ -3,7 +3,7 @@
 //! staged, and ending the job if the upload changed meanwhile.
 
 use super::run::{JobRun, next_chunk_index};
-use super::{COPY_CONCURRENCY, JobError, JobEvent, PLAN_CHECK_LINES, READ_AHEAD, custom_id_of};
+use super::{COPY_CONCURRENCY, JobError, JobEvent, PLAN_CHECK_LINES, READ_AHEAD};
 use crate::chunk_files::{self, Sidecar, copy_chunk};
 use crate::ids;
 use crate::input::{RejectCode, Rejection};
@@ -178,6 +178,9 @@ impl JobRun<'_> {
                 }
             }
         }
+        // The id a request went out under, read as its provider writes it.
+        let dialect = providers::dialect(&manifest.provider).ok();
+        let request_id = move |request: &[u8]| dialect.and_then(|d| d.request_id(request));
         let keys = &self.keys;
         let first_use = &first_use;
         let copied: Vec<_> = futures::stream::iter(copies)
@@ -189,7 +192,7 @@ impl JobRun<'_> {
                         let Some(first) = first_use.get(&row.line()) else {
                             return true;
                         };
-                        let custom_id = row.user_id().or_else(|| custom_id_of(row.request));
+                        let custom_id = row.user_id().or_else(|| request_id(row.request));
                         dropped.push(Rejection {
                             line: row.line(),
                             message: ids::duplicate_message(

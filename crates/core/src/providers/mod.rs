@@ -6,12 +6,14 @@
 //!
 //! - [`openai`]: OpenAI Files + Batches (and OpenAI-compatible services, the sandbox);
 //! - [`anthropic`]: Anthropic Message Batches;
+//! - [`bedrock`]: AWS Bedrock batch inference (its formats; its client is to come);
 //! - `chat`, `http`, [`retry`]: what the HTTP chat providers share.
 //!
 //! API keys are [`secrecy::SecretString`]s: sent in a header and nowhere else — not in
 //! `Debug`, logs or errors.
 
 pub mod anthropic;
+pub mod bedrock;
 mod chat;
 pub(crate) mod http;
 pub mod openai;
@@ -48,7 +50,7 @@ pub struct Entry {
 }
 
 /// Every provider, in the order lines are tried against their batch-line shapes.
-pub static REGISTRY: &[&Entry] = &[&openai::ENTRY, &anthropic::ENTRY];
+pub static REGISTRY: &[&Entry] = &[&openai::ENTRY, &anthropic::ENTRY, &bedrock::ENTRY];
 
 /// A provider name no entry has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
