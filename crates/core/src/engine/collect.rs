@@ -3,9 +3,9 @@
 //! the user's custom_ids given back, the tally of successes and usage, and the requests worth
 //! another attempt staged again.
 
+use super::JobError;
 use super::events::JobEvent;
 use super::run::JobRun;
-use super::JobError;
 use crate::chunk_files::Sidecar;
 use crate::manifest::{ChunkState, Manifest, Usage};
 use crate::provider::{BatchError, BatchInfo, BatchState, Provider, ProviderError, ResultFacts};

@@ -181,7 +181,12 @@ mod tests {
     fn a_result_line_not_mapped_is_kept_as_it_is() {
         let line = br#"{"custom_id":"a","x":1}"#;
         for dialect in by_default() {
-            assert_eq!(&*dialect.output_line(line, None), line, "{}", dialect.name());
+            assert_eq!(
+                &*dialect.output_line(line, None),
+                line,
+                "{}",
+                dialect.name()
+            );
         }
     }
 }

@@ -77,15 +77,15 @@ pub(crate) fn own_line<'a>(
 
 /// One of its own lines as the common request (its `modelInput` a Claude or Nova body).
 pub(crate) fn to_common(fields: &scan::Line<'_>, target: &dyn Dialect) -> Result<Request, Reject> {
-    let body: Map<String, Value> =
-        serde_json::from_slice(object_field(fields.model_input, "modelInput")?.raw).map_err(
-            |e| {
-                reject(
-                    RejectCode::InvalidField,
-                    format!("`modelInput` is not valid: {e}"),
-                )
-            },
-        )?;
+    let body: Map<String, Value> = serde_json::from_slice(
+        object_field(fields.model_input, "modelInput")?.raw,
+    )
+    .map_err(|e| {
+        reject(
+            RejectCode::InvalidField,
+            format!("`modelInput` is not valid: {e}"),
+        )
+    })?;
     translate::to_common(&body, target.title()).map_err(untranslatable)
 }
 

@@ -296,7 +296,11 @@ mod tests {
     fn a_record_id_that_is_no_string_is_refused_naming_it() {
         let r = rejected(check(CLAUDE, 1, br#"{"recordId":5,"modelInput":{}}"#));
         assert_eq!(r.code, RejectCode::InvalidField);
-        assert!(r.message.starts_with("recordId must be a string"), "{}", r.message);
+        assert!(
+            r.message.starts_with("recordId must be a string"),
+            "{}",
+            r.message
+        );
     }
 
     #[test]
@@ -311,7 +315,11 @@ mod tests {
         for line in [NATIVE, CHAT, br#"{"prompt":"hi"}"#.as_slice()] {
             let r = rejected(check(None, 1, line));
             assert_eq!(r.code, RejectCode::MissingField);
-            assert!(r.message.contains("[routes.<route>.defaults]"), "{}", r.message);
+            assert!(
+                r.message.contains("[routes.<route>.defaults]"),
+                "{}",
+                r.message
+            );
         }
     }
 
@@ -403,9 +411,8 @@ mod tests {
     fn a_native_claude_line_goes_to_an_openai_route() -> Result {
         let config = Config::builtin(&|_| None);
         let route = config.route("sandbox").expect("built in");
-        let a = accepted(
-            Validator::new(route, &crate::providers::openai::DIALECT).check(1, NATIVE),
-        );
+        let a =
+            accepted(Validator::new(route, &crate::providers::openai::DIALECT).check(1, NATIVE));
         let sent = sent(&a)?;
         assert_eq!(a.custom_id, "CALL0000001");
         assert_eq!(sent["custom_id"], "CALL0000001");
@@ -419,9 +426,8 @@ mod tests {
         let config = Config::builtin(&|_| None);
         let route = config.route("sandbox-anthropic").expect("built in");
         let line = br#"{"recordId":"n1","modelInput":{"schemaVersion":"messages-v1","system":[{"text":"S"}],"messages":[{"role":"user","content":[{"text":"hi"}]}],"inferenceConfig":{"maxTokens":7,"topP":0.5}}}"#;
-        let a = accepted(
-            Validator::new(route, &crate::providers::anthropic::DIALECT).check(1, line),
-        );
+        let a =
+            accepted(Validator::new(route, &crate::providers::anthropic::DIALECT).check(1, line));
         assert_eq!(
             sent(&a)?,
             json!({"custom_id": "n1", "params": {"model": "claude-sonnet-4-5", "max_tokens": 7,
@@ -450,14 +456,25 @@ mod tests {
             "BATCHDROP_BEDROCK_MODEL" => Some("amazon.nova-pro-v1:0".to_string()),
             _ => None,
         };
-        let routes = routes(&env);
-        let bedrock = &routes.iter().find(|(n, _)| *n == "bedrock").expect("bedrock").1;
+        let from_env = routes(&env);
+        let bedrock = &from_env
+            .iter()
+            .find(|(n, _)| *n == "bedrock")
+            .expect("bedrock")
+            .1;
         assert_eq!(bedrock.base_url, "http://localhost:4566");
-        assert_eq!(bedrock.defaults.model.as_deref(), Some("amazon.nova-pro-v1:0"));
+        assert_eq!(
+            bedrock.defaults.model.as_deref(),
+            Some("amazon.nova-pro-v1:0")
+        );
         assert_eq!(bedrock.api_key, KeySource::None);
         assert_eq!(bedrock.max_batches_in_flight, Some(10));
         let defaults = routes(&|_| None);
-        let sandbox = &defaults.iter().find(|(n, _)| *n == "sandbox-bedrock").expect("sandbox").1;
+        let sandbox = &defaults
+            .iter()
+            .find(|(n, _)| *n == "sandbox-bedrock")
+            .expect("sandbox")
+            .1;
         assert_eq!(sandbox.base_url, "http://127.0.0.1:8089");
         assert_eq!(defaults[1].1.base_url, "", "the AWS default endpoint");
     }

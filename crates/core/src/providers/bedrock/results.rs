@@ -176,9 +176,8 @@ mod tests {
 
     #[test]
     fn a_titan_embedding_counts_its_input_tokens() -> Result {
-        let facts = read(
-            br#"{"recordId":"e","modelOutput":{"embedding":[0.1],"inputTextTokenCount":4}}"#,
-        )?;
+        let facts =
+            read(br#"{"recordId":"e","modelOutput":{"embedding":[0.1],"inputTextTokenCount":4}}"#)?;
         assert_eq!((facts.input_tokens, facts.output_tokens), (4, 0));
         Ok(())
     }
@@ -238,7 +237,8 @@ mod tests {
 
     #[test]
     fn the_output_line_drops_model_input_and_puts_the_user_id_first() -> Result {
-        let line = br#"{"recordId":"bd_4","modelInput":{"messages":[]},"modelOutput":{"usage":{}}}"#;
+        let line =
+            br#"{"recordId":"bd_4","modelInput":{"messages":[]},"modelOutput":{"usage":{}}}"#;
         assert_eq!(
             std::str::from_utf8(&output_line(line, Some("has.dots")))?,
             r#"{"custom_id":"has.dots","recordId":"bd_4","modelOutput":{"usage":{}}}"#
@@ -248,7 +248,8 @@ mod tests {
 
     #[test]
     fn the_output_line_of_an_unmapped_id_takes_the_record_id() -> Result {
-        let line = br#"{"recordId":"r5","modelInput":{},"error":{"errorCode":400,"errorMessage":"m"}}"#;
+        let line =
+            br#"{"recordId":"r5","modelInput":{},"error":{"errorCode":400,"errorMessage":"m"}}"#;
         assert_eq!(
             std::str::from_utf8(&output_line(line, None))?,
             r#"{"custom_id":"r5","recordId":"r5","error":{"errorCode":400,"errorMessage":"m"}}"#

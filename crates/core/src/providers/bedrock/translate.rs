@@ -97,7 +97,9 @@ fn nova_texts(value: &Value, here: &str, target: &str) -> Result<Vec<String>, Un
         .enumerate()
         .map(|(j, part)| {
             let at = format!("{here}[{j}]");
-            let obj = part.as_object().ok_or_else(|| no(&at, "must be an object"))?;
+            let obj = part
+                .as_object()
+                .ok_or_else(|| no(&at, "must be an object"))?;
             if let Some(other) = obj.keys().find(|k| *k != "text") {
                 return Err(no(
                     format!("{at}.{other}"),
@@ -203,7 +205,9 @@ pub fn from_common(
     let family = family(model).ok_or_else(|| {
         no(
             "model",
-            format!("{model:?} (the route's) takes native Bedrock lines (recordId, modelInput) only"),
+            format!(
+                "{model:?} (the route's) takes native Bedrock lines (recordId, modelInput) only"
+            ),
         )
     })?;
     if request.messages.is_empty() {
@@ -218,7 +222,10 @@ pub fn from_common(
     if let Some(t) = &request.temperature {
         let value = t.as_f64().unwrap_or(f64::NAN);
         if !(0.0..=1.0).contains(&value) {
-            return Err(no("temperature", format!("is {value}: Bedrock takes 0 to 1")));
+            return Err(no(
+                "temperature",
+                format!("is {value}: Bedrock takes 0 to 1"),
+            ));
         }
     }
     let max_tokens = request.max_tokens.or(defaults.max_tokens);
@@ -310,6 +317,11 @@ mod tests {
 
     type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+    /// A refusal as a test failure.
+    fn ok<T>(result: std::result::Result<T, Untranslatable>) -> Result<T> {
+        result.map_err(|e| e.to_string().into())
+    }
+
     fn map(v: Value) -> Map<String, Value> {
         match v {
             Value::Object(m) => m,
@@ -353,7 +365,11 @@ mod tests {
 
     #[test]
     fn a_claude_body_has_no_model_and_takes_the_route_max_tokens() -> Result {
-        let body = from_common(hi(), "anthropic.claude-haiku-4-5-20251001-v1:0", &defaults())?;
+        let body = ok(from_common(
+            hi(),
+            "anthropic.claude-haiku-4-5-20251001-v1:0",
+            &defaults(),
+        ))?;
         assert_eq!(
             Value::Object(body),
             json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64,
@@ -379,7 +395,7 @@ mod tests {
             }),
             ..hi()
         };
-        let body = from_common(request, "amazon.nova-micro-v1:0", &defaults())?;
+        let body = ok(from_common(request, "amazon.nova-micro-v1:0", &defaults()))?;
         assert_eq!(
             serde_json::to_string(&body)?,
             r#"{"schemaVersion":"messages-v1","system":[{"text":"S"}],"messages":[{"role":"user","content":[{"text":"hi"}]}],"inferenceConfig":{"maxTokens":64,"topP":0.5,"stopSequences":["END"]}}"#
@@ -417,31 +433,40 @@ mod tests {
 
     #[test]
     fn a_claude_body_reads_as_anthropic_params() -> Result {
-        let body = map(json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5,
+        let body = map(
+            json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5,
             "system": "S", "messages": [{"role": "user", "content": "hi"}],
-            "stop_sequences": ["x"]}));
-        let request = to_common(&body, "OpenAI")?;
+            "stop_sequences": ["x"]}),
+        );
+        let request = ok(to_common(&body, "OpenAI"))?;
         assert_eq!(request.max_tokens, Some(5));
         assert_eq!(request.system.as_deref(), Some("S"));
         assert_eq!(request.messages[0].content, Content::Text("hi".into()));
-        assert_eq!(request.stop.map(|s| s.sequences), Some(vec!["x".to_string()]));
+        assert_eq!(
+            request.stop.map(|s| s.sequences),
+            Some(vec!["x".to_string()])
+        );
         Ok(())
     }
 
     #[test]
     fn a_claude_body_with_top_k_is_untranslatable() {
-        let body = map(json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5,
-            "messages": [], "top_k": 3}));
+        let body = map(
+            json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5,
+            "messages": [], "top_k": 3}),
+        );
         assert_eq!(to_common(&body, "OpenAI").unwrap_err().field, "top_k");
     }
 
     #[test]
     fn a_nova_body_reads_as_the_common_request() -> Result {
-        let body = map(json!({"schemaVersion": "messages-v1", "system": [{"text": "S"}],
+        let body = map(
+            json!({"schemaVersion": "messages-v1", "system": [{"text": "S"}],
             "messages": [{"role": "user", "content": [{"text": "a"}, {"text": "b"}]}],
             "inferenceConfig": {"maxTokens": 9, "temperature": 0.1,
-                "stopSequences": ["z"]}}));
-        let request = to_common(&body, "Anthropic")?;
+                "stopSequences": ["z"]}}),
+        );
+        let request = ok(to_common(&body, "Anthropic"))?;
         assert_eq!(request.system.as_deref(), Some("S"));
         assert_eq!(
             request.messages[0].content,
@@ -457,8 +482,10 @@ mod tests {
 
     #[test]
     fn a_nova_image_part_is_untranslatable_naming_it() {
-        let body = map(json!({"schemaVersion": "messages-v1", "messages": [{"role": "user",
-            "content": [{"text": "a"}, {"image": {"format": "png"}}]}]}));
+        let body = map(
+            json!({"schemaVersion": "messages-v1", "messages": [{"role": "user",
+            "content": [{"text": "a"}, {"image": {"format": "png"}}]}]}),
+        );
         assert_eq!(
             to_common(&body, "OpenAI").unwrap_err().field,
             "messages[0].content[1].image"
