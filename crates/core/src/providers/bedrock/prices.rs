@@ -1,7 +1,9 @@
 //! Bedrock's list prices (USD per million tokens) for the models batchdrop translates lines to,
 //! taken on 2026-12-01 from the Amazon Bedrock pricing page (aws.amazon.com/bedrock/pricing),
 //! on-demand and batch; batch inference costs half the on-demand price. Claude on Bedrock is
-//! listed at Anthropic's own prices.
+//! listed at Anthropic's own prices. (The price table carries one date for every entry,
+//! `cost::PRICES_AS_OF`, the day the OpenAI and Anthropic prices were taken: summaries show
+//! that date for these too.)
 //!
 //! Entries are named by the model id without its version (`-v1:0`) and snapshot date; the price
 //! table finds a full id, and a cross-region inference profile's (`us.anthropic.…`), through
