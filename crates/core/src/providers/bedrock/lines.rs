@@ -55,7 +55,8 @@ pub(crate) fn request_id(request: &[u8]) -> Option<String> {
 }
 
 /// A line of the user's in Bedrock's format: sent as it is, but with `set_id` as its recordId
-/// when the id must change (or was not given).
+/// when the id must change (or was not given). Nothing of `modelInput` is filled from the
+/// route: it is the model's own body, which Bedrock checks.
 pub(crate) fn own_line<'a>(
     line: &'a [u8],
     fields: &scan::Line<'a>,
