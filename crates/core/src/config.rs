@@ -9,7 +9,7 @@
 //! max_requests_per_batch = 1000
 //!
 //! [routes.labelling]               # a new route
-//! provider = "openai"              # a registered provider (see `providers`): openai, anthropic
+//! provider = "openai"              # a registered provider (see `providers`): openai, anthropic, bedrock
 //! base_url = "https://api.openai.com/v1"
 //! api_key_env = "OPENAI_API_KEY"   # or api_key_secret = "arn:aws:secretsmanager:…"
 //! max_bytes_per_batch = 100_000_000
@@ -299,7 +299,14 @@ mod tests {
         let c = Config::builtin(&no_env);
         assert_eq!(
             c.route_names(),
-            vec!["anthropic", "openai", "sandbox", "sandbox-anthropic"]
+            vec![
+                "anthropic",
+                "bedrock",
+                "openai",
+                "sandbox",
+                "sandbox-anthropic",
+                "sandbox-bedrock"
+            ]
         );
         assert_eq!(c.route("sandbox").unwrap().base_url, DEFAULT_SANDBOX_URL);
         assert_eq!(

@@ -6,11 +6,15 @@
 //!   `[prices."model-name"]` (see the `config` module).
 //! - A model name resolves to its table entry exactly, or with a snapshot suffix removed
 //!   (`gpt-4o-mini-2024-07-18` → `gpt-4o-mini`, `claude-sonnet-4-5-20250929` →
-//!   `claude-sonnet-4-5`, `…-latest`). Nothing else is guessed: a name without an entry is
-//!   reported as unpriced, with its tokens, and left out of the totals.
+//!   `claude-sonnet-4-5`, `…-latest`), or, for a model id with a version
+//!   (`anthropic.claude-sonnet-4-5-20250929-v1:0`), without the version and then the snapshot;
+//!   a cross-region inference profile's id (`us.anthropic.claude-…`) resolves as the model id
+//!   after its scope word. Nothing else is guessed: a name without an entry is reported as
+//!   unpriced, with its tokens, and left out of the totals.
 //! - Costs are plain input and output token prices. Discounts for cached input, long-context
 //!   surcharges and tool fees are not modelled.
-//! - Amounts are worked out in whole nano-dollars (1e-9 USD, exact for every built-in price)
+//! - Amounts are worked out in whole nano-dollars (1e-9 USD, exact for every built-in price
+//!   but Nova Micro's batch input price, 17.5 nano-dollars a token, rounded once per model)
 //!   per model and price, then added up; `saved` is the exact difference.
 //!
 //! The sandbox routes are priced like the real models their requests name: what the same work
@@ -101,14 +105,22 @@ impl PriceTable {
     }
 
     /// The prices of `model`: its own entry, or that of the name without a snapshot suffix
-    /// (`-2024-07-18`, `-20250929`, `-latest`). Returns the entry's name with it.
+    /// (`-2024-07-18`, `-20250929`, `-latest`), or without a version (`-v1:0`) and then a
+    /// snapshot suffix; failing that, the same for the id after an inference profile's scope
+    /// (`us.`, `eu.`, `global.`…). Returns the entry's name with it.
     pub fn lookup(&self, model: &str) -> Option<(&str, &Price)> {
-        if let Some((name, price)) = self.models.get_key_value(model) {
-            return Some((name.as_str(), price));
-        }
-        let base = strip_snapshot(model)?;
-        self.models
-            .get_key_value(base)
+        std::iter::once(model)
+            .chain(without_scope(model))
+            .find_map(|name| self.lookup_id(name))
+    }
+
+    fn lookup_id(&self, model: &str) -> Option<(&str, &Price)> {
+        let unversioned = strip_version(model);
+        [Some(model), strip_snapshot(model), unversioned]
+            .into_iter()
+            .chain(std::iter::once(unversioned.and_then(strip_snapshot)))
+            .flatten()
+            .find_map(|name| self.models.get_key_value(name))
             .map(|(name, price)| (name.as_str(), price))
     }
 }
@@ -184,6 +196,28 @@ impl PriceTable {
         self.models.insert(model.to_string(), price);
         Ok(())
     }
+}
+
+/// `model` without a trailing version `-v<n>` or `-v<n>:<n>`, if it has one.
+fn strip_version(model: &str) -> Option<&str> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (base, version) = model.rsplit_once("-v")?;
+    let (major, minor) = match version.split_once(':') {
+        Some((major, minor)) => (major, Some(minor)),
+        None => (version, None),
+    };
+    (digits(major) && minor.is_none_or(digits)).then_some(base)
+}
+
+/// An inference profile's model id without its scope: the first dot-separated word, when it
+/// is lowercase letters and dashes and a dotted model id follows (`us.anthropic.claude-…` →
+/// `anthropic.claude-…`).
+fn without_scope(model: &str) -> Option<&str> {
+    let (scope, rest) = model.split_once('.')?;
+    (!scope.is_empty()
+        && scope.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+        && rest.contains('.'))
+    .then_some(rest)
 }
 
 /// `model` without a trailing snapshot suffix, if it has one.
@@ -512,6 +546,25 @@ mod tests {
         // not a snapshot of gpt-4o: no guess
         assert!(prices.lookup("gpt-4o-audio-preview").is_none());
         assert!(prices.lookup("gpt-4.1-turbo").is_none());
+    }
+
+    #[test]
+    fn versioned_and_profile_model_ids_use_their_model_entry() {
+        let prices = PriceTable::builtin();
+        assert_eq!(
+            prices
+                .lookup("us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+                .unwrap()
+                .0,
+            "anthropic.claude-sonnet-4-5"
+        );
+        assert_eq!(
+            prices.lookup("amazon.nova-micro-v1:0").unwrap().0,
+            "amazon.nova-micro"
+        );
+        // a scope word alone is not a model id: no guess
+        assert!(prices.lookup("us.claude-sonnet-4-5").is_none());
+        assert!(prices.lookup("amazon.nova-lite-vx").is_none());
     }
 
     #[test]

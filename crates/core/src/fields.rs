@@ -36,6 +36,10 @@ pub(crate) struct LineFields<'a> {
     pub(crate) params: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub(crate) prompt: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "recordId")]
+    pub(crate) record_id: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "modelInput")]
+    pub(crate) model_input: Option<&'a RawValue>,
 }
 
 /// What serde_json reads of `body` or `params`; as [`LineFields`], only for its words when it

@@ -2,8 +2,9 @@
 //! rejected with a code, a message and its line number. One bad line never fails the file.
 //!
 //! Shapes, detected per line: a batch line of any registered provider (each dialect knows its
-//! own: an OpenAI `{"custom_id","method","url","body"}`, an Anthropic `{"custom_id","params"}`),
-//! or a prompt line `{"prompt","custom_id"?,"system"?, …overrides}` ([`crate::prompt`]). Each
+//! own: an OpenAI `{"custom_id","method","url","body"}`, an Anthropic `{"custom_id","params"}`,
+//! a Bedrock `{"recordId","modelInput"}`), or a prompt line
+//! `{"prompt","custom_id"?,"system"?, …overrides}` ([`crate::prompt`]). Each
 //! becomes a request in the route's provider's format, as its dialect
 //! ([`crate::provider::Dialect`]) builds it:
 //! - a line already in the route's format passes through byte for byte when complete (unknown
@@ -12,9 +13,11 @@
 //!   ([`crate::provider::Request`]) or is rejected with `untranslatable` naming the field;
 //! - a prompt line is built with the route's defaults, the line's other fields overriding them.
 //!
-//! A line without `custom_id` gets `line-<n>`. Duplicate ids are found after validation, over
-//! the whole file ([`crate::ids`]). An id the provider would refuse is sent under one its
-//! dialect makes up ([`crate::provider::Dialect::id_to_send`]) and restored in the results.
+//! A line's id is its `custom_id`, or the field its shape's dialect names
+//! ([`crate::provider::Dialect::line_id`]: a Bedrock line's `recordId`); a line without one gets
+//! `line-<n>`. Duplicate ids are found after validation, over the whole file ([`crate::ids`]).
+//! An id the provider would refuse is sent under one its dialect makes up
+//! ([`crate::provider::Dialect::id_to_send`]) and restored in the results.
 //!
 //! Reading a line is one pass over its bytes ([`crate::scan`]): it checks the JSON as serde_json
 //! would and notes where the fields read here are. A complete line in the route's format is then
@@ -134,20 +137,31 @@ impl Validator {
             return Err(no_id(invalid_utf8(line)));
         }
 
-        let given_id: Option<Cow<'a, str>> = match given(fields.custom_id) {
+        // The shape first: it says which field holds the line's id (a prompt line's, and that of
+        // a line of no known shape, is `custom_id`).
+        let shape = match self.known.iter().find(|d| d.is_own_line(&fields)) {
+            Some(d) => Some(Shape::Batch(*d)),
+            None if given(fields.prompt).is_some() => Some(Shape::Prompt),
+            None => None,
+        };
+        let (id_field, raw_id) = match shape {
+            Some(Shape::Batch(d)) => (d.id_field(), d.line_id(&fields)),
+            _ => ("custom_id", fields.custom_id),
+        };
+        let given_id: Option<Cow<'a, str>> = match given(raw_id) {
             None => None,
             Some(raw) => match raw.string() {
                 Some(id) if !id.is_empty() => Some(id),
                 Some(_) => {
                     return Err(no_id(reject(
                         RejectCode::InvalidField,
-                        "custom_id is an empty string",
+                        format!("{id_field} is an empty string"),
                     )));
                 }
                 None => {
                     return Err(no_id(reject(
                         RejectCode::InvalidField,
-                        format!("custom_id must be a string, found {}", text(raw)),
+                        format!("{id_field} must be a string, found {}", text(raw)),
                     )));
                 }
             },
@@ -157,12 +171,8 @@ impl Validator {
             given_id.unwrap_or_else(|| Cow::Owned(format!("line-{line_no}")));
         let with_id = |(code, message): Reject| (code, message, Some(custom_id.to_string()));
 
-        let shape = match self.known.iter().find(|d| d.is_own_line(&fields)) {
-            Some(d) => Shape::Batch(*d),
-            None if given(fields.prompt).is_some() => Shape::Prompt,
-            None => {
-                return Err(with_id(reject(RejectCode::MissingField, self.shapes())));
-            }
+        let Some(shape) = shape else {
+            return Err(with_id(reject(RejectCode::MissingField, self.shapes())));
         };
         let target = self.dialect;
         let sent_id = target.id_to_send(&custom_id, line_no);

@@ -12,7 +12,8 @@
 //! values are handed back as the byte spans they occupy.
 //!
 //! The fields it notes are the ones the providers' dialects read (`custom_id`, `method`, `url`,
-//! `body`, `params`, `prompt`, and `model` / `input` / `max_tokens` inside `body` or `params`).
+//! `body`, `params`, `prompt`, `recordId`, `modelInput`, and `model` / `input` / `max_tokens`
+//! inside `body` or `params`).
 //!
 //! This file stays whole although it is longer than the others: it is one state machine, and
 //! its parts (tokens, strings, numbers, the line's members) share invariants that its proptests
@@ -116,6 +117,10 @@ pub struct Line<'a> {
     pub body: Option<Json<'a>>,
     pub params: Option<Json<'a>>,
     pub prompt: Option<Json<'a>>,
+    /// A Bedrock line's id.
+    pub record_id: Option<Json<'a>>,
+    /// A Bedrock line's request body.
+    pub model_input: Option<Json<'a>>,
     /// The fields of `body`, when it is an object.
     pub body_fields: Inner<'a>,
     /// The fields of `params`, when it is an object.
@@ -210,6 +215,8 @@ pub fn line(bytes: &[u8]) -> Result<Line<'_>, Error> {
         body: None,
         params: None,
         prompt: None,
+        record_id: None,
+        model_input: None,
         body_fields: Inner::default(),
         params_fields: Inner::default(),
         utf8: true,
@@ -300,6 +307,8 @@ enum TopField {
     Body,
     Params,
     Prompt,
+    RecordId,
+    ModelInput,
     Other,
 }
 
@@ -312,6 +321,8 @@ impl TopField {
             b"body" => TopField::Body,
             b"params" => TopField::Params,
             b"prompt" => TopField::Prompt,
+            b"recordId" => TopField::RecordId,
+            b"modelInput" => TopField::ModelInput,
             _ => TopField::Other,
         }
     }
@@ -324,6 +335,8 @@ impl TopField {
             TopField::Body => "body",
             TopField::Params => "params",
             TopField::Prompt => "prompt",
+            TopField::RecordId => "recordId",
+            TopField::ModelInput => "modelInput",
             TopField::Other => return None,
         })
     }
@@ -338,6 +351,8 @@ impl<'a> Line<'a> {
             TopField::Body => &mut self.body,
             TopField::Params => &mut self.params,
             TopField::Prompt => &mut self.prompt,
+            TopField::RecordId => &mut self.record_id,
+            TopField::ModelInput => &mut self.model_input,
             TopField::Other => return None,
         })
     }
@@ -971,7 +986,7 @@ mod tests {
     #[test]
     fn a_line_notes_its_fields_as_written() {
         let l = one_line(
-            r#"{"custom_id": "a", "method":"POST","url":"/v1/x","body":{"k":1},"params":[],"prompt":"p"}"#,
+            r#"{"custom_id": "a", "method":"POST","url":"/v1/x","body":{"k":1},"params":[],"prompt":"p","recordId":"r","modelInput":{"m":2}}"#,
         );
         let raw = |j: Option<Json<'_>>| String::from_utf8_lossy(j.expect("noted").raw).into_owned();
         assert_eq!(raw(l.custom_id), "\"a\"");
@@ -980,6 +995,8 @@ mod tests {
         assert_eq!(raw(l.body), "{\"k\":1}");
         assert_eq!(raw(l.params), "[]");
         assert_eq!(raw(l.prompt), "\"p\"");
+        assert_eq!(raw(l.record_id), "\"r\"");
+        assert_eq!(raw(l.model_input), "{\"m\":2}");
     }
 
     #[test]
@@ -993,6 +1010,14 @@ mod tests {
     fn a_known_field_twice_is_refused() {
         let e = line(br#"{"body":null,"x":1,"body":{}}"#).unwrap_err();
         assert_eq!(e.reason, Reason::DuplicateField("body"));
+    }
+
+    #[test]
+    fn a_bedrock_field_twice_is_refused() {
+        let e = line(br#"{"recordId":"a","recordId":"b"}"#).unwrap_err();
+        assert_eq!(e.reason, Reason::DuplicateField("recordId"));
+        let e = line(br#"{"modelInput":{},"model\u0049nput":null}"#).unwrap_err();
+        assert_eq!(e.reason, Reason::DuplicateField("modelInput"));
     }
 
     #[test]
@@ -1148,6 +1173,9 @@ mod tests {
             Just("\"body\""),
             Just("\"params\""),
             Just("\"prompt\""),
+            Just("\"recordId\""),
+            Just("\"modelInput\""),
+            Just("\"record\\u0049d\""),
             Just("\"system\""),
             Just("\"ur\\u006c\""),
             Just("\"\\ud800\""),

@@ -122,7 +122,7 @@ impl JobRun<'_> {
             {
                 break;
             }
-            let id = dialect.sent_id(&line).unwrap_or_default();
+            let id = dialect.request_id(&line).unwrap_or_default();
             positions.insert(id.clone(), ids.len());
             ids.push(id);
         }
@@ -236,12 +236,8 @@ impl JobRun<'_> {
                         m.input_tokens += facts.input_tokens;
                         m.output_tokens += facts.output_tokens;
                     }
-                    match restore.get(&pos) {
-                        Some(user_id) => {
-                            out.write(&dialect.with_custom_id(&bytes, user_id)).await?
-                        }
-                        None => out.write(&bytes).await?,
-                    }
+                    let user_id = restore.get(&pos).map(String::as_str);
+                    out.write(&dialect.output_line(&bytes, user_id)).await?;
                     if facts.succeeded {
                         tally.0 += 1;
                         false
@@ -254,9 +250,9 @@ impl JobRun<'_> {
                         Some(e) => format!("{why}: {}: {}", e.code, e.message),
                         None => why.clone(),
                     };
-                    let id = restore.get(&pos).unwrap_or(&ids[pos]);
-                    out.write(&dialect.missing_result(id, code, &message))
-                        .await?;
+                    let missing = dialect.missing_result(&ids[pos], code, &message);
+                    let user_id = restore.get(&pos).map(String::as_str);
+                    out.write(&dialect.output_line(&missing, user_id)).await?;
                     missing_retryable && !line_errors.contains_key(&(pos as u64 + 1))
                 }
             };

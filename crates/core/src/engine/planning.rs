@@ -166,10 +166,6 @@ impl JobRun<'_> {
         if duplicates.is_empty() {
             return Ok(Deduplicated::default());
         }
-        let dialect =
-            providers::dialect(&manifest.provider).map_err(|e| ProviderError::Unavailable {
-                reason: e.to_string(),
-            })?;
         let first_use: HashMap<u64, u64> =
             duplicates.iter().map(|d| (d.line, d.first_line)).collect();
         // The line numbers alone say which chunks hold a reuse; each gets its new index now, so
@@ -187,6 +183,9 @@ impl JobRun<'_> {
                 }
             }
         }
+        // The id a request went out under, read as its provider writes it.
+        let dialect = providers::dialect(&manifest.provider).ok();
+        let request_id = move |request: &[u8]| dialect.and_then(|d| d.request_id(request));
         let keys = &self.keys;
         let first_use = &first_use;
         let copied: Vec<_> = futures::stream::iter(copies)
@@ -198,7 +197,7 @@ impl JobRun<'_> {
                         let Some(first) = first_use.get(&row.line()) else {
                             return true;
                         };
-                        let custom_id = row.user_id().or_else(|| dialect.sent_id(row.request));
+                        let custom_id = row.user_id().or_else(|| request_id(row.request));
                         dropped.push(Rejection {
                             line: row.line(),
                             message: ids::duplicate_message(

@@ -167,7 +167,7 @@ impl Validator {
         } else {
             return Err(with_id(reject(
                 RejectCode::MissingField,
-                "expected an OpenAI batch line (custom_id, method, url, body), an Anthropic batch line (custom_id, params) or a prompt line (prompt)",
+                "expected an OpenAI batch line (custom_id, method, url, body), an Anthropic batch line (custom_id, params), a Bedrock batch line (recordId, modelInput) or a prompt line (prompt)",
             )));
         };
         let sent_id = match self.wire {

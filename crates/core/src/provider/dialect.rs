@@ -47,6 +47,25 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     fn line_shape(&self) -> &'static str;
     /// Whether a scanned line is one of its batch lines.
     fn is_own_line(&self, line: &scan::Line<'_>) -> bool;
+    /// The field of its batch lines that holds the line's id, as messages name it.
+    fn id_field(&self) -> &'static str {
+        "custom_id"
+    }
+    /// The id one of its batch lines gives ([`Dialect::id_field`]), as written.
+    fn line_id<'a>(&self, line: &scan::Line<'a>) -> Option<scan::Json<'a>> {
+        line.custom_id
+    }
+    /// The id a request line it built goes out under (its [`Dialect::id_field`]), for the
+    /// engine to match results to requests.
+    fn request_id(&self, request: &[u8]) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Id {
+            custom_id: Option<String>,
+        }
+        serde_json::from_slice::<Id>(request.trim_ascii())
+            .ok()
+            .and_then(|i| i.custom_id)
+    }
     /// The id to send instead of `custom_id` when the provider would refuse it (unique by
     /// construction from the line number); the results get the user's id back.
     fn id_to_send(&self, _custom_id: &str, _line_no: u64) -> Option<String> {
@@ -88,17 +107,6 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         defaults: &Defaults,
     ) -> Result<Built<'static>, Reject>;
 
-    /// The id one of its request lines (as staged in a chunk) went out under.
-    fn sent_id(&self, request: &[u8]) -> Option<String> {
-        #[derive(serde::Deserialize)]
-        struct Id {
-            custom_id: Option<String>,
-        }
-        serde_json::from_slice::<Id>(request.trim_ascii())
-            .ok()
-            .and_then(|i| i.custom_id)
-    }
-
     /// Reads one of its result lines.
     fn read_result(&self, line: &[u8]) -> Result<ResultFacts, serde_json::Error>;
     /// The line written for a request that got no result, in its result shape. `code` is one
@@ -107,6 +115,16 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// The same result line under another id (the user's), everything else kept.
     fn with_custom_id(&self, line: &[u8], custom_id: &str) -> Vec<u8> {
         with_field(line, "custom_id", custom_id)
+    }
+    /// The line output.jsonl holds for one of its result lines (a provider's, or one
+    /// [`Dialect::missing_result`] wrote under the id sent); `user_id` is the user's id where
+    /// the request went out under another one. By default the line as it is, or
+    /// [`Dialect::with_custom_id`] under the user's id.
+    fn output_line<'l>(&self, line: &'l [u8], user_id: Option<&str>) -> Cow<'l, [u8]> {
+        match user_id {
+            Some(id) => Cow::Owned(self.with_custom_id(line, id)),
+            None => Cow::Borrowed(line),
+        }
     }
     /// The endpoint and the body of one of its request lines, for estimates to read.
     fn request_parts<'v>(&self, line: &'v serde_json::Value) -> (&'v str, &'v serde_json::Value);
@@ -133,5 +151,42 @@ pub fn with_field(line: &[u8], name: &str, value: &str) -> Vec<u8> {
             serde_json::to_vec(&map).unwrap_or_else(|_| line.to_vec())
         }
         Err(_) => line.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dialect;
+    use crate::providers::{anthropic, openai};
+
+    /// The dialects that keep the default [`Dialect::output_line`].
+    fn by_default() -> [&'static dyn Dialect; 2] {
+        [&openai::DIALECT, &anthropic::DIALECT]
+    }
+
+    #[test]
+    fn a_missing_result_under_the_user_id_is_the_line_written_for_it() {
+        for dialect in by_default() {
+            let sent = dialect.missing_result("bd_2", "batch_expired", "m");
+            assert_eq!(
+                *dialect.output_line(&sent, Some("user id")),
+                *dialect.missing_result("user id", "batch_expired", "m"),
+                "{}",
+                dialect.name()
+            );
+        }
+    }
+
+    #[test]
+    fn a_result_line_not_mapped_is_kept_as_it_is() {
+        let line = br#"{"custom_id":"a","x":1}"#;
+        for dialect in by_default() {
+            assert_eq!(
+                &*dialect.output_line(line, None),
+                line,
+                "{}",
+                dialect.name()
+            );
+        }
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! - [`openai`]: OpenAI Files + Batches (and OpenAI-compatible services, the sandbox);
 //! - [`anthropic`]: Anthropic Message Batches;
+//! - [`bedrock`]: AWS Bedrock batch inference (model invocation jobs over the bucket);
 //! - `chat`, `http`, [`retry`]: what the HTTP chat providers share.
 //!
 //! API keys are [`secrecy::SecretString`]s: sent in a header and nowhere else — not in
@@ -19,6 +20,7 @@ pub mod openai;
 pub mod retry;
 
 pub use anthropic::AnthropicProvider;
+pub use bedrock::BedrockProvider;
 pub use openai::OpenAiProvider;
 pub use retry::RetryPolicy;
 
@@ -52,7 +54,7 @@ pub struct Entry {
 }
 
 /// Every provider, in the order lines are tried against their batch-line shapes.
-pub static REGISTRY: &[&Entry] = &[&openai::ENTRY, &anthropic::ENTRY];
+pub static REGISTRY: &[&Entry] = &[&openai::ENTRY, &anthropic::ENTRY, &bedrock::ENTRY];
 
 /// A provider name no entry has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
