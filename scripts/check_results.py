@@ -25,11 +25,19 @@ def check(results: Path, name: str) -> list[str]:
     lines = [e["line"] for e in errs]
     if lines != sorted(lines):
         problems.append("errors.jsonl is not in line order")
+    on_demand = summary.get("on_demand_requests", 0)
     print(f"== {name}: {summary['status']}, counts {json.dumps(c)}, "
-          f"{len(summary['batches'])} batches, usage {json.dumps(summary['usage'])}")
-    print("   output custom_ids in order:", " | ".join(o["custom_id"] for o in out))
+          f"{len(summary['batches'])} batches, usage {json.dumps(summary['usage'])}"
+          + (f", {on_demand} requests on demand (below the provider's batch minimum)"
+             if on_demand else ""))
+    ids = [o.get("custom_id", "<none>") for o in out]
+    if "<none>" in ids:
+        problems.append("an output line has no custom_id")
+    shown = ids if len(ids) <= 12 else ids[:5] + [f"… {len(ids) - 10} more …"] + ids[-5:]
+    print("   output custom_ids in order:", " | ".join(shown))
     if out:
-        shape = "anthropic" if "result" in out[0] else "openai"
+        shape = ("anthropic" if "result" in out[0]
+                 else "bedrock" if "recordId" in out[0] else "openai")
         print(f"   output shape: {shape}; first line: {json.dumps(out[0])[:160]}…")
     for e in errs:
         print(f"   line {e['line']}: {e['error']['code']}: {e['error']['message']}")

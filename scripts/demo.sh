@@ -10,12 +10,16 @@ staging=target/demo/staging
 rm -rf target/demo
 mkdir -p "$root/inbox" "$staging"
 
-# What goes where: <example file> <route>. The same prompt file goes to both providers.
+# What goes where: <example file> <route>. The same prompt file goes to every provider; on
+# Bedrock it is below the 100-record minimum of a job and goes on demand (InvokeModel), while
+# the 120 claims make one model invocation job.
 drops=(
   "requests sandbox"
   "prompts sandbox"
   "prompts sandbox-anthropic"
   "messages sandbox-anthropic"
+  "claims sandbox-bedrock"
+  "prompts sandbox-bedrock"
 )
 
 "$bin" local --root "$root" --config examples/batchdrop.toml \
