@@ -11,8 +11,8 @@
 //!
 //! Credentials, region and endpoints come from the usual AWS chain (environment, profile,
 //! the Lambda role; `AWS_ENDPOINT_URL_BEDROCK`, `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`). A route
-//! with a `base_url` (an emulator, the sandbox) sends both APIs there, and signs with fixed
-//! placeholder credentials when the chain has none.
+//! with a `base_url` (an emulator, the sandbox) sends both APIs there, with the environment's
+//! keys and region when set, else placeholders (`us-east-1`).
 //!
 //! The create carries the chunk's idempotency token as `clientRequestToken`: a create
 //! repeated after a crash or a lost answer returns the job the first one made.
@@ -21,10 +21,17 @@ use crate::provider::{
     BatchError, BatchInfo, BatchLookup, BatchState, ChunkUpload, ErrorKind, Provider,
     ProviderError, RequestCounts, ResultFile, Submitted,
 };
+use crate::providers::RetryPolicy;
 use crate::providers::http::kind_of_status;
 use crate::store::ByteStream;
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
+use aws_config::environment::{
+    EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
+};
+use aws_config::meta::credentials::CredentialsProviderChain;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region};
 use aws_sdk_bedrock::config::http::HttpResponse;
 use aws_sdk_bedrock::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrock::types::{
@@ -38,7 +45,7 @@ use tokio::sync::OnceCell;
 /// Hours a job may run before it expires (Bedrock's default and maximum batch window is
 /// 24 to 168; 24 matches the other providers' window).
 const TIMEOUT_HOURS: i32 = 24;
-/// Region when the chain names none (an emulator).
+/// An emulator's region when the environment names none.
 const FALLBACK_REGION: &str = "us-east-1";
 
 /// The two SDK clients, built on first use (loading the AWS configuration is async).
@@ -52,6 +59,8 @@ pub struct BedrockProvider {
     endpoint: String,
     /// The service role the jobs run as.
     role_arn: Option<String>,
+    /// The SDK's retries of throttling, server errors and transport failures.
+    retry: RetryPolicy,
     clients: OnceCell<Clients>,
 }
 
@@ -69,43 +78,59 @@ impl BedrockProvider {
         Self {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             role_arn,
+            retry: RetryPolicy::default(),
             clients: OnceCell::new(),
         }
+    }
+
+    /// How the SDK retries throttling, server errors and transport failures (its standard
+    /// mode: exponential backoff with jitter).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
     }
 
     async fn clients(&self) -> &Clients {
         self.clients
             .get_or_init(|| async {
-                let mut loader = aws_config::defaults(BehaviorVersion::latest());
+                let retry = RetryConfig::standard()
+                    .with_max_attempts(self.retry.max_attempts)
+                    .with_initial_backoff(self.retry.initial)
+                    .with_max_backoff(self.retry.max);
+                let mut loader =
+                    aws_config::defaults(BehaviorVersion::latest()).retry_config(retry);
                 if !self.endpoint.is_empty() {
-                    loader = loader.endpoint_url(&self.endpoint).credentials_provider(
-                        aws_config::meta::credentials::CredentialsProviderChain::first_try(
-                            "default",
-                            aws_config::default_provider::credentials::default_provider().await,
-                        )
-                        .or_else(
-                            "placeholder",
-                            aws_sdk_bedrock::config::Credentials::new(
-                                "batchdrop",
-                                "batchdrop",
-                                None,
-                                None,
-                                "placeholder",
-                            ),
-                        ),
-                    );
+                    // An emulator: keys and region from the environment when set, else
+                    // placeholders; never a profile or the instance metadata service.
+                    loader =
+                        loader
+                            .endpoint_url(&self.endpoint)
+                            .region(
+                                RegionProviderChain::first_try(
+                                    EnvironmentVariableRegionProvider::new(),
+                                )
+                                .or_else(Region::new(FALLBACK_REGION)),
+                            )
+                            .credentials_provider(
+                                CredentialsProviderChain::first_try(
+                                    "environment",
+                                    EnvironmentVariableCredentialsProvider::new(),
+                                )
+                                .or_else(
+                                    "placeholder",
+                                    aws_sdk_bedrock::config::Credentials::new(
+                                        "batchdrop",
+                                        "batchdrop",
+                                        None,
+                                        None,
+                                        "placeholder",
+                                    ),
+                                ),
+                            );
                 }
                 let shared = loader.load().await;
-                let region = shared
-                    .region()
-                    .cloned()
-                    .unwrap_or_else(|| aws_config::Region::new(FALLBACK_REGION));
-                let control = aws_sdk_bedrock::config::Builder::from(&shared)
-                    .region(region.clone())
-                    .build();
-                let runtime = aws_sdk_bedrockruntime::config::Builder::from(&shared)
-                    .region(region)
-                    .build();
+                let control = aws_sdk_bedrock::config::Builder::from(&shared).build();
+                let runtime = aws_sdk_bedrockruntime::config::Builder::from(&shared).build();
                 Clients {
                     control: aws_sdk_bedrock::Client::from_conf(control),
                     runtime: aws_sdk_bedrockruntime::Client::from_conf(runtime),
