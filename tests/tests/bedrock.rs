@@ -245,7 +245,10 @@ async fn bedrock_a_crash_after_any_write_then_a_retry_loses_no_request_and_makes
         // AND the sandbox made one job per chunk: none twice
         let summary: Value =
             serde_json::from_slice(&store.get_bytes(&format!("{RESULTS}summary.json")).await?)?;
-        assert_eq!(summary["counts"]["succeeded"], N, "crash after write {n}: {summary}");
+        assert_eq!(
+            summary["counts"]["succeeded"], N,
+            "crash after write {n}: {summary}"
+        );
         assert_eq!(
             sandbox.stats().bedrock_jobs_created as usize,
             jobs_recorded(&summary),
