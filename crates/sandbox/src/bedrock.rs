@@ -357,7 +357,8 @@ async fn create_job(
     }
     let (arn, new) = app
         .bedrock
-        .create(request, &region(&headers), app.now(), plan)?;
+        .create(request, &region(&headers), app.now(), plan)
+        .await?;
     if new {
         app.stats
             .bedrock_jobs_created
@@ -445,10 +446,8 @@ fn list_filter(query: &str) -> Result<Filter, ApiError> {
                     })?;
             }
             "nextToken" => filter.next_token = Some(value.clone()),
-            "sortBy" => {
-                if value != "CreationTime" {
-                    return Err(bad("Member must satisfy enum value set: [CreationTime]"));
-                }
+            "sortBy" if value != "CreationTime" => {
+                return Err(bad("Member must satisfy enum value set: [CreationTime]"));
             }
             "sortOrder" => {
                 filter.ascending = match value.as_str() {

@@ -904,7 +904,11 @@ impl RequestPlan {
             ) < share
         {
             // Alternately throttled and failed, as a partly completed job's records are.
-            return Some(RequestFault::Status(if n % 2 == 0 { 500 } else { 429 }));
+            return Some(RequestFault::Status(if n.is_multiple_of(2) {
+                500
+            } else {
+                429
+            }));
         }
         let fault = pick(&self.group, n, || {
             draw(

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use batchdrop_sandbox::{
-    BedrockConfig, BedrockObjects, Faults, MODEL_NOT_FOUND, ManualClock, Rate, Sandbox,
-    SandboxConfig,
+    BedrockConfig, BedrockObjects, Faults, MAX_BEDROCK_RECORDS, MODEL_NOT_FOUND, ManualClock, Rate,
+    Sandbox, SandboxConfig,
 };
 use serde_json::{Value, json};
 
@@ -265,6 +265,24 @@ async fn fewer_records_than_the_minimum_fail_the_job_at_validation() -> Result {
 }
 
 #[tokio::test]
+async fn more_records_than_the_maximum_fail_the_job_at_validation() -> Result {
+    // GIVEN one record more than Bedrock's 50,000
+    let bedrock = start(Duration::ZERO, |_| {}).await?;
+    let line = "{\"modelInput\":{\"inputText\":\"x\"}}\n";
+    bedrock.write("in/big.jsonl", &line.repeat(MAX_BEDROCK_RECORDS + 1))?;
+    let arn = bedrock.create("big", "in/big.jsonl", None).await?;
+    // WHEN it is read THEN the job failed naming both numbers
+    let job = bedrock.job(&arn).await?;
+    assert_eq!(job["status"], "Failed");
+    assert_eq!(
+        job["message"],
+        format!("Batch job {arn} contains more records (50001) than the allowed maximum of: 50000")
+    );
+    bedrock.sandbox.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_malformed_line_fails_the_job_naming_the_line() -> Result {
     let bedrock = start(Duration::ZERO, |_| {}).await?;
     let mut content = jsonl((0..120).map(record));
@@ -437,45 +455,51 @@ async fn listings_filter_sort_and_page_as_botocore_asks() -> Result {
     let beta = bedrock.create("beta-one", "in/input.jsonl", None).await?;
     bedrock.advance(STEP);
     let gamma = bedrock.create("gamma-one", "in/input.jsonl", None).await?;
-    let arns = |list: &Value| -> Vec<Value> {
+    let names = |list: &Value| -> Vec<String> {
         list["invocationJobSummaries"]
             .as_array()
-            .map(|jobs| jobs.iter().map(|j| j["jobArn"].clone()).collect())
+            .map(|jobs| {
+                jobs.iter()
+                    .filter_map(|j| j["jobName"].as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    let (failed, beta, gamma) = (json!(failed), json!(beta), json!(gamma));
+    let listed = bedrock.list("").await?;
+    let first = &listed["invocationJobSummaries"][0];
+    assert_eq!(
+        (first["jobArn"].as_str(), first["status"].as_str()),
+        (Some(gamma.as_str()), Some("Completed"))
+    );
+    assert_eq!(
+        listed["invocationJobSummaries"][2]["jobArn"].as_str(),
+        Some(failed.as_str())
+    );
+    assert_eq!(
+        listed["invocationJobSummaries"][1]["jobArn"].as_str(),
+        Some(beta.as_str())
+    );
     // THEN newest first by default, and each filter narrows
-    assert_eq!(
-        arns(&bedrock.list("").await?),
-        [gamma.clone(), beta.clone(), failed.clone()]
-    );
-    assert_eq!(
-        arns(
-            &bedrock
-                .list("sortBy=CreationTime&sortOrder=Ascending")
-                .await?
-        ),
-        [failed.clone(), beta.clone(), gamma.clone()]
-    );
-    assert_eq!(
-        arns(&bedrock.list("statusEquals=Failed").await?),
-        [failed.clone()]
-    );
-    assert_eq!(
-        arns(&bedrock.list("nameContains=-one").await?),
-        [gamma.clone(), beta.clone()]
-    );
-    assert_eq!(
-        arns(&bedrock.list("submitTimeAfter=2023-11-14T22%3A13%3A25Z&submitTimeBefore=2023-11-14T22%3A13%3A35Z").await?),
-        [beta.clone()]
-    );
+    assert_eq!(names(&listed), ["gamma-one", "beta-one", "alpha-small"]);
+    let ascending = bedrock
+        .list("sortBy=CreationTime&sortOrder=Ascending")
+        .await?;
+    assert_eq!(names(&ascending), ["alpha-small", "beta-one", "gamma-one"]);
+    let failed = bedrock.list("statusEquals=Failed").await?;
+    assert_eq!(names(&failed), ["alpha-small"]);
+    let named = bedrock.list("nameContains=-one").await?;
+    assert_eq!(names(&named), ["gamma-one", "beta-one"]);
+    let between = bedrock
+        .list("submitTimeAfter=2023-11-14T22%3A13%3A25Z&submitTimeBefore=2023-11-14T22%3A13%3A35Z")
+        .await?;
+    assert_eq!(names(&between), ["beta-one"]);
     let page = bedrock.list("maxResults=2").await?;
-    assert_eq!(arns(&page), [gamma.clone(), beta.clone()]);
+    assert_eq!(names(&page), ["gamma-one", "beta-one"]);
     let token = page["nextToken"].as_str().ok_or("no nextToken")?;
     let rest = bedrock
         .list(&format!("maxResults=2&nextToken={token}"))
         .await?;
-    assert_eq!(arns(&rest), [failed.clone()]);
+    assert_eq!(names(&rest), ["alpha-small"]);
     assert!(rest.get("nextToken").is_none());
     let (status, kind, _) = bedrock
         .get("/model-invocation-jobs?statusEquals=Done")

@@ -143,7 +143,7 @@ impl Store {
     /// Creates a job submitted at `now` with the faults of `plan`, or returns the job made
     /// by an earlier call with the same `clientRequestToken` (whatever its other members).
     /// Returns the job's ARN and whether it is new.
-    pub(crate) fn create(
+    pub(crate) async fn create(
         &self,
         request: NewJob,
         region: &str,
@@ -154,15 +154,19 @@ impl Store {
         if let Some(arn) = self.by_token(request.client_request_token.as_deref()) {
             return Ok((arn, false));
         }
-        let in_flight = {
-            let inner = self.lock();
-            inner
-                .jobs
-                .values()
-                .filter(|job| job.fixed.request.model_id == request.model_id)
-                .filter(|job| in_flight(job, now))
-                .count()
-        };
+        let same_model: Vec<Job> = self
+            .lock()
+            .jobs
+            .values()
+            .filter(|job| job.fixed.request.model_id == request.model_id)
+            .cloned()
+            .collect();
+        let mut in_flight = 0;
+        for job in &same_model {
+            if busy(job, now).await {
+                in_flight += 1;
+            }
+        }
         if in_flight >= self.settings.max_jobs_per_model {
             return Err(StoreError::Quota {
                 model_id: request.model_id,
@@ -472,18 +476,15 @@ impl Store {
     }
 }
 
-/// Whether a job counts against its model's quota at `now` (submitted, validating, scheduled,
-/// in progress or stopping), judged without waiting for its input to be read: a job whose
-/// input is still being read counts.
-fn in_flight(job: &Job, now: SystemTime) -> bool {
+/// Whether a job counts against its model's quota at `now`: submitted, validating, scheduled,
+/// in progress or stopping (past validation, once its input has been read).
+async fn busy(job: &Job, now: SystemTime) -> bool {
     match job.timeline.at(now, 0).0 {
         Phase::Submitted | Phase::Validating => true,
         Phase::StoppedEarly { stopping, .. } => stopping,
-        // A read that has finished answers at once; one still running counts as in flight.
-        Phase::Validated(_) => match job.fixed.scan.clone().now_or_never() {
-            None => true,
-            Some(Err(_)) => false,
-            Some(Ok(scanned)) => !matches!(
+        Phase::Validated(_) => match job.fixed.scan.clone().await {
+            Err(_) => false,
+            Ok(scanned) => !matches!(
                 job.timeline.at(now, scanned.records()).0,
                 Phase::Validated(Run::Ended { .. })
             ),
