@@ -118,10 +118,10 @@
 //! - **Validation** happens at the end of `Validating`, reading the input once: the job is
 //!   `Failed` with `message` when there is no input file, a file is over
 //!   [`MAX_BEDROCK_FILE_BYTES`] (1 GB), the records are fewer than
-//!   [`BedrockConfig::min_records`] (default 100: "Batch job <arn> contains less records (40)
-//!   than the required minimum of: 100", the wording users report from Bedrock) or more than
+//!   [`BedrockConfig::min_records`] (default 100: `Batch job <arn> contains less records (40)
+//!   than the required minimum of: 100`, the wording users report from Bedrock) or more than
 //!   [`MAX_BEDROCK_RECORDS`], or a line is not JSONL the service can read (not a JSON object,
-//!   no object `modelInput`: "Invalid JSONL in input file <uri>, line <n>: …" — Bedrock fails
+//!   no object `modelInput`: `Invalid JSONL in input file <uri>, line <n>: …` — Bedrock fails
 //!   a job whose file it cannot parse, while a `modelInput` the model cannot read is only
 //!   that record's error). Blank lines are skipped.
 //! - **Output**, written once the job has ended (the request that first sees it ended waits
@@ -142,8 +142,8 @@
 //!   `inferenceConfig`) gets `{"output":{"message"}, "stopReason", "usage":{"inputTokens",
 //!   "outputTokens","totalTokens"}}`; a Titan embeddings body (`inputText`) an 8-dimension
 //!   `embedding` with `inputTextTokenCount`; anything else, or a body without what its family
-//!   needs, a 400 "Malformed input request: #: required key [messages] not found, please
-//!   reformat your input and try again." (a record's `error`, or InvokeModel's
+//!   needs, a 400 `Malformed input request: #: required key [messages] not found, please
+//!   reformat your input and try again.` (a record's `error`, or InvokeModel's
 //!   `ValidationException`). InvokeModel also sends `x-amzn-bedrock-input-token-count` and
 //!   `x-amzn-bedrock-output-token-count`.
 //! - **Listings** take botocore's query parameters: `statusEquals`, `nameContains`,
@@ -273,8 +273,8 @@ pub use clock::ManualClock;
 pub use clock::{Clock, SystemClock};
 use faults::{ApiFault, Injector};
 pub use faults::{
-    DEFAULT_EXPIRE_KEEP, DEFAULT_RETRY_AFTER, DEFAULT_TIMEOUT, FaultStats, Faults, FaultsError,
-    KEYS as FAULT_KEYS, NO_OUTPUT_STATUS, Rate,
+    DEFAULT_EXPIRE_KEEP, DEFAULT_PARTIAL_ERRORS, DEFAULT_RETRY_AFTER, DEFAULT_TIMEOUT, FaultStats,
+    Faults, FaultsError, KEYS as FAULT_KEYS, NO_OUTPUT_STATUS, Rate,
 };
 pub use openai::{
     MAX_BATCH_FILE_BYTES, MAX_FILE_BYTES, MAX_REPORTED_ERRORS, MAX_REQUESTS, MODEL_NOT_FOUND,
