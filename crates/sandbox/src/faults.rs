@@ -24,6 +24,8 @@ pub const DEFAULT_EXPIRE_KEEP: f64 = 0.5;
 /// The status of every request of a `no_output` batch (OpenAI `server_error`, Anthropic
 /// `api_error`).
 pub const NO_OUTPUT_STATUS: u16 = 500;
+/// The share of a `partial` Bedrock job's records that fail unless told otherwise.
+pub const DEFAULT_PARTIAL_ERRORS: f64 = 0.1;
 
 /// How often a fault strikes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -158,6 +160,14 @@ pub struct Faults {
     pub result_errored: Rate,
     /// Request, Anthropic only: an `expired` result (`result_expired`).
     pub result_expired: Rate,
+    /// API, Bedrock control plane only: answer 429 `ThrottlingException` (`throttle`).
+    pub throttle: Rate,
+    /// Batch, Bedrock only: the job ends `PartiallyCompleted`, a share
+    /// [`Faults::partial_errors`] of its records failing with 429 or 500 (`partial`).
+    pub partial: Rate,
+    /// The share of a `partial` job's records that fail (`partial_errors`, 0 to 1; default
+    /// [`DEFAULT_PARTIAL_ERRORS`]).
+    pub partial_errors: f64,
 }
 
 impl Default for Faults {
@@ -181,12 +191,15 @@ impl Default for Faults {
             request_errors: BTreeMap::new(),
             result_errored: Rate::NEVER,
             result_expired: Rate::NEVER,
+            throttle: Rate::NEVER,
+            partial: Rate::NEVER,
+            partial_errors: DEFAULT_PARTIAL_ERRORS,
         }
     }
 }
 
 /// The keys of a spec, in canonical order (`reqNNN` stands for every request status key).
-pub const KEYS: [&str; 18] = [
+pub const KEYS: [&str; 21] = [
     "seed",
     "http429",
     "http500",
@@ -205,6 +218,9 @@ pub const KEYS: [&str; 18] = [
     "reqNNN",
     "result_errored",
     "result_expired",
+    "throttle",
+    "partial",
+    "partial_errors",
 ];
 
 /// Why a fault spec was refused.
@@ -358,6 +374,15 @@ impl Faults {
             }
             "result_errored" => self.result_errored = rate()?,
             "result_expired" => self.result_expired = rate()?,
+            "throttle" => self.throttle = rate()?,
+            "partial" => self.partial = rate()?,
+            "partial_errors" => {
+                self.partial_errors = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|share| (0.0..=1.0).contains(share))
+                    .ok_or_else(|| bad("a share from 0 to 1"))?;
+            }
             _ => {
                 let status = key
                     .strip_prefix("req")
@@ -389,6 +414,8 @@ impl Faults {
             ("finalizing".to_owned(), self.finalizing),
             ("result_errored".to_owned(), self.result_errored),
             ("result_expired".to_owned(), self.result_expired),
+            ("throttle".to_owned(), self.throttle),
+            ("partial".to_owned(), self.partial),
         ];
         for (&status, &rate) in &self.request_errors {
             if !(400..=599).contains(&status) {
@@ -413,6 +440,13 @@ impl Faults {
             return Err(FaultsError::BadValue {
                 key: "expire_keep".to_owned(),
                 value: self.expire_keep.to_string(),
+                expected: "a share from 0 to 1",
+            });
+        }
+        if !(0.0..=1.0).contains(&self.partial_errors) {
+            return Err(FaultsError::BadValue {
+                key: "partial_errors".to_owned(),
+                value: self.partial_errors.to_string(),
                 expected: "a share from 0 to 1",
             });
         }
@@ -455,6 +489,8 @@ impl Faults {
                 .iter()
                 .all(|(_, rate)| rate.is_never())
             && (self.finalizing_extra == 0 || self.finalizing.is_never())
+            && self.throttle.is_never()
+            && self.partial.is_never()
     }
 
     /// Requests fail with `status` (400–599) at `rate`.
@@ -482,6 +518,13 @@ impl Faults {
     #[must_use]
     pub fn expire_keep(mut self, keep: f64) -> Self {
         self.expire_keep = keep;
+        self
+    }
+
+    /// A `partial` Bedrock job fails this share (0 to 1) of its records.
+    #[must_use]
+    pub fn partial_errors(mut self, share: f64) -> Self {
+        self.partial_errors = share;
         self
     }
 
@@ -517,6 +560,10 @@ impl Faults {
         result_errored,
         /// Anthropic `expired` results at `rate`.
         result_expired,
+        /// Bedrock control-plane 429 `ThrottlingException`s at `rate`.
+        throttle,
+        /// Bedrock jobs ending `PartiallyCompleted` at `rate`.
+        partial,
     }
 
     fn api_group(&self) -> [(ApiFault, Rate); 5] {
@@ -623,6 +670,14 @@ impl fmt::Display for Faults {
             "result_expired".into(),
             rate(self.result_expired, Rate::NEVER),
         ));
+        pairs.push(("throttle".into(), rate(self.throttle, Rate::NEVER)));
+        pairs.push(("partial".into(), rate(self.partial, Rate::NEVER)));
+        pairs.push((
+            "partial_errors".into(),
+            differs(self.partial_errors != defaults.partial_errors, &|| {
+                self.partial_errors.to_string()
+            }),
+        ));
         let spec: Vec<String> = pairs
             .into_iter()
             .filter_map(|(key, value)| value.map(|value| format!("{key}={value}")))
@@ -699,6 +754,10 @@ pub struct FaultStats {
     pub request_errors: u64,
     pub result_errored: u64,
     pub result_expired: u64,
+    /// Bedrock control-plane calls refused with `ThrottlingException`.
+    pub throttle: u64,
+    /// Bedrock jobs made `PartiallyCompleted`.
+    pub partial: u64,
 }
 
 // ---- Deciding -----------------------------------------------------------------------------
@@ -708,6 +767,7 @@ pub struct FaultStats {
 pub(crate) enum Provider {
     OpenAi,
     Anthropic,
+    Bedrock,
 }
 
 impl Provider {
@@ -715,6 +775,7 @@ impl Provider {
         match self {
             Provider::OpenAi => b"openai",
             Provider::Anthropic => b"anthropic",
+            Provider::Bedrock => b"bedrock",
         }
     }
 }
@@ -809,6 +870,8 @@ pub(crate) struct RequestPlan {
     group: Arc<[(RequestFault, Rate)]>,
     /// Every request fails so (a `no_output` batch).
     all: Option<RequestFault>,
+    /// The share of requests failing with 429 or 500 (a `partial` Bedrock job).
+    partial: Option<f64>,
     counts: Option<Arc<Counters>>,
 }
 
@@ -822,6 +885,7 @@ impl RequestPlan {
             batch: 0,
             group: Arc::from(Vec::new()),
             all: None,
+            partial: None,
             counts: None,
         }
     }
@@ -832,6 +896,20 @@ impl RequestPlan {
             return self.all;
         }
         let n = index as u64 + 1;
+        if let Some(share) = self.partial
+            && draw(
+                self.seed,
+                &[b"partial", self.provider.tag()],
+                &[self.batch, n],
+            ) < share
+        {
+            // Alternately throttled and failed, as a partly completed job's records are.
+            return Some(RequestFault::Status(if n.is_multiple_of(2) {
+                500
+            } else {
+                429
+            }));
+        }
         let fault = pick(&self.group, n, || {
             draw(
                 self.seed,
@@ -858,6 +936,8 @@ pub(crate) struct Injector {
     counts: Arc<Counters>,
     openai_batches: AtomicU64,
     anthropic_batches: AtomicU64,
+    bedrock_batches: AtomicU64,
+    bedrock_calls: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -875,6 +955,8 @@ pub(crate) struct Counters {
     request_errors: AtomicU64,
     result_errored: AtomicU64,
     result_expired: AtomicU64,
+    throttle: AtomicU64,
+    partial: AtomicU64,
 }
 
 impl Injector {
@@ -884,6 +966,8 @@ impl Injector {
             counts: Arc::default(),
             openai_batches: AtomicU64::new(0),
             anthropic_batches: AtomicU64::new(0),
+            bedrock_batches: AtomicU64::new(0),
+            bedrock_calls: AtomicU64::new(0),
         }
     }
 
@@ -909,11 +993,27 @@ impl Injector {
         Some(fault)
     }
 
+    /// Numbers a Bedrock control-plane call and decides whether it is throttled, counted in the
+    /// stats.
+    pub(crate) fn throttle(&self) -> bool {
+        let n = self.bedrock_calls.fetch_add(1, Ordering::Relaxed) + 1;
+        let throttled = pick(&[((), self.faults.throttle)], n, || {
+            draw(self.faults.seed, &[b"throttle"], &[n])
+        })
+        .is_some();
+        if throttled {
+            self.counts.throttle.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(call = n, fault = "throttle", "sandbox fault injected");
+        }
+        throttled
+    }
+
     /// Numbers a new batch of `provider` and decides its faults, counted in the stats.
     pub(crate) fn batch(&self, provider: Provider) -> BatchPlan {
         let counter = match provider {
             Provider::OpenAi => &self.openai_batches,
             Provider::Anthropic => &self.anthropic_batches,
+            Provider::Bedrock => &self.bedrock_batches,
         };
         let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
         let faults = &self.faults;
@@ -943,6 +1043,15 @@ impl Injector {
         if finalizing {
             counts.finalizing.fetch_add(1, Ordering::Relaxed);
         }
+        let partial = provider == Provider::Bedrock
+            && outcome.is_none()
+            && pick(&[((), faults.partial)], n, || {
+                draw(faults.seed, &[b"partial-job", provider.tag()], &[n])
+            })
+            .is_some();
+        if partial {
+            counts.partial.fetch_add(1, Ordering::Relaxed);
+        }
         BatchPlan {
             outcome,
             expire_keep: faults.expire_keep.clamp(0.0, 1.0),
@@ -958,6 +1067,7 @@ impl Injector {
                 group: faults.request_group(provider == Provider::Anthropic).into(),
                 all: (outcome == Some(BatchFault::NoOutput))
                     .then_some(RequestFault::Status(NO_OUTPUT_STATUS)),
+                partial: partial.then_some(faults.partial_errors.clamp(0.0, 1.0)),
                 counts: Some(counts.clone()),
             },
         }
@@ -980,6 +1090,8 @@ impl Injector {
             request_errors: get(&c.request_errors),
             result_errored: get(&c.result_errored),
             result_expired: get(&c.result_expired),
+            throttle: get(&c.throttle),
+            partial: get(&c.partial),
         }
     }
 }

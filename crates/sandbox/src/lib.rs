@@ -1,6 +1,7 @@
-//! The sandbox provider: a local HTTP server that speaks OpenAI's Files + Batches and
-//! Anthropic's Message Batches wire formats well enough that the official SDKs work against it
-//! (OpenAI `base_url` = [`Sandbox::base_url`]; Anthropic `base_url` =
+//! The sandbox provider: a local HTTP server that speaks OpenAI's Files + Batches,
+//! Anthropic's Message Batches and AWS Bedrock's batch inference (model invocation jobs and
+//! InvokeModel) wire formats well enough that the official SDKs work against it (OpenAI
+//! `base_url` = [`Sandbox::base_url`]; Anthropic `base_url` and boto3's `endpoint_url` =
 //! [`Sandbox::anthropic_base_url`]), answering every request with a deterministic synthetic
 //! result. Users try batchdrop with it without an account; tests run offline against it.
 //!
@@ -13,7 +14,8 @@
 //!   except [`MODEL_NOT_FOUND`], which fails the request (OpenAI 404 `model_not_found`,
 //!   Anthropic `errored` with `not_found_error`). Results come in an order shuffled by the
 //!   batch id, as the real APIs do not keep input order.
-//! - **Memory.** Files and batches live in memory and are lost when the sandbox stops.
+//! - **Memory.** Files and batches live in memory and are lost when the sandbox stops
+//!   (Bedrock jobs too; their input and output live in the bucket they name).
 //!
 //! OpenAI (`/v1/files`, `/v1/batches`, `Authorization: Bearer`):
 //! - **States and timestamps.** A batch spends one step in each of `validating`,
@@ -68,6 +70,87 @@
 //! - **Delete** only once ended (else 400); **cancel** only before (else 400). Listings are
 //!   newest first, `limit` 1–1000 (default 20), paged by `after_id` / `before_id`.
 //!
+//! Bedrock (at the root, the real service's paths from botocore's service models: `POST
+//! /model-invocation-job`, `GET /model-invocation-job/{jobIdentifier}` (the 12-character id
+//! or the URL-encoded ARN), `POST /model-invocation-job/{jobIdentifier}/stop`, `GET
+//! /model-invocation-jobs`, and the runtime's `POST /model/{modelId}/invoke`):
+//! - **Authentication.** Any `Authorization` header is accepted, SigV4 or bearer: signatures
+//!   are **not verified** (the sandbox is a loopback development tool; never expose it).
+//!   Without one: 403 `MissingAuthenticationTokenException` ("Missing Authentication Token"),
+//!   as AWS answers unsigned requests. Job ARNs are
+//!   `arn:aws:bedrock:<region>:123456789012:model-invocation-job/<12 lowercase letters and
+//!   digits>`, the region read from the SigV4 credential scope (`us-east-1` without one).
+//! - **Errors** have the restJson1 shape botocore reads: the status, `x-amzn-ErrorType:
+//!   <Name>` and `{"message"}`: 400 `ValidationException` (a member breaking its constraint
+//!   from the service model, in AWS's wording "1 validation error detected: Value '…' at
+//!   'jobName' failed to satisfy constraint: …"; a stop of an ended job; a bad listing
+//!   parameter; an unreadable InvokeModel body), 400 `ServiceQuotaExceededException`, 404
+//!   `ResourceNotFoundException` (no such job), 429 `ThrottlingException`, 500
+//!   `InternalServerException`, 503 `ServiceUnavailableException`. Every answer carries an
+//!   `x-amzn-RequestId`.
+//! - **The bucket.** A job reads `inputDataConfig.s3InputDataConfig.s3Uri` (one object, or,
+//!   when the key does not end in `.jsonl`, every `.jsonl` object under that folder, in key
+//!   order) and writes under `outputDataConfig.s3OutputDataConfig.s3Uri`, through
+//!   [`BedrockConfig::objects`]: a directory (the bucket name ignored: `s3://<any>/<key>` is
+//!   `<dir>/<key>`; `batchdrop local` passes its root, `batchdrop sandbox --root DIR`) or an
+//!   S3 API (`batchdrop sandbox --s3-endpoint URL`; path-style; the credential chain, else
+//!   dummy credentials). Without one, create is refused with a `ValidationException` saying
+//!   to start the sandbox with `--root` or `--s3-endpoint`. Inputs are read line by line as
+//!   they stream in and outputs go through temporary files: memory stays flat with 1 GB
+//!   files.
+//! - **Create** checks the members as the service model constrains them (`jobName`
+//!   `[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}` of at most 63 characters, `roleArn`
+//!   `arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+`, a non-empty `modelId`, `s3://` URIs,
+//!   `timeoutDurationInHours` 24–168, default 168) and answers `{"jobArn"}`. A
+//!   `clientRequestToken` seen before returns the first job's ARN and makes no job (its other
+//!   members are not compared). The model [`MODEL_NOT_FOUND`] is refused with a
+//!   `ValidationException` "The provided model identifier is invalid." (what Bedrock answers
+//!   for an unknown model id). More than [`BedrockConfig::max_jobs_per_model`] jobs of one
+//!   model submitted, validating, scheduled, in progress or stopping: 400
+//!   `ServiceQuotaExceededException`.
+//! - **States and timestamps.** A job spends one step in each of `Submitted`, `Validating`,
+//!   `Scheduled` and `InProgress` (its `processedRecordCount` growing in proportion to the
+//!   time elapsed), then is `Completed`, or `PartiallyCompleted` when records failed on the
+//!   service's side (a 429 or 5xx `errorCode`; records refused with 400 leave it
+//!   `Completed`). A stop shows `Stopping` for one step, then `Stopped`. A job that cannot end
+//!   within `timeoutDurationInHours` is `Expired` then. Timestamps (`submitTime`,
+//!   `lastModifiedTime`, `endTime`, `jobExpirationTime`) are ISO 8601 in UTC.
+//! - **Validation** happens at the end of `Validating`, reading the input once: the job is
+//!   `Failed` with `message` when there is no input file, a file is over
+//!   [`MAX_BEDROCK_FILE_BYTES`] (1 GB), the records are fewer than
+//!   [`BedrockConfig::min_records`] (default 100: `Batch job <arn> contains less records (40)
+//!   than the required minimum of: 100`, the wording users report from Bedrock) or more than
+//!   [`MAX_BEDROCK_RECORDS`], or a line is not JSONL the service can read (not a JSON object,
+//!   no object `modelInput`: `Invalid JSONL in input file <uri>, line <n>: …` — Bedrock fails
+//!   a job whose file it cannot parse, while a `modelInput` the model cannot read is only
+//!   that record's error). Blank lines are skipped.
+//! - **Output**, written once the job has ended (the request that first sees it ended waits
+//!   for it, so a client that sees `Completed` can read it at once):
+//!   `<output>/<jobId>/<input file name>.out` per input file (`input.jsonl` →
+//!   `input.jsonl.out`) and `<output>/<jobId>/manifest.json.out` with
+//!   `totalRecordCount`, `processedRecordCount`, `successRecordCount`, `errorRecordCount`,
+//!   `inputTokenCount`, `outputTokenCount`. Lines come in an order shuffled by the job id:
+//!   `{"recordId","modelInput","modelOutput"}` or `{"recordId","modelInput","error":
+//!   {"errorCode","errorMessage"}}`; a record without `recordId` gets
+//!   `RECORD<its 1-based position, 10 digits>`. A stopped or expired job's output holds the
+//!   records processed by then and no line for the others; a job stopped before validation
+//!   ended, or failed, writes nothing. The job's record counts are exact once it has ended.
+//! - **Answers** (batch records and InvokeModel alike, the same body to the same model id
+//!   getting the same answer): a Claude body (`anthropic_version`) gets a Messages API message
+//!   (`content` one text block, `stop_reason` `end_turn` or `max_tokens`, `usage`
+//!   `input_tokens`/`output_tokens`); a Nova body (`schemaVersion: "messages-v1"` or
+//!   `inferenceConfig`) gets `{"output":{"message"}, "stopReason", "usage":{"inputTokens",
+//!   "outputTokens","totalTokens"}}`; a Titan embeddings body (`inputText`) an 8-dimension
+//!   `embedding` with `inputTextTokenCount`; anything else, or a body without what its family
+//!   needs, a 400 `Malformed input request: #: required key [messages] not found, please
+//!   reformat your input and try again.` (a record's `error`, or InvokeModel's
+//!   `ValidationException`). InvokeModel also sends `x-amzn-bedrock-input-token-count` and
+//!   `x-amzn-bedrock-output-token-count`.
+//! - **Listings** take botocore's query parameters: `statusEquals`, `nameContains`,
+//!   `submitTimeAfter`/`submitTimeBefore` (exclusive), `sortBy=CreationTime`, `sortOrder`
+//!   (default `Descending`: newest first), `maxResults` 1–1000 (default 1000) and the
+//!   `nextToken` of the previous page.
+//!
 //! # Fault injection
 //!
 //! [`SandboxConfig::faults`] makes the sandbox fail the way the real providers do, on
@@ -120,6 +203,19 @@
 //!   stays `finalizing` N more steps; Anthropic: it stays `in_progress` N more steps after its
 //!   last request is done. Drawn on its own; nothing with a zero step.
 //!
+//! Bedrock faults (the API and batch faults above apply to Bedrock too: `http429` is a 429
+//! `ThrottlingException`, `http500` a 500 `InternalServerException`, `http529` a 503
+//! `ServiceUnavailableException`; `validation` fails the job at validation, `token_limit`
+//! refuses the create with `ServiceQuotaExceededException`, `expire` makes the job `Expired`
+//! at the end of `InProgress` with only the first `expire_keep` share of its records in the
+//! output, `no_output` fails every record with `errorCode` 500, `finalizing_extra` keeps it
+//! `InProgress` longer):
+//! - `throttle` — a control-plane call (create, get, stop, list; not InvokeModel) is refused
+//!   with 429 `ThrottlingException`, drawn on the Bedrock control-plane call's number.
+//! - `partial` — the job ends `PartiallyCompleted`: a share `partial_errors` (default 0.1)
+//!   of its records, drawn per record, fail with `errorCode` 429 or 500 alternately. Drawn
+//!   on its own, for jobs without another batch fault.
+//!
 //! Request faults, decided per request of a batch, one draw among them:
 //! - `reqNNN` (any status 400–599, e.g. `req429`, `req500`, `req400`) — OpenAI: an error-file
 //!   line with `response.status_code` NNN, `error: null` and OpenAI's error body for that
@@ -127,6 +223,8 @@
 //!   `api_error`, `overloaded_error`, `invalid_request_error`, …).
 //! - `result_errored`, `result_expired` (Anthropic only) — an `errored` (`api_error`) or
 //!   `expired` result.
+//! - Bedrock: `reqNNN` is a record line with `"error": {"errorCode": NNN}` (a 429 or 5xx
+//!   makes the job `PartiallyCompleted`).
 //!
 //! **Determinism.** Every decision is a pure function of `seed` and a counter, never of the
 //! clock or of random ids: API faults of the request's number (the first provider request the
@@ -141,6 +239,7 @@
 //! `GET /sandbox/stats` (no key needed) answers [`SandboxStats`] as JSON.
 
 mod anthropic;
+mod bedrock;
 mod clock;
 mod faults;
 mod openai;
@@ -165,13 +264,17 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use anthropic::{MAX_MESSAGE_BATCH_BYTES, MAX_MESSAGE_REQUESTS};
+pub use bedrock::{
+    BedrockConfig, BedrockObjects, BedrockS3, DEFAULT_MAX_JOBS_PER_MODEL, DEFAULT_MIN_RECORDS,
+    MAX_BEDROCK_FILE_BYTES, MAX_BEDROCK_RECORDS,
+};
 #[cfg(feature = "testing")]
 pub use clock::ManualClock;
 pub use clock::{Clock, SystemClock};
 use faults::{ApiFault, Injector};
 pub use faults::{
-    DEFAULT_EXPIRE_KEEP, DEFAULT_RETRY_AFTER, DEFAULT_TIMEOUT, FaultStats, Faults, FaultsError,
-    KEYS as FAULT_KEYS, NO_OUTPUT_STATUS, Rate,
+    DEFAULT_EXPIRE_KEEP, DEFAULT_PARTIAL_ERRORS, DEFAULT_RETRY_AFTER, DEFAULT_TIMEOUT, FaultStats,
+    Faults, FaultsError, KEYS as FAULT_KEYS, NO_OUTPUT_STATUS, Rate,
 };
 pub use openai::{
     MAX_BATCH_FILE_BYTES, MAX_FILE_BYTES, MAX_REPORTED_ERRORS, MAX_REQUESTS, MODEL_NOT_FOUND,
@@ -196,6 +299,9 @@ pub struct SandboxConfig {
     pub api_key: Option<String>,
     /// The faults to inject (default: none). See "Fault injection" in the crate docs.
     pub faults: Faults,
+    /// The Bedrock side: where jobs read and write (default: nowhere, jobs are refused),
+    /// its minimum records per job and per-model job quota. See "Bedrock" in the crate docs.
+    pub bedrock: BedrockConfig,
 }
 
 impl fmt::Debug for SandboxConfig {
@@ -204,6 +310,7 @@ impl fmt::Debug for SandboxConfig {
             .field("step", &self.step)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("faults", &format_args!("{:?}", self.faults.to_string()))
+            .field("bedrock", &self.bedrock)
             .finish()
     }
 }
@@ -223,6 +330,13 @@ pub struct SandboxStats {
     /// Faults injected, by kind.
     #[serde(default)]
     pub faults: FaultStats,
+    /// Bedrock model invocation jobs created (a create repeated with the same
+    /// `clientRequestToken` is not counted again).
+    #[serde(default)]
+    pub bedrock_jobs_created: u64,
+    /// Bedrock InvokeModel calls.
+    #[serde(default)]
+    pub bedrock_invocations: u64,
 }
 
 /// What every handler shares.
@@ -232,6 +346,7 @@ pub(crate) struct AppState {
     stats: Counters,
     openai: openai::Store,
     anthropic: anthropic::Store,
+    bedrock: bedrock::Store,
     faults: Injector,
     /// Turns `true` when a [`Sandbox`] is stopping: held answers are let go.
     stopping: watch::Sender<bool>,
@@ -245,6 +360,8 @@ struct Counters {
     batches_created: AtomicU64,
     requests_received: AtomicU64,
     message_batches_created: AtomicU64,
+    bedrock_jobs_created: AtomicU64,
+    bedrock_invocations: AtomicU64,
 }
 
 impl AppState {
@@ -252,6 +369,7 @@ impl AppState {
         AppState {
             openai: openai::Store::new(config.step),
             anthropic: anthropic::Store::new(config.step),
+            bedrock: bedrock::new_store(&config.bedrock, config.step),
             faults: Injector::new(config.faults.clone()),
             stopping: watch::Sender::new(false),
             config,
@@ -272,6 +390,8 @@ impl AppState {
             requests_received: self.stats.requests_received.load(Ordering::Relaxed),
             message_batches_created: self.stats.message_batches_created.load(Ordering::Relaxed),
             faults: self.faults.stats(),
+            bedrock_jobs_created: self.stats.bedrock_jobs_created.load(Ordering::Relaxed),
+            bedrock_invocations: self.stats.bedrock_invocations.load(Ordering::Relaxed),
         }
     }
 
@@ -395,6 +515,7 @@ pub fn router_with_clock(config: SandboxConfig, clock: Arc<dyn Clock>) -> Router
 fn app(state: Arc<AppState>) -> Router {
     let providers = openai::routes(state.clone())
         .merge(anthropic::routes(state.clone()))
+        .merge(bedrock::routes(state.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), count_and_tag));
     Router::new()
         .route("/sandbox/stats", get(stats))
@@ -408,6 +529,8 @@ fn app(state: Arc<AppState>) -> Router {
 async fn unknown_route(method: Method, uri: Uri) -> Response {
     if anthropic::owns(&uri) {
         anthropic::unknown_route(method, uri).await.into_response()
+    } else if bedrock::owns(&uri) {
+        bedrock::unknown_route(method, uri).await
     } else {
         openai::unknown_route(method, uri).await.into_response()
     }
@@ -442,9 +565,12 @@ async fn count_and_tag(
         .fetch_add(1, Ordering::Relaxed)
         + 1;
     let anthropic = anthropic::owns(request.uri());
+    let bedrock = bedrock::owns(request.uri());
     let faults = state.faults.faults();
     let refuse = |status: u16, retry_after: Option<Duration>| {
-        if anthropic {
+        if bedrock {
+            bedrock::injected_error(status)
+        } else if anthropic {
             anthropic::injected_error(status, retry_after)
         } else {
             openai::injected_error(status, retry_after)

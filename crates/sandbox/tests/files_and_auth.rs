@@ -181,6 +181,8 @@ async fn stats_count_uploads_batches_and_requests() -> Result {
         requests_received: 4,
         message_batches_created: 0,
         faults: FaultStats::default(),
+        bedrock_jobs_created: 0,
+        bedrock_invocations: 0,
     };
     assert_eq!(stats, expected);
     assert_eq!(over_http, expected);

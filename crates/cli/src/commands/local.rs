@@ -67,6 +67,13 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
         let sandbox_config = batchdrop_sandbox::SandboxConfig {
             step: Duration::from_millis(args.sandbox_step_ms),
             faults: args.sandbox_faults.clone().unwrap_or_default(),
+            // Bedrock jobs read and write the same directory the local bucket is.
+            bedrock: batchdrop_sandbox::BedrockConfig {
+                objects: Some(batchdrop_sandbox::BedrockObjects::Directory(
+                    args.root.clone(),
+                )),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let sandbox = batchdrop_sandbox::Sandbox::start(args.sandbox_addr, sandbox_config)
@@ -82,6 +89,10 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
             route.base_url = sandbox.base_url();
         }
         if let Some(route) = config.routes.get_mut("sandbox-anthropic") {
+            route.base_url = sandbox.anthropic_base_url();
+        }
+        // Bedrock's control plane and runtime are at the root too.
+        if let Some(route) = config.routes.get_mut("sandbox-bedrock") {
             route.base_url = sandbox.anthropic_base_url();
         }
         Some(sandbox)

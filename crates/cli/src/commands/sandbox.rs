@@ -1,10 +1,11 @@
-//! `batchdrop sandbox`: serve the sandbox provider (OpenAI Files + Batches wire format) until
-//! interrupted.
+//! `batchdrop sandbox`: serve the sandbox provider (OpenAI Files + Batches, Anthropic Message
+//! Batches and AWS Bedrock batch inference wire formats) until interrupted.
 
 use crate::error::Error;
 use crate::signal::shutdown_signal;
 use clap::Args;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
@@ -19,15 +20,41 @@ pub struct SandboxArgs {
     /// the README or the batchdrop-sandbox docs). Default: none.
     #[arg(long, value_name = "SPEC")]
     faults: Option<batchdrop_sandbox::Faults>,
+    /// Bedrock jobs read and write this directory as their bucket (`s3://<any>/<key>` is
+    /// DIR/<key>). Without it or --s3-endpoint, Bedrock jobs are refused.
+    #[arg(long, value_name = "DIR", conflicts_with = "s3_endpoint")]
+    root: Option<PathBuf>,
+    /// Bedrock jobs read and write this S3 API (path-style; credentials and region from the
+    /// AWS environment, else dummy ones and us-east-1), e.g. http://127.0.0.1:5000 for moto.
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
 }
 
 pub async fn run(args: SandboxArgs) -> Result<(), Error> {
     let addr = args.addr;
     let faults = args.faults.unwrap_or_default();
     let spec = faults.to_string();
+    let objects = match (args.root, args.s3_endpoint) {
+        (Some(root), _) => Some(batchdrop_sandbox::BedrockObjects::Directory(root)),
+        (None, Some(endpoint)) => Some(batchdrop_sandbox::BedrockObjects::S3(
+            batchdrop_sandbox::BedrockS3::new(endpoint),
+        )),
+        (None, None) => None,
+    };
+    let bedrock_bucket = match &objects {
+        Some(batchdrop_sandbox::BedrockObjects::Directory(root)) => {
+            format!("the directory {}", root.display())
+        }
+        Some(batchdrop_sandbox::BedrockObjects::S3(s3)) => format!("the S3 API at {}", s3.endpoint),
+        None => "nothing: start with --root DIR or --s3-endpoint URL for Bedrock jobs".to_owned(),
+    };
     let config = batchdrop_sandbox::SandboxConfig {
         step: std::time::Duration::from_millis(args.step_ms),
         faults,
+        bedrock: batchdrop_sandbox::BedrockConfig {
+            objects,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let sandbox = batchdrop_sandbox::Sandbox::start(addr, config)
@@ -41,6 +68,10 @@ pub async fn run(args: SandboxArgs) -> Result<(), Error> {
     println!(
         "  OPENAI_BASE_URL={} works with the official SDKs",
         sandbox.base_url()
+    );
+    println!(
+        "  Bedrock: boto3.client(\"bedrock\", endpoint_url=\"{}\") (any credentials); jobs use {bedrock_bucket}",
+        sandbox.anthropic_base_url()
     );
     if !spec.is_empty() {
         println!("  injecting faults: {spec}");

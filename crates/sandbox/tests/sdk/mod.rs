@@ -4,6 +4,8 @@
 //! Without it the test fails (it does not skip): the sandbox's promise is that the official SDKs
 //! work, and only running them shows that.
 
+#![allow(dead_code)] // each test binary uses its own part of this module
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,13 +25,18 @@ fn python() -> PathBuf {
 /// environment removed, stops the sandbox, and checks the script's last line says
 /// `<package> sdk: N checks passed` with N > 0.
 pub async fn run_check(package: &str, sandbox: Sandbox, base_url: String) -> Result {
+    run_check_with_args(package, sandbox, &[base_url]).await
+}
+
+/// [`run_check`] with the script's arguments given (the base URL first).
+pub async fn run_check_with_args(package: &str, sandbox: Sandbox, args: &[String]) -> Result {
     let python = python();
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/{package}_sdk_check.py"));
     let mut command = Command::new(&python);
     command
         .arg(&script)
-        .arg(base_url)
+        .args(args)
         .env("NO_PROXY", "127.0.0.1,localhost")
         .kill_on_drop(true);
     let prefix = format!("{}_", package.to_uppercase());
