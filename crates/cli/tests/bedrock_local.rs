@@ -99,10 +99,15 @@ fn a_file_of_120000_requests_comes_back_in_order_through_three_jobs() -> TestRes
         ids_in_order(&output, 120_000),
         "output out of order or incomplete"
     );
+    let unanswered: Vec<&Value> = output
+        .iter()
+        .filter(|l| !l["modelOutput"]["content"][0]["text"].is_string())
+        .collect();
     assert!(
-        output
-            .iter()
-            .all(|l| l["modelOutput"]["content"][0]["text"].is_string())
+        unanswered.is_empty(),
+        "{} unanswered, the first: {}",
+        unanswered.len(),
+        unanswered[0]
     );
     // AND they went as three model invocation jobs, none below Bedrock's minimum
     let summary: Value =
@@ -150,10 +155,15 @@ fn a_file_below_the_minimum_of_a_job_completes_on_demand() -> TestResult {
         ids_in_order(&output, 40),
         "output out of order or incomplete"
     );
+    let unanswered: Vec<&Value> = output
+        .iter()
+        .filter(|l| !l["modelOutput"]["content"][0]["text"].is_string())
+        .collect();
     assert!(
-        output
-            .iter()
-            .all(|l| l["modelOutput"]["content"][0]["text"].is_string())
+        unanswered.is_empty(),
+        "{} unanswered, the first: {}",
+        unanswered.len(),
+        unanswered[0]
     );
     let stats = sandbox_stats(&local)?;
     assert_eq!(stats["bedrock_jobs_created"], 0, "{stats}");

@@ -147,10 +147,22 @@ fn job_name(token: &str) -> String {
     name
 }
 
-/// `s3://bucket/key`.
+/// `s3://bucket/key`. A bucket that is no S3 bucket name is the directory `batchdrop local`
+/// plays the bucket with: the URI names the bucket `local` (the sandbox reads any bucket as
+/// its directory).
 fn s3_uri(bucket: &str, key: &str) -> String {
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let bucket = if valid { bucket } else { LOCAL_BUCKET };
     format!("s3://{bucket}/{key}")
 }
+
+/// The bucket name in the URIs of a local directory's jobs.
+const LOCAL_BUCKET: &str = "local";
 
 /// The key of an `s3://bucket/key` URI.
 fn key_of(uri: &str) -> Option<&str> {
@@ -484,6 +496,16 @@ mod tests {
             job_id("arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abc123"),
             "abc123"
         );
+    }
+
+    #[test]
+    fn a_local_directory_is_named_as_a_bucket_bedrock_accepts() {
+        assert_eq!(
+            s3_uri("my-bucket.eu", "k/x.jsonl"),
+            "s3://my-bucket.eu/k/x.jsonl"
+        );
+        assert_eq!(s3_uri("/tmp/x/bucket", "k"), "s3://local/k");
+        assert_eq!(s3_uri("My_Bucket", "k"), "s3://local/k");
     }
 
     #[test]
