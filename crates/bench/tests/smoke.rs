@@ -25,6 +25,9 @@ const FIGURES: &[&str] = &[
     "e2e.wait",
     "e2e.collect",
     "e2e.assemble",
+    "local_rss.small",
+    "local_rss.large",
+    "local_rss.ratio",
     "poll.idle_tick",
     "poll.first_tick",
     "size.submit",
@@ -40,6 +43,9 @@ const WITH_TARGETS: &[&str] = &[
     "rss.large",
     "rss.ratio",
     "e2e.total",
+    "local_rss.small",
+    "local_rss.large",
+    "local_rss.ratio",
     "poll.idle_tick",
 ];
 

@@ -67,6 +67,9 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
         let sandbox_config = batchdrop_sandbox::SandboxConfig {
             step: Duration::from_millis(args.sandbox_step_ms),
             faults: args.sandbox_faults.clone().unwrap_or_default(),
+            // A temporary directory, removed when the sandbox stops: the sandbox's copies of
+            // the files are not the user's, so they stay out of the bucket directory.
+            files_dir: None,
             ..Default::default()
         };
         let sandbox = batchdrop_sandbox::Sandbox::start(args.sandbox_addr, sandbox_config)

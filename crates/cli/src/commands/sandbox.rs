@@ -5,6 +5,7 @@ use crate::error::Error;
 use crate::signal::shutdown_signal;
 use clap::Args;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
@@ -19,6 +20,11 @@ pub struct SandboxArgs {
     /// the README or the batchdrop-sandbox docs). Default: none.
     #[arg(long, value_name = "SPEC")]
     faults: Option<batchdrop_sandbox::Faults>,
+    /// Directory where the sandbox keeps the contents of files (uploads, output and error
+    /// files, Anthropic requests and results); created if missing, left in place when it
+    /// stops. Default: a temporary directory, removed when it stops.
+    #[arg(long, value_name = "DIR")]
+    files_dir: Option<PathBuf>,
 }
 
 pub async fn run(args: SandboxArgs) -> Result<(), Error> {
@@ -28,6 +34,7 @@ pub async fn run(args: SandboxArgs) -> Result<(), Error> {
     let config = batchdrop_sandbox::SandboxConfig {
         step: std::time::Duration::from_millis(args.step_ms),
         faults,
+        files_dir: args.files_dir,
         ..Default::default()
     };
     let sandbox = batchdrop_sandbox::Sandbox::start(addr, config)
