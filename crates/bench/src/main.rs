@@ -477,7 +477,10 @@ fn local_rss_figures(runs: &[(&str, &Input, Result<u64, String>)]) -> Vec<Figure
                 let mb = *bytes as f64 / 1e6;
                 values.push((mb, input.bytes));
                 Figure::info(&key, name, mb, "MB")
-                    .target(format!("≤ {LOCAL_RSS_MAX_MB:.0} MB"), mb <= LOCAL_RSS_MAX_MB)
+                    .target(
+                        format!("≤ {LOCAL_RSS_MAX_MB:.0} MB"),
+                        mb <= LOCAL_RSS_MAX_MB,
+                    )
                     .detail(format!(
                         "peak RSS / input size = {:.3}",
                         *bytes as f64 / input.bytes.max(1) as f64

@@ -31,19 +31,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 
 pub use input::MAX_MESSAGE_REQUESTS;
-pub(crate) use store::Store;
 use input::Results;
+pub(crate) use store::Store;
 use store::{Cursor, StoreError, View};
 use timeline::Status;
 
 use crate::AppState;
-use crate::disk;
 use crate::clock::rfc3339;
+use crate::disk;
 use crate::faults::{self, BatchFault, Provider};
 use crate::openai::{new_id, same_secret};
 
@@ -338,7 +338,11 @@ async fn create_from(
 }
 
 /// Streams a create body to the file at `path`, refusing it as soon as it is over the limit.
-async fn read_body(headers: &HeaderMap, body: Body, path: &std::path::Path) -> Result<(), ApiError> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    path: &std::path::Path,
+) -> Result<(), ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())

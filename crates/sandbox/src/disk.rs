@@ -55,7 +55,9 @@ pub(crate) fn remove(path: &Path) {
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => tracing::warn!(%error, path = %path.display(), "cannot remove a sandbox file"),
+        Err(error) => {
+            tracing::warn!(%error, path = %path.display(), "cannot remove a sandbox file")
+        }
     }
 }
 
@@ -86,4 +88,32 @@ pub(crate) fn body(file: File, len: u64) -> Body {
     use tokio::io::AsyncReadExt;
     let file = tokio::fs::File::from_std(file).take(len);
     Body::from_stream(ReaderStream::with_capacity(file, 64 * 1024))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_temporary_directory_is_removed_when_dropped() -> io::Result<()> {
+        let disk = Disk::open(None)?;
+        std::fs::write(disk.path("a"), b"x")?;
+        let dir = disk.dir.clone();
+        assert!(dir.join("a").exists());
+        drop(disk);
+        assert!(!dir.exists());
+        Ok(())
+    }
+
+    #[test]
+    fn a_given_directory_is_created_and_kept() -> io::Result<()> {
+        let parent = tempfile::tempdir()?;
+        let dir = parent.path().join("files");
+        let disk = Disk::open(Some(&dir))?;
+        std::fs::write(disk.path("a"), b"xyz")?;
+        assert_eq!(read_at(&File::open(disk.path("a"))?, 1, 2)?, b"yz");
+        drop(disk);
+        assert!(dir.join("a").exists());
+        Ok(())
+    }
 }

@@ -29,9 +29,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use tokio::io::AsyncWriteExt;
 
 pub use answer::MODEL_NOT_FOUND;
 pub use input::{MAX_REPORTED_ERRORS, MAX_REQUESTS};
@@ -481,7 +481,10 @@ async fn upload_file(
 /// Reads the `purpose`, `file` and optional `expires_after[anchor]` / `expires_after[seconds]`
 /// fields of an upload, streaming the file to `path` and stopping as soon as it is over its
 /// limit.
-async fn read_upload(mut multipart: Multipart, path: &std::path::Path) -> Result<NewFile, ApiError> {
+async fn read_upload(
+    mut multipart: Multipart,
+    path: &std::path::Path,
+) -> Result<NewFile, ApiError> {
     let mut purpose: Option<String> = None;
     let mut file: Option<(String, u64)> = None;
     let (mut anchor, mut seconds) = (None, None);

@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use serde::Deserialize;
-use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
@@ -400,7 +402,9 @@ struct Sink<W: Write> {
 impl Sink<BufWriter<File>> {
     fn finish(self) -> io::Result<()> {
         for writer in [self.results, self.ids] {
-            writer.into_inner().map_err(io::IntoInnerError::into_error)?;
+            writer
+                .into_inner()
+                .map_err(io::IntoInnerError::into_error)?;
         }
         Ok(())
     }
@@ -535,13 +539,14 @@ fn validate(body: &Path, params: &Path) -> Result<Requests, Failure> {
         }
         Ok(()) => {}
     }
-    intake.out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    intake
+        .out
+        .into_inner()
+        .map_err(io::IntoInnerError::into_error)?;
     match intake.field {
         Field::Missing => return Err(refused("requests: Field required".to_owned())),
         Field::NotAList => {
-            return Err(refused(
-                "requests: Input should be a valid list".to_owned(),
-            ));
+            return Err(refused("requests: Input should be a valid list".to_owned()));
         }
         Field::List => {}
     }
@@ -971,10 +976,13 @@ mod tests {
         let mut not_utf8 = body(&[request("a")]).into_bytes();
         not_utf8.insert(30, 0xff);
         assert_eq!(
-            run(&not_utf8, "msgbatch_t")?.1.err().and_then(|failure| match failure {
-                Failure::Invalid(invalid) => Some(invalid.message),
-                Failure::Disk(_) => None,
-            }),
+            run(&not_utf8, "msgbatch_t")?
+                .1
+                .err()
+                .and_then(|failure| match failure {
+                    Failure::Invalid(invalid) => Some(invalid.message),
+                    Failure::Disk(_) => None,
+                }),
             Some("The request body is not valid UTF-8.".to_owned())
         );
         assert_eq!(
@@ -1035,7 +1043,9 @@ mod tests {
         let all = done.outcome(5, Unprocessed::None)?;
         assert_eq!((all.succeeded, all.errored), (4, 1));
         assert_eq!(
-            results_text(&done, 5, Unprocessed::None)?.matches('\n').count(),
+            results_text(&done, 5, Unprocessed::None)?
+                .matches('\n')
+                .count(),
             5
         );
         let part = done.outcome(2, Unprocessed::Canceled)?;

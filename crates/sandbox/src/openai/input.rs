@@ -256,7 +256,9 @@ pub(crate) fn process(
         Ok(Err(errors)) => return Work::Invalid(errors),
         Err(error) => return Work::crashed(&format!("cannot read the input file: {error}")),
     };
-    match answer_in_order(input, &requests, endpoint, batch_id, started, faults, &files) {
+    match answer_in_order(
+        input, &requests, endpoint, batch_id, started, faults, &files,
+    ) {
         Ok(last) => Work::Processed(Processed {
             model: requests.model.flatten(),
             total: requests.lines.len(),
@@ -322,15 +324,18 @@ fn answer_in_order(
                 })
                 .collect()
         });
-        let joined = answered.into_iter().collect::<io::Result<Vec<_>>>().and_then(|slices| {
-            let paths = |path: fn(&WorkFiles) -> &PathBuf| -> Vec<PathBuf> {
-                parts.iter().map(|part| path(part).clone()).collect()
-            };
-            ledger::concatenate(&files.output, &paths(|files| &files.output))?;
-            ledger::concatenate(&files.errors, &paths(|files| &files.errors))?;
-            ledger::concatenate(&files.ids, &paths(|files| &files.ids))?;
-            Ok(slices)
-        });
+        let joined = answered
+            .into_iter()
+            .collect::<io::Result<Vec<_>>>()
+            .and_then(|slices| {
+                let paths = |path: fn(&WorkFiles) -> &PathBuf| -> Vec<PathBuf> {
+                    parts.iter().map(|part| path(part).clone()).collect()
+                };
+                ledger::concatenate(&files.output, &paths(|files| &files.output))?;
+                ledger::concatenate(&files.errors, &paths(|files| &files.errors))?;
+                ledger::concatenate(&files.ids, &paths(|files| &files.ids))?;
+                Ok(slices)
+            });
         if joined.is_err() {
             parts.iter().for_each(WorkFiles::remove);
         }
@@ -360,7 +365,9 @@ struct Sink<W: Write> {
 impl Sink<BufWriter<File>> {
     fn finish(self) -> io::Result<()> {
         for writer in [self.output, self.errors, self.ids] {
-            writer.into_inner().map_err(io::IntoInnerError::into_error)?;
+            writer
+                .into_inner()
+                .map_err(io::IntoInnerError::into_error)?;
         }
         Ok(())
     }
@@ -783,8 +790,8 @@ mod tests {
         assert_eq!(output.iter().filter(|b| **b == b'\n').count(), 3);
         assert_eq!(done.progress(1)?.completed, 1);
         assert_eq!(done.model.as_deref(), Some("m"));
-        let ids: Vec<String> =
-            ledger::read_ids(&done.files.ids, done.progress(1)?.ids_bytes)?.collect::<io::Result<_>>()?;
+        let ids: Vec<String> = ledger::read_ids(&done.files.ids, done.progress(1)?.ids_bytes)?
+            .collect::<io::Result<_>>()?;
         assert_eq!(ids.len(), 2);
         Ok(())
     }

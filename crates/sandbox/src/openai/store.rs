@@ -280,37 +280,38 @@ impl Store {
         };
         let started = unix_seconds(timeline.validated_at());
         let (work_id, endpoint) = (id.clone(), batch.endpoint);
-        let work = match plan.outcome {
-            // Injected failures replace validation: the input is not even read.
-            Some(BatchFault::Validation) => {
-                futures::future::ready(Arc::new(Work::injected_validation_failure())).boxed()
-            }
-            Some(BatchFault::TokenLimit) => {
-                futures::future::ready(Arc::new(Work::token_limit_exceeded())).boxed()
-            }
-            _ => {
-                let requests = plan.requests;
-                let files = WorkFiles::of(&self.disk, &id);
-                let processing = self.processing.clone();
-                let job = tokio::spawn(async move {
-                    let _permit = processing.acquire_owned().await;
-                    tokio::task::spawn_blocking(move || {
-                        input::process(&content, endpoint, &work_id, started, &requests, files)
-                    })
-                    .await
-                });
-                async move {
-                    Arc::new(job.await.and_then(|processed| processed).unwrap_or_else(
-                        |error| {
-                            tracing::error!(%error, "processing a sandbox batch crashed");
-                            Work::crashed(&error.to_string())
-                        },
-                    ))
+        let work =
+            match plan.outcome {
+                // Injected failures replace validation: the input is not even read.
+                Some(BatchFault::Validation) => {
+                    futures::future::ready(Arc::new(Work::injected_validation_failure())).boxed()
                 }
-                .boxed()
+                Some(BatchFault::TokenLimit) => {
+                    futures::future::ready(Arc::new(Work::token_limit_exceeded())).boxed()
+                }
+                _ => {
+                    let requests = plan.requests;
+                    let files = WorkFiles::of(&self.disk, &id);
+                    let processing = self.processing.clone();
+                    let job = tokio::spawn(async move {
+                        let _permit = processing.acquire_owned().await;
+                        tokio::task::spawn_blocking(move || {
+                            input::process(&content, endpoint, &work_id, started, &requests, files)
+                        })
+                        .await
+                    });
+                    async move {
+                        Arc::new(job.await.and_then(|processed| processed).unwrap_or_else(
+                            |error| {
+                                tracing::error!(%error, "processing a sandbox batch crashed");
+                                Work::crashed(&error.to_string())
+                            },
+                        ))
+                    }
+                    .boxed()
+                }
             }
-        }
-        .shared();
+            .shared();
         tracing::debug!(batch = %id, endpoint = endpoint.path(), "sandbox batch created");
 
         let record = BatchRecord {
@@ -623,7 +624,9 @@ impl BatchRecord {
             errors.write_all(line.as_bytes())?;
             bytes += line.len() as u64;
         }
-        errors.into_inner().map_err(io::IntoInnerError::into_error)?;
+        errors
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)?;
         Ok(bytes)
     }
 }
