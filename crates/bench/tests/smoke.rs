@@ -123,6 +123,6 @@ fn a_tiny_run_reports_every_figure_with_its_target() -> TestResult {
     }
     assert_eq!(report["mode"], "tiny");
     assert!(report["machine"]["cpus"].as_u64().unwrap_or(0) > 0);
-    assert_eq!(report["inputs"].as_array().map(Vec::len), Some(5));
+    assert_eq!(report["inputs"].as_array().map(Vec::len), Some(6));
     Ok(())
 }
