@@ -4,7 +4,8 @@
 //!   `split -l 50000` and `cat` of the same file ([`plan`]);
 //! - peak RSS of submit on the small and the large chat file ([`plan`], a child process each);
 //! - end-to-end time of a million requests through `batchdrop local` with an instant sandbox,
-//!   by phase ([`e2e`]);
+//!   by phase ([`e2e`]), and the peak RSS of `batchdrop local` (its sandbox included) on that
+//!   input and on a tenth of it;
 //! - one poll tick over many active jobs ([`poll`]);
 //! - the stripped size of the Lambda binaries ([`binaries`]).
 //!
@@ -38,8 +39,8 @@ use std::time::Duration;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Smaller inputs for a fast sanity run: 10 MB / 50 MB chat files, 100k requests end to
-    /// end, 100 jobs polled.
+    /// Smaller inputs for a fast sanity run: 10 MB / 50 MB chat files, 20k and 100k requests
+    /// end to end, 100 jobs polled.
     #[arg(long)]
     quick: bool,
     /// Tiny inputs, for the harness's own test (the figures mean nothing).
@@ -77,6 +78,8 @@ struct Sizes {
     prompts: u64,
     bad: u64,
     e2e_requests: u64,
+    /// The smaller end-to-end input, for the growth of `batchdrop local`'s memory.
+    e2e_small_requests: u64,
     poll_jobs: usize,
     e2e_timeout: Duration,
 }
@@ -88,6 +91,7 @@ const FULL: Sizes = Sizes {
     prompts: 100_000_000,
     bad: 100_000_000,
     e2e_requests: 1_000_000,
+    e2e_small_requests: 100_000,
     poll_jobs: 1000,
     e2e_timeout: Duration::from_secs(1800),
 };
@@ -98,6 +102,7 @@ const QUICK: Sizes = Sizes {
     prompts: 10_000_000,
     bad: 10_000_000,
     e2e_requests: 100_000,
+    e2e_small_requests: 20_000,
     poll_jobs: 100,
     e2e_timeout: Duration::from_secs(600),
 };
@@ -108,6 +113,7 @@ const TINY: Sizes = Sizes {
     prompts: 100_000,
     bad: 100_000,
     e2e_requests: 2_000,
+    e2e_small_requests: 500,
     poll_jobs: 10,
     e2e_timeout: Duration::from_secs(120),
 };
@@ -117,6 +123,9 @@ const PLAN_VS_SPLIT: f64 = 0.5;
 const RSS_LARGE_MAX_MB: f64 = 150.0;
 const RSS_GROWTH_MAX: f64 = 1.10;
 const E2E_MAX_SECS: f64 = 60.0;
+/// Flat memory for the whole of `batchdrop local`, sandbox included.
+const LOCAL_RSS_MAX_MB: f64 = 200.0;
+const LOCAL_RSS_GROWTH_MAX: f64 = 1.25;
 const POLL_TICK_MAX_SECS: f64 = 2.0;
 
 fn main() -> ExitCode {
@@ -199,6 +208,15 @@ fn run(cli: &Cli, runtime: &tokio::runtime::Runtime) -> Result<Report, BenchErro
             amount: Amount::Lines(sizes.e2e_requests),
             seed: 5,
         },
+        Spec {
+            name: format!(
+                "e2e-{}-requests.jsonl",
+                count_text(sizes.e2e_small_requests)
+            ),
+            kind: Kind::Chat,
+            amount: Amount::Lines(sizes.e2e_small_requests),
+            seed: 6,
+        },
     ];
     let mut inputs: Vec<Input> = Vec::new();
     for spec in &specs {
@@ -209,10 +227,10 @@ fn run(cli: &Cli, runtime: &tokio::runtime::Runtime) -> Result<Report, BenchErro
         );
     }
     plan::flush_to_disk();
-    let [chat_small, chat_large, prompts, bad, e2e_input] = inputs
+    let [chat_small, chat_large, prompts, bad, e2e_input, e2e_small] = inputs
         .clone()
         .try_into()
-        .map_err(|_| BenchError::program("batchdrop-bench", "expected five inputs"))?;
+        .map_err(|_| BenchError::program("batchdrop-bench", "expected six inputs"))?;
 
     let mut figures = Vec::new();
 
@@ -241,7 +259,17 @@ fn run(cli: &Cli, runtime: &tokio::runtime::Runtime) -> Result<Report, BenchErro
     }
     figures.extend(rss_figures(&rss));
 
-    // End to end through local mode.
+    // End to end through local mode: the smaller input for memory only, then the full run.
+    eprintln!(
+        "bench: end to end, {} requests through batchdrop local (memory) …",
+        e2e_small.lines
+    );
+    let small = e2e::measure(
+        &bin_dir.join("batchdrop"),
+        &e2e_small,
+        &work,
+        sizes.e2e_timeout,
+    );
     eprintln!(
         "bench: end to end, {} requests through batchdrop local …",
         e2e_input.lines
@@ -252,7 +280,12 @@ fn run(cli: &Cli, runtime: &tokio::runtime::Runtime) -> Result<Report, BenchErro
         &work,
         sizes.e2e_timeout,
     );
+    let local_rss = [
+        ("small", &e2e_small, run_rss(&small)),
+        ("large", &e2e_input, run_rss(&e2e)),
+    ];
     figures.extend(e2e_figures(&e2e_input, e2e));
+    figures.extend(local_rss_figures(&local_rss));
 
     // Poll tick.
     eprintln!("bench: poll tick over {} active jobs …", sizes.poll_jobs);
@@ -413,6 +446,69 @@ fn rss_figures(runs: &[(&str, &Input, Option<plan::PlanRun>)]) -> Vec<Figure> {
                 .detail(format!("{large:.1} MB / {small:.1} MB"))
         }
         _ => Figure::missing("rss.ratio", name, "×", "an RSS figure is missing".into()),
+    });
+    figures
+}
+
+/// The peak RSS of a finished end-to-end run, or why there is none.
+fn run_rss(run: &Result<e2e::E2eRun, BenchError>) -> Result<u64, String> {
+    match run {
+        Ok(run) if run.local_max_rss > 0 => Ok(run.local_max_rss),
+        Ok(_) => Err("wait4 reported no peak RSS".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Peak RSS of `batchdrop local` (sandbox included) on the two end-to-end inputs: each against
+/// its input size, and the growth from the smaller to the larger.
+fn local_rss_figures(runs: &[(&str, &Input, Result<u64, String>)]) -> Vec<Figure> {
+    let mut figures = Vec::new();
+    let mut values = Vec::new();
+    for (key, input, rss) in runs {
+        let name = format!(
+            "peak RSS of batchdrop local (with its sandbox), {} requests ({})",
+            input.lines,
+            size_text(input.bytes)
+        );
+        let key = format!("local_rss.{key}");
+        figures.push(match rss {
+            Err(why) => Figure::missing(&key, name, "MB", why.clone()),
+            Ok(bytes) => {
+                let mb = *bytes as f64 / 1e6;
+                values.push((mb, input.bytes));
+                Figure::info(&key, name, mb, "MB")
+                    .target(
+                        format!("≤ {LOCAL_RSS_MAX_MB:.0} MB"),
+                        mb <= LOCAL_RSS_MAX_MB,
+                    )
+                    .detail(format!(
+                        "peak RSS / input size = {:.3}",
+                        *bytes as f64 / input.bytes.max(1) as f64
+                    ))
+                    .data(json!({ "max_rss_bytes": bytes, "input_bytes": input.bytes }))
+            }
+        });
+    }
+    let name = "peak RSS growth of batchdrop local, large / small input";
+    figures.push(match values.as_slice() {
+        [(small, small_bytes), (large, large_bytes)] if *small > 0.0 => {
+            let ratio = large / small;
+            let input_ratio = *large_bytes as f64 / (*small_bytes).max(1) as f64;
+            Figure::info("local_rss.ratio", name, ratio, "×")
+                .target(
+                    format!("≤ {LOCAL_RSS_GROWTH_MAX:.2}×"),
+                    ratio <= LOCAL_RSS_GROWTH_MAX,
+                )
+                .detail(format!(
+                    "{large:.1} MB / {small:.1} MB for an input {input_ratio:.1} × larger"
+                ))
+        }
+        _ => Figure::missing(
+            "local_rss.ratio",
+            name,
+            "×",
+            "an RSS figure is missing".into(),
+        ),
     });
     figures
 }

@@ -25,6 +25,9 @@ const FIGURES: &[&str] = &[
     "e2e.wait",
     "e2e.collect",
     "e2e.assemble",
+    "local_rss.small",
+    "local_rss.large",
+    "local_rss.ratio",
     "poll.idle_tick",
     "poll.first_tick",
     "size.submit",
@@ -40,6 +43,9 @@ const WITH_TARGETS: &[&str] = &[
     "rss.large",
     "rss.ratio",
     "e2e.total",
+    "local_rss.small",
+    "local_rss.large",
+    "local_rss.ratio",
     "poll.idle_tick",
 ];
 
@@ -117,6 +123,6 @@ fn a_tiny_run_reports_every_figure_with_its_target() -> TestResult {
     }
     assert_eq!(report["mode"], "tiny");
     assert!(report["machine"]["cpus"].as_u64().unwrap_or(0) > 0);
-    assert_eq!(report["inputs"].as_array().map(Vec::len), Some(5));
+    assert_eq!(report["inputs"].as_array().map(Vec::len), Some(6));
     Ok(())
 }

@@ -6,13 +6,15 @@
 //! commands share and import none of them: `error` (the one error type and its exit codes),
 //! `bucket` (opening `--root`/`--bucket`, loading `--config`), `selector` (naming a job by path
 //! or id), `jobs` (the bucket's job manifests and what each shows), `tokens` (offline token
-//! counts), `printer` (local mode's event lines), `signal` (Ctrl-C) and `text` (formatting).
+//! counts), `printer` (local mode's event lines), `signal` (Ctrl-C), `text` (formatting) and
+//! `memory` (the allocator's set-up).
 //! `main` alone turns an error into its message and exit code.
 
 mod bucket;
 mod commands;
 mod error;
 mod jobs;
+mod memory;
 mod printer;
 mod selector;
 mod signal;
@@ -36,6 +38,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    memory::cap_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")

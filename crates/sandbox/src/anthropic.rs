@@ -30,18 +30,20 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::BytesMut;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 
 pub use input::MAX_MESSAGE_REQUESTS;
+use input::Results;
 pub(crate) use store::Store;
 use store::{Cursor, StoreError, View};
 use timeline::Status;
 
 use crate::AppState;
 use crate::clock::rfc3339;
+use crate::disk;
 use crate::faults::{self, BatchFault, Provider};
 use crate::openai::{new_id, same_secret};
 
@@ -213,6 +215,11 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownCursor { param, id } => {
                 ApiError::invalid(format!("{param}: no Message Batch with id '{id}'."))
             }
+            StoreError::Disk { what, message } => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                format!("The sandbox could not {what} in its files directory: {message}"),
+            ),
         }
     }
 }
@@ -290,7 +297,20 @@ async fn create_batch(
     uri: Uri,
     body: Body,
 ) -> Result<Json<MessageBatch>, ApiError> {
-    let body = read_body(&headers, body).await?;
+    let path = app.anthropic.upload_path();
+    let created = create_from(&app, &headers, body, &path).await;
+    disk::remove(&path);
+    Ok(Json(wire(created?, &origin(&app, &headers, &uri))))
+}
+
+/// Creates a batch from a create call's body, streamed to `path` first.
+async fn create_from(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    path: &std::path::Path,
+) -> Result<View, ApiError> {
+    read_body(headers, body, path).await?;
     let plan = app.faults.batch(Provider::Anthropic);
     match plan.outcome {
         Some(BatchFault::Validation) => {
@@ -310,15 +330,19 @@ async fn create_batch(
         }
         _ => {}
     }
-    let view = app.anthropic.create(body, app.now(), plan).await?;
+    let view = app.anthropic.create(path, app.now(), plan).await?;
     app.stats
         .message_batches_created
         .fetch_add(1, Ordering::Relaxed);
-    Ok(Json(wire(view, &origin(&app, &headers, &uri))))
+    Ok(view)
 }
 
-/// Reads a create body as it streams in, refusing it as soon as it is over the limit.
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ApiError> {
+/// Streams a create body to the file at `path`, refusing it as soon as it is over the limit.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    path: &std::path::Path,
+) -> Result<(), ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -326,19 +350,30 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ApiE
     if declared.is_some_and(|length| length > MAX_MESSAGE_BATCH_BYTES as u64) {
         return Err(ApiError::too_large());
     }
-    let capacity = declared.map_or(0, |length| length as usize);
-    let mut content = BytesMut::with_capacity(capacity);
+    let disk_error = |error: std::io::Error| {
+        tracing::error!(%error, "sandbox files directory: cannot store a message batch body");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            format!("The sandbox could not store the request body in its files directory: {error}"),
+        )
+    };
+    let file = tokio::fs::File::create(path).await.map_err(disk_error)?;
+    let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+    let mut bytes = 0usize;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|error| {
             ApiError::invalid(format!("Could not read the request body: {error}"))
         })?;
-        if content.len() + chunk.len() > MAX_MESSAGE_BATCH_BYTES {
+        bytes += chunk.len();
+        if bytes > MAX_MESSAGE_BATCH_BYTES {
             return Err(ApiError::too_large());
         }
-        content.extend_from_slice(&chunk);
+        file.write_all(&chunk).await.map_err(disk_error)?;
     }
-    Ok(content.freeze())
+    file.flush().await.map_err(disk_error)?;
+    Ok(())
 }
 
 async fn get_batch(
@@ -376,15 +411,52 @@ async fn batch_results(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let content = app.anthropic.results(&id, app.now())?;
+    let results = app.anthropic.results(&id, app.now())?;
     Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/binary"),
         )],
-        content,
+        results_body(results),
     )
         .into_response())
+}
+
+/// The results of a batch as a streamed body: the answered requests' lines from their file,
+/// then the lines of the requests not processed, made on a blocking thread as they are sent.
+fn results_body(results: Results) -> Body {
+    use tokio::io::AsyncReadExt;
+    const CHUNK: usize = 64 * 1024;
+    let Results { file, bytes, .. } = &results;
+    let answered = match file.try_clone() {
+        Ok(file) => tokio::fs::File::from_std(file).take(*bytes),
+        Err(error) => {
+            let failed = futures::stream::once(async move { Err::<bytes::Bytes, _>(error) });
+            return Body::from_stream(failed);
+        }
+    };
+    let answered = tokio_util::io::ReaderStream::with_capacity(answered, CHUNK);
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    if results.tail.is_some() {
+        tokio::task::spawn_blocking(move || {
+            let chunks = match results.tail_chunks(CHUNK) {
+                Ok(chunks) => chunks,
+                Err(error) => {
+                    let _ = sender.blocking_send(Err(error));
+                    return;
+                }
+            };
+            for chunk in chunks {
+                if sender.blocking_send(chunk).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let tail = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    });
+    Body::from_stream(answered.chain(tail))
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,8 +14,15 @@
 //!   except [`MODEL_NOT_FOUND`], which fails the request (OpenAI 404 `model_not_found`,
 //!   Anthropic `errored` with `not_found_error`). Results come in an order shuffled by the
 //!   batch id, as the real APIs do not keep input order.
-//! - **Memory.** Files and batches live in memory and are lost when the sandbox stops
-//!   (Bedrock jobs too; their input and output live in the bucket they name).
+//! - **Memory and disk.** The contents of files (uploaded files, output and error files,
+//!   Anthropic batch requests and results) are kept on disk, in
+//!   [`SandboxConfig::files_dir`] or a temporary directory removed when the sandbox stops;
+//!   uploads and request bodies are streamed to disk as they arrive, processed line by line
+//!   (request by request) and streamed back. Memory holds only what describes files and
+//!   batches (ids, sizes, counts, a batch's totals; a batch being processed, each request's
+//!   place in its input and `custom_id`), so it stays flat whatever the size of the files.
+//!   Files and batches are forgotten when the sandbox stops. Bedrock jobs read their input
+//!   from and write their output to the bucket they name, never into memory.
 //!
 //! OpenAI (`/v1/files`, `/v1/batches`, `Authorization: Bearer`):
 //! - **States and timestamps.** A batch spends one step in each of `validating`,
@@ -241,13 +248,16 @@
 mod anthropic;
 mod bedrock;
 mod clock;
+mod disk;
 mod faults;
+mod ledger;
 mod openai;
 mod respond;
 
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -302,6 +312,9 @@ pub struct SandboxConfig {
     /// The Bedrock side: where jobs read and write (default: nowhere, jobs are refused),
     /// its minimum records per job and per-model job quota. See "Bedrock" in the crate docs.
     pub bedrock: BedrockConfig,
+    /// Where the contents of files are kept (created if missing; what the sandbox writes
+    /// there stays after it stops). `None`: a temporary directory, removed when it stops.
+    pub files_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for SandboxConfig {
@@ -311,6 +324,7 @@ impl fmt::Debug for SandboxConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("faults", &format_args!("{:?}", self.faults.to_string()))
             .field("bedrock", &self.bedrock)
+            .field("files_dir", &self.files_dir)
             .finish()
     }
 }
@@ -365,10 +379,15 @@ struct Counters {
 }
 
 impl AppState {
-    fn new(config: SandboxConfig, clock: Arc<dyn Clock>, addr: Option<SocketAddr>) -> Self {
-        AppState {
-            openai: openai::Store::new(config.step),
-            anthropic: anthropic::Store::new(config.step),
+    fn new(
+        config: SandboxConfig,
+        clock: Arc<dyn Clock>,
+        addr: Option<SocketAddr>,
+    ) -> io::Result<Self> {
+        let disk = Arc::new(disk::Disk::open(config.files_dir.as_deref())?);
+        Ok(AppState {
+            openai: openai::Store::new(config.step, disk.clone()),
+            anthropic: anthropic::Store::new(config.step, disk.clone()),
             bedrock: bedrock::new_store(&config.bedrock, config.step),
             faults: Injector::new(config.faults.clone()),
             stopping: watch::Sender::new(false),
@@ -376,7 +395,7 @@ impl AppState {
             clock,
             stats: Counters::default(),
             addr,
-        }
+        })
     }
 
     fn now(&self) -> SystemTime {
@@ -425,7 +444,8 @@ impl fmt::Debug for Sandbox {
 
 impl Sandbox {
     /// Binds `addr` (port 0 picks a free port) and serves on the current tokio runtime.
-    /// Faults that do not [validate](Faults::validate) are an `InvalidInput` error.
+    /// Faults that do not [validate](Faults::validate) are an `InvalidInput` error; so is a
+    /// files directory that cannot be created.
     pub async fn start(addr: SocketAddr, config: SandboxConfig) -> io::Result<Sandbox> {
         Self::start_with_clock(addr, config, Arc::new(SystemClock)).await
     }
@@ -442,7 +462,7 @@ impl Sandbox {
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(AppState::new(config, clock, Some(addr)));
+        let state = Arc::new(AppState::new(config, clock, Some(addr))?);
         let app = app(state.clone());
         let (shutdown, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -503,13 +523,15 @@ impl Sandbox {
 }
 
 /// The sandbox as a router, to embed in another server; batch states follow the system clock.
-pub fn router(config: SandboxConfig) -> Router {
+/// Fails if the files directory cannot be created; a temporary one is removed when the
+/// router (and every clone of it) is dropped.
+pub fn router(config: SandboxConfig) -> io::Result<Router> {
     router_with_clock(config, Arc::new(SystemClock))
 }
 
 /// [`router`] with the clock batch states are computed from.
-pub fn router_with_clock(config: SandboxConfig, clock: Arc<dyn Clock>) -> Router {
-    app(Arc::new(AppState::new(config, clock, None)))
+pub fn router_with_clock(config: SandboxConfig, clock: Arc<dyn Clock>) -> io::Result<Router> {
+    Ok(app(Arc::new(AppState::new(config, clock, None)?)))
 }
 
 fn app(state: Arc<AppState>) -> Router {

@@ -28,9 +28,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use tokio::io::AsyncWriteExt;
 
 pub use answer::MODEL_NOT_FOUND;
 pub use input::{MAX_REPORTED_ERRORS, MAX_REQUESTS};
@@ -39,6 +40,7 @@ use store::{NewBatch, NewFile, Order, StoreError};
 use timeline::Status;
 
 use crate::AppState;
+use crate::disk;
 use crate::faults::{self, Provider};
 
 /// The largest file the Files API takes, in bytes.
@@ -252,6 +254,24 @@ impl ApiError {
         }
     }
 
+    /// A 500: the sandbox itself failed.
+    fn server(message: String) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message,
+            param: None,
+            code: None,
+        }
+    }
+
+    /// A 500 for a files directory that failed.
+    fn disk(what: &str, error: &std::io::Error) -> Self {
+        tracing::error!(%error, "sandbox files directory: cannot {what}");
+        Self::server(format!(
+            "The sandbox could not {what} in its files directory: {error}"
+        ))
+    }
+
     fn missing(param: &str) -> Self {
         Self::bad_request(
             format!("Missing required parameter: '{param}'."),
@@ -281,9 +301,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let kind = if self.status.is_server_error() {
+            "server_error"
+        } else {
+            "invalid_request_error"
+        };
         let body = json!({"error": {
             "message": self.message,
-            "type": "invalid_request_error",
+            "type": kind,
             "param": self.param,
             "code": self.code,
         }});
@@ -323,6 +348,9 @@ impl From<StoreError> for ApiError {
                 Some("after"),
                 Some("invalid_value"),
             ),
+            StoreError::Disk { what, message } => ApiError::server(format!(
+                "The sandbox could not {what} in its files directory: {message}"
+            )),
         }
     }
 }
@@ -437,17 +465,28 @@ async fn upload_file(
     State(app): State<Arc<AppState>>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<FileObject>, ApiError> {
-    let file = read_upload(multipart?).await?;
-    let object = app.openai.add_file(file, app.now());
+    let (id, path) = app.openai.upload_path();
+    let file = match read_upload(multipart?, &path).await {
+        Ok(file) => file,
+        Err(error) => {
+            disk::remove(&path);
+            return Err(error);
+        }
+    };
+    let object = app.openai.add_file(id, file, app.now());
     app.stats.files_uploaded.fetch_add(1, Ordering::Relaxed);
     Ok(Json(object))
 }
 
 /// Reads the `purpose`, `file` and optional `expires_after[anchor]` / `expires_after[seconds]`
-/// fields of an upload, streaming the file and stopping as soon as it is over its limit.
-async fn read_upload(mut multipart: Multipart) -> Result<NewFile, ApiError> {
+/// fields of an upload, streaming the file to `path` and stopping as soon as it is over its
+/// limit.
+async fn read_upload(
+    mut multipart: Multipart,
+    path: &std::path::Path,
+) -> Result<NewFile, ApiError> {
     let mut purpose: Option<String> = None;
-    let mut file: Option<(String, Bytes)> = None;
+    let mut file: Option<(String, u64)> = None;
     let (mut anchor, mut seconds) = (None, None);
     while let Some(mut field) = multipart.next_field().await.map_err(ApiError::multipart)? {
         let name = field.name().unwrap_or_default().to_owned();
@@ -465,15 +504,27 @@ async fn read_upload(mut multipart: Multipart) -> Result<NewFile, ApiError> {
                 let limit = match purpose.as_deref() {
                     Some("batch") => MAX_BATCH_FILE_BYTES,
                     _ => MAX_FILE_BYTES,
-                };
-                let mut content = BytesMut::new();
+                } as u64;
+                let content = tokio::fs::File::create(path)
+                    .await
+                    .map_err(|error| ApiError::disk("store an uploaded file", &error))?;
+                let mut content = tokio::io::BufWriter::with_capacity(1 << 20, content);
+                let mut bytes = 0u64;
                 while let Some(chunk) = field.chunk().await.map_err(ApiError::multipart)? {
-                    if content.len() + chunk.len() > limit {
-                        return Err(too_large(limit));
+                    bytes += chunk.len() as u64;
+                    if bytes > limit {
+                        return Err(too_large(limit as usize));
                     }
-                    content.extend_from_slice(&chunk);
+                    content
+                        .write_all(&chunk)
+                        .await
+                        .map_err(|error| ApiError::disk("store an uploaded file", &error))?;
                 }
-                file = Some((filename, content.freeze()));
+                content
+                    .flush()
+                    .await
+                    .map_err(|error| ApiError::disk("store an uploaded file", &error))?;
+                file = Some((filename, bytes));
             }
             _ => {}
         }
@@ -489,7 +540,7 @@ async fn read_upload(mut multipart: Multipart) -> Result<NewFile, ApiError> {
             ),
         ));
     }
-    let (filename, content) = file.ok_or_else(|| ApiError::missing("file"))?;
+    let (filename, bytes) = file.ok_or_else(|| ApiError::missing("file"))?;
     if purpose == "batch" {
         if !filename.ends_with(".jsonl") {
             return Err(ApiError::bad_request(
@@ -498,7 +549,7 @@ async fn read_upload(mut multipart: Multipart) -> Result<NewFile, ApiError> {
                 Some("invalid_file_format"),
             ));
         }
-        if content.len() > MAX_BATCH_FILE_BYTES {
+        if bytes > MAX_BATCH_FILE_BYTES as u64 {
             return Err(too_large(MAX_BATCH_FILE_BYTES));
         }
     }
@@ -513,7 +564,7 @@ async fn read_upload(mut multipart: Multipart) -> Result<NewFile, ApiError> {
     Ok(NewFile {
         filename,
         purpose,
-        content,
+        bytes,
         expires_after,
     })
 }
@@ -592,7 +643,7 @@ async fn list_files(
             ));
         }
     };
-    app.openai.settle(app.now()).await;
+    app.openai.settle(app.now()).await?;
     let page = app.openai.list_files(
         query.purpose.as_deref(),
         order,
@@ -606,7 +657,7 @@ async fn get_file(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<FileObject>, ApiError> {
-    app.openai.settle(app.now()).await;
+    app.openai.settle(app.now()).await?;
     Ok(Json(app.openai.file(&id)?))
 }
 
@@ -614,14 +665,17 @@ async fn file_content(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    app.openai.settle(app.now()).await;
-    let content = app.openai.file_content(&id)?;
+    app.openai.settle(app.now()).await?;
+    let (content, bytes) = app.openai.file_content(&id)?;
     Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        )],
-        content,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(bytes)),
+        ],
+        disk::body(content, bytes),
     )
         .into_response())
 }
@@ -630,7 +684,7 @@ async fn delete_file(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<DeletedFile>, ApiError> {
-    app.openai.settle(app.now()).await;
+    app.openai.settle(app.now()).await?;
     app.openai.delete_file(&id)?;
     Ok(Json(DeletedFile {
         id,
@@ -768,7 +822,7 @@ async fn get_batch(
     Path(id): Path<String>,
 ) -> Result<Json<BatchObject>, ApiError> {
     let now = app.now();
-    app.openai.settle(now).await;
+    app.openai.settle(now).await?;
     Ok(Json(app.openai.batch(&id, now)?))
 }
 
@@ -777,7 +831,7 @@ async fn cancel_batch(
     Path(id): Path<String>,
 ) -> Result<Json<BatchObject>, ApiError> {
     let now = app.now();
-    app.openai.settle(now).await;
+    app.openai.settle(now).await?;
     Ok(Json(app.openai.cancel_batch(&id, now)?))
 }
 
@@ -788,7 +842,7 @@ async fn list_batches(
     let Query(query) = query?;
     let limit = query.limit(DEFAULT_BATCH_PAGE, MAX_BATCH_PAGE)?;
     let now = app.now();
-    app.openai.settle(now).await;
+    app.openai.settle(now).await?;
     Ok(Json(app.openai.list_batches(
         query.after.as_deref(),
         limit,

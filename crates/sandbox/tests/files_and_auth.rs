@@ -213,3 +213,44 @@ async fn a_stopped_sandbox_refuses_connections() -> Result {
     assert!(client.get(url).bearer_auth("k").send().await.is_err());
     Ok(())
 }
+
+#[tokio::test]
+async fn files_are_kept_on_disk_in_the_files_directory_by_id() -> Result {
+    // GIVEN a sandbox keeping its files in a directory of ours (not there yet)
+    let dir = tempfile::tempdir()?;
+    let files = dir.path().join("sandbox-files");
+    let config = SandboxConfig {
+        files_dir: Some(files.clone()),
+        ..SandboxConfig::default()
+    };
+    let sandbox = start(config, None).await?;
+
+    // WHEN a batch file is uploaded and its batch has ended
+    let content = chat_file(3);
+    let batch = sandbox.submit(&content, CHAT).await?;
+    let ended = sandbox.batch(&batch["id"]).await?;
+    assert_eq!(ended["status"], "completed");
+
+    // THEN the input and the output file are files named by their ids, holding what is served
+    let input = text(&batch["input_file_id"])?.to_owned();
+    assert_eq!(std::fs::read_to_string(files.join(&input))?, content);
+    let output = text(&ended["output_file_id"])?;
+    assert_eq!(
+        std::fs::read_to_string(files.join(output))?,
+        sandbox.content(&ended["output_file_id"]).await?
+    );
+
+    // AND a deleted file is gone from the directory, while the directory stays after a stop
+    let (status, _) = sandbox
+        .send(
+            sandbox
+                .client
+                .delete(sandbox.url(&format!("/files/{input}"))),
+        )
+        .await?;
+    assert_eq!(status, 200);
+    assert!(!files.join(&input).exists());
+    sandbox.stop().await;
+    assert!(files.join(output).exists());
+    Ok(())
+}

@@ -74,6 +74,9 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
                 )),
                 ..Default::default()
             },
+            // A temporary directory, removed when the sandbox stops: the sandbox's copies of
+            // the files are not the user's, so they stay out of the bucket directory.
+            files_dir: None,
             ..Default::default()
         };
         let sandbox = batchdrop_sandbox::Sandbox::start(args.sandbox_addr, sandbox_config)

@@ -28,6 +28,11 @@ pub struct SandboxArgs {
     /// AWS environment, else dummy ones and us-east-1), e.g. http://127.0.0.1:5000 for moto.
     #[arg(long, value_name = "URL")]
     s3_endpoint: Option<String>,
+    /// Directory where the sandbox keeps the contents of files (uploads, output and error
+    /// files, Anthropic requests and results); created if missing, left in place when it
+    /// stops. Default: a temporary directory, removed when it stops.
+    #[arg(long, value_name = "DIR")]
+    files_dir: Option<PathBuf>,
 }
 
 pub async fn run(args: SandboxArgs) -> Result<(), Error> {
@@ -55,6 +60,7 @@ pub async fn run(args: SandboxArgs) -> Result<(), Error> {
             objects,
             ..Default::default()
         },
+        files_dir: args.files_dir,
         ..Default::default()
     };
     let sandbox = batchdrop_sandbox::Sandbox::start(addr, config)

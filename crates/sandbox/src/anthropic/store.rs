@@ -1,25 +1,32 @@
-//! The sandbox's Anthropic memory: message batches.
+//! The sandbox's Anthropic state: message batches.
 //!
-//! State lives in memory only. A batch's requests are validated and answered once, when it is
-//! created (`input::process`, on a blocking thread); what a client sees of them is computed
-//! from the clock when asked (`timeline`). A deleted batch is gone, but its id stays valid as a
-//! listing cursor.
+//! What describes a batch lives in memory; its requests, results and bookkeeping live on disk
+//! ([`Disk`], `input::WorkFiles`). A batch's requests are validated and answered once, when it
+//! is created (`input::process`, on a blocking thread, at most as many at once as there are
+//! cores); what a client sees of them is computed from the clock when asked (`timeline`). A
+//! deleted batch is gone, files and all, but its id stays valid as a listing cursor.
 
 use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use tokio::sync::Semaphore;
 
 use super::RequestCounts;
-use super::input::{self, Invalid, Processed};
+use super::input::{self, Failure, Invalid, Processed, Results, WorkFiles};
 use super::timeline::{Snapshot, Status, Timeline};
+use crate::disk::{self, Disk};
 use crate::faults::BatchPlan;
 use crate::openai::new_id;
 
 /// Message batches, behind one lock that is never held across an `.await`.
 pub(crate) struct Store {
     step: Duration,
+    disk: Arc<Disk>,
+    /// One permit per batch being processed: as many as there are cores.
+    processing: Arc<Semaphore>,
     inner: Mutex<Inner>,
 }
 
@@ -95,37 +102,73 @@ pub(crate) enum StoreError {
         param: &'static str,
         id: String,
     },
+    /// The files directory failed.
+    Disk {
+        what: &'static str,
+        message: String,
+    },
+}
+
+impl StoreError {
+    fn disk(what: &'static str) -> impl FnOnce(io::Error) -> StoreError {
+        move |error| {
+            tracing::error!(%error, "sandbox files directory: cannot {what}");
+            StoreError::Disk {
+                what,
+                message: error.to_string(),
+            }
+        }
+    }
 }
 
 impl Store {
-    pub(crate) fn new(step: Duration) -> Self {
+    pub(crate) fn new(step: Duration, disk: Arc<Disk>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Store {
             step,
+            disk,
+            processing: Arc::new(Semaphore::new(cores)),
             inner: Mutex::new(Inner::default()),
         }
     }
 
-    /// Validates and answers the requests of a create call's `body`, and stores the batch,
-    /// created at `now`, with the injected faults of `plan`. The batch is returned as
-    /// created: `in_progress`.
+    /// Where to write the body of a create call before [`Store::create`].
+    pub(crate) fn upload_path(&self) -> PathBuf {
+        self.disk.path(&new_id("upload-", 24))
+    }
+
+    /// Validates and answers the requests of a create call's body, in the file at `body`
+    /// (removed after), and stores the batch, created at `now`, with the injected faults of
+    /// `plan`. The batch is returned as created: `in_progress`.
     pub(crate) async fn create(
         &self,
-        body: Bytes,
+        body: &Path,
         now: SystemTime,
         plan: BatchPlan,
     ) -> Result<View, StoreError> {
         let id = new_id("msgbatch_", 24);
-        let work_id = id.clone();
+        let (work_id, body_path) = (id.clone(), body.to_path_buf());
         let requests = plan.requests.clone();
-        let work = tokio::task::spawn_blocking(move || input::process(&body, &work_id, &requests))
-            .await
+        let files = WorkFiles::of(&self.disk, &id);
+        let permit = self.processing.clone().acquire_owned().await;
+        let processed = tokio::task::spawn_blocking(move || {
+            let processed = input::process(&body_path, &work_id, &requests, files);
+            disk::remove(&body_path);
+            processed
+        })
+        .await;
+        drop(permit);
+        let work = processed
             .map_err(|error| {
                 tracing::error!(%error, "processing a sandbox message batch crashed");
                 StoreError::Crashed {
                     reason: error.to_string(),
                 }
             })?
-            .map_err(StoreError::Invalid)?;
+            .map_err(|failure| match failure {
+                Failure::Invalid(invalid) => StoreError::Invalid(invalid),
+                Failure::Disk(error) => StoreError::disk("process a message batch")(error),
+            })?;
         tracing::debug!(batch = %id, requests = work.total(), "sandbox message batch created");
         let record = Record {
             id: id.clone(),
@@ -138,7 +181,7 @@ impl Store {
             },
             work: Arc::new(work),
         };
-        let view = record.view(&record.timeline.as_created());
+        let view = record.view(&record.timeline.as_created())?;
         let mut inner = self.lock();
         inner.batches.insert(id.clone(), record);
         inner.order.push(id);
@@ -148,7 +191,7 @@ impl Store {
     pub(crate) fn batch(&self, id: &str, now: SystemTime) -> Result<View, StoreError> {
         let inner = self.lock();
         let record = inner.get(id)?;
-        Ok(record.view(&record.snapshot(now)))
+        record.view(&record.snapshot(now))
     }
 
     /// Starts cancelling a batch in progress; a batch already canceling is returned as it is.
@@ -163,7 +206,7 @@ impl Store {
             Status::Canceling => {}
             Status::Ended => return Err(StoreError::AlreadyEnded { id: id.to_owned() }),
         }
-        Ok(record.view(&record.snapshot(now)))
+        record.view(&record.snapshot(now))
     }
 
     /// Deletes a batch that has ended.
@@ -176,12 +219,14 @@ impl Store {
                 status,
             });
         }
-        inner.batches.remove(id);
+        if let Some(record) = inner.batches.remove(id) {
+            record.work.files.remove();
+        }
         Ok(())
     }
 
     /// The results file of a batch that has ended: one line per request, in processing order.
-    pub(crate) fn results(&self, id: &str, now: SystemTime) -> Result<Bytes, StoreError> {
+    pub(crate) fn results(&self, id: &str, now: SystemTime) -> Result<Results, StoreError> {
         let (work, snapshot) = {
             let inner = self.lock();
             let record = inner.get(id)?;
@@ -193,7 +238,8 @@ impl Store {
                 status: snapshot.status,
             });
         }
-        Ok(work.results(snapshot.processed, snapshot.unprocessed))
+        work.results(snapshot.processed, snapshot.unprocessed)
+            .map_err(StoreError::disk("read a message batch's results"))
     }
 
     /// Up to `limit` batches from `cursor`, newest first.
@@ -241,7 +287,7 @@ impl Store {
             .iter()
             .filter_map(|id| inner.batches.get(id))
             .map(|record| record.view(&record.snapshot(now)))
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok(Page { data, has_more })
     }
 
@@ -263,10 +309,13 @@ impl Record {
         self.timeline.at(now, self.work.total())
     }
 
-    fn view(&self, snapshot: &Snapshot) -> View {
+    fn view(&self, snapshot: &Snapshot) -> Result<View, StoreError> {
         let total = self.work.total() as u64;
         let counts = if snapshot.status == Status::Ended {
-            let outcome = self.work.outcome(snapshot.processed, snapshot.unprocessed);
+            let outcome = self
+                .work
+                .outcome(snapshot.processed, snapshot.unprocessed)
+                .map_err(StoreError::disk("read a message batch's counts"))?;
             RequestCounts {
                 processing: 0,
                 succeeded: outcome.succeeded,
@@ -281,7 +330,7 @@ impl Record {
                 ..RequestCounts::default()
             }
         };
-        View {
+        Ok(View {
             id: self.id.clone(),
             status: snapshot.status,
             counts,
@@ -289,6 +338,6 @@ impl Record {
             expires_at: self.timeline.expires_at(),
             ended_at: snapshot.ended_at,
             cancel_initiated_at: self.timeline.cancel_initiated,
-        }
+        })
     }
 }

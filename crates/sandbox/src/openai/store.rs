@@ -1,28 +1,34 @@
-//! The sandbox's OpenAI memory: files and batches.
+//! The sandbox's OpenAI state: files and batches.
 //!
-//! State lives in memory only. A batch's input is processed once, on a blocking thread
-//! started when it is created (`input::process`); everything else is computed from the clock
-//! when asked (`timeline`). When a batch ends, its output and error files are written once, as
-//! File objects dated when it ended: output lines for requests that succeeded; error lines for
-//! requests that failed and, in a cancelled or expired batch, for the requests never processed
-//! (`batch_cancelled` / `batch_expired`). A file that would be empty is not written, and its id
-//! stays null on the batch.
+//! What describes files and batches lives in memory; the contents of files live on disk
+//! ([`Disk`]), named by file id, and so does a batch's work (`input::WorkFiles`). A batch's
+//! input is processed once, on a blocking thread started when it is created
+//! (`input::process`, at most as many at once as there are cores); everything else is computed
+//! from the clock when asked (`timeline`). When a batch ends, its output and error files are
+//! made once, from its work files, as File objects dated when it ended: output lines for
+//! requests that succeeded; error lines for requests that failed and, in a cancelled or
+//! expired batch, for the requests never processed (`batch_cancelled` / `batch_expired`). A
+//! file that would be empty is not written, and its id stays null on the batch.
 
 use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
 
-use super::input::{self, Processed, Work};
+use super::input::{self, Processed, Work, WorkFiles};
 use super::timeline::{Snapshot, Status, Timeline, Validation};
 use super::{
     BatchObject, BatchUsage, Endpoint, ErrorList, FileObject, List, RequestCounts, new_id,
 };
 use crate::clock::unix_seconds;
+use crate::disk::{self, Disk};
 use crate::faults::{BatchFault, BatchPlan};
 
 /// How long files live unless told otherwise: 30 days (batch input, output and error files).
@@ -33,6 +39,9 @@ type WorkFuture = Shared<BoxFuture<'static, Arc<Work>>>;
 /// Files and batches, behind one lock that is never held across an `.await`.
 pub(crate) struct Store {
     step: Duration,
+    disk: Arc<Disk>,
+    /// One permit per batch being processed: as many as there are cores.
+    processing: Arc<Semaphore>,
     inner: Mutex<Inner>,
 }
 
@@ -51,9 +60,9 @@ struct Files {
     order: Vec<String>,
 }
 
+/// A file; its content is the file named by its id on disk.
 struct FileRecord {
     object: FileObject,
-    content: Bytes,
 }
 
 struct BatchRecord {
@@ -74,12 +83,12 @@ struct ResultFiles {
     error_file_id: Option<String>,
 }
 
-/// A file to store.
+/// A file to store, whose content has been written to [`Store::upload_path`].
 #[derive(Debug)]
 pub(crate) struct NewFile {
     pub filename: String,
     pub purpose: String,
-    pub content: Bytes,
+    pub bytes: u64,
     /// Lifetime from its creation; `None`: 30 days for `batch` files, forever for the rest.
     pub expires_after: Option<Duration>,
 }
@@ -123,25 +132,54 @@ pub(crate) enum StoreError {
     UnknownCursor {
         after: String,
     },
+    /// The files directory failed.
+    Disk {
+        what: &'static str,
+        message: String,
+    },
+}
+
+impl StoreError {
+    fn disk(what: &'static str) -> impl FnOnce(io::Error) -> StoreError {
+        move |error| {
+            tracing::error!(%error, "sandbox files directory: cannot {what}");
+            StoreError::Disk {
+                what,
+                message: error.to_string(),
+            }
+        }
+    }
 }
 
 impl Store {
-    pub(crate) fn new(step: Duration) -> Self {
+    pub(crate) fn new(step: Duration, disk: Arc<Disk>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Store {
             step,
+            disk,
+            processing: Arc::new(Semaphore::new(cores)),
             inner: Mutex::new(Inner::default()),
         }
     }
 
-    pub(crate) fn add_file(&self, file: NewFile, now: SystemTime) -> FileObject {
+    /// A fresh file id and where to write the content of the file to add with it.
+    pub(crate) fn upload_path(&self) -> (String, PathBuf) {
+        let id = new_id("file-", 22);
+        let path = self.disk.path(&id);
+        (id, path)
+    }
+
+    /// Adds the file `id`, whose content is at the [`Store::upload_path`] of `id`.
+    pub(crate) fn add_file(&self, id: String, file: NewFile, now: SystemTime) -> FileObject {
         let created_at = unix_seconds(now);
         let lifetime = file
             .expires_after
             .or((file.purpose == "batch").then_some(FILE_LIFETIME));
         self.lock().files.insert(
+            id,
             file.filename,
             file.purpose,
-            file.content,
+            file.bytes,
             created_at,
             lifetime,
         )
@@ -156,16 +194,21 @@ impl Store {
             .ok_or_else(|| StoreError::FileNotFound { id: id.to_owned() })
     }
 
-    pub(crate) fn file_content(&self, id: &str) -> Result<Bytes, StoreError> {
-        self.lock()
+    /// The content of a file, opened, and its size.
+    pub(crate) fn file_content(&self, id: &str) -> Result<(File, u64), StoreError> {
+        let inner = self.lock();
+        let file = inner
             .files
             .by_id
             .get(id)
-            .map(|file| file.content.clone())
-            .ok_or_else(|| StoreError::FileNotFound { id: id.to_owned() })
+            .ok_or_else(|| StoreError::FileNotFound { id: id.to_owned() })?;
+        let content =
+            File::open(self.disk.path(id)).map_err(StoreError::disk("open a file's content"))?;
+        Ok((content, file.object.bytes))
     }
 
-    /// Deletes a file. Batches that use it keep working: a batch holds its own input.
+    /// Deletes a file and its content. Batches that use it keep working: a batch holds its
+    /// input open from its creation until it is processed.
     pub(crate) fn delete_file(&self, id: &str) -> Result<(), StoreError> {
         let files = &mut self.lock().files;
         files
@@ -173,6 +216,7 @@ impl Store {
             .remove(id)
             .ok_or_else(|| StoreError::FileNotFound { id: id.to_owned() })?;
         files.order.retain(|other| other != id);
+        disk::remove(&self.disk.path(id));
         Ok(())
     }
 
@@ -223,7 +267,8 @@ impl Store {
                 purpose: input.object.purpose.clone(),
             });
         }
-        let content = input.content.clone();
+        let content = File::open(self.disk.path(&batch.input_file_id))
+            .map_err(StoreError::disk("open a batch's input file"))?;
         let id = new_id("batch_", 32);
         let plan = plan();
         let timeline = Timeline {
@@ -235,29 +280,38 @@ impl Store {
         };
         let started = unix_seconds(timeline.validated_at());
         let (work_id, endpoint) = (id.clone(), batch.endpoint);
-        let work = match plan.outcome {
-            // Injected failures replace validation: the input is not even read.
-            Some(BatchFault::Validation) => {
-                futures::future::ready(Arc::new(Work::injected_validation_failure())).boxed()
-            }
-            Some(BatchFault::TokenLimit) => {
-                futures::future::ready(Arc::new(Work::token_limit_exceeded())).boxed()
-            }
-            _ => {
-                let requests = plan.requests;
-                let job = tokio::task::spawn_blocking(move || {
-                    input::process(&content, endpoint, &work_id, started, &requests)
-                });
-                async move {
-                    Arc::new(job.await.unwrap_or_else(|error| {
-                        tracing::error!(%error, "processing a sandbox batch crashed");
-                        Work::crashed(&error.to_string())
-                    }))
+        let work =
+            match plan.outcome {
+                // Injected failures replace validation: the input is not even read.
+                Some(BatchFault::Validation) => {
+                    futures::future::ready(Arc::new(Work::injected_validation_failure())).boxed()
                 }
-                .boxed()
+                Some(BatchFault::TokenLimit) => {
+                    futures::future::ready(Arc::new(Work::token_limit_exceeded())).boxed()
+                }
+                _ => {
+                    let requests = plan.requests;
+                    let files = WorkFiles::of(&self.disk, &id);
+                    let processing = self.processing.clone();
+                    let job = tokio::spawn(async move {
+                        let _permit = processing.acquire_owned().await;
+                        tokio::task::spawn_blocking(move || {
+                            input::process(&content, endpoint, &work_id, started, &requests, files)
+                        })
+                        .await
+                    });
+                    async move {
+                        Arc::new(job.await.and_then(|processed| processed).unwrap_or_else(
+                            |error| {
+                                tracing::error!(%error, "processing a sandbox batch crashed");
+                                Work::crashed(&error.to_string())
+                            },
+                        ))
+                    }
+                    .boxed()
+                }
             }
-        }
-        .shared();
+            .shared();
         tracing::debug!(batch = %id, endpoint = endpoint.path(), "sandbox batch created");
 
         let record = BatchRecord {
@@ -270,7 +324,7 @@ impl Store {
             work,
             results: None,
         };
-        let object = record.object(&timeline.at(now, Validation::Pending));
+        let object = record.object(&timeline.at(now, Validation::Pending))?;
         inner.batches.insert(id.clone(), record);
         inner.batch_order.push(id);
         Ok(object)
@@ -279,7 +333,7 @@ impl Store {
     /// Brings every batch up to `now`: waits for the input processing that the batches'
     /// states need by now, and writes the result files of the batches that have ended.
     /// Call before reading batches or files.
-    pub(crate) async fn settle(&self, now: SystemTime) {
+    pub(crate) async fn settle(&self, now: SystemTime) -> Result<(), StoreError> {
         let pending: Vec<WorkFuture> = {
             let inner = self.lock();
             inner
@@ -308,9 +362,10 @@ impl Store {
             if !snapshot.status.is_final() {
                 continue;
             }
-            let results = batch.write_results(&snapshot, &mut inner.files);
+            let results = batch.write_results(&snapshot, &mut inner.files, &self.disk)?;
             batch.results = Some(results);
         }
+        Ok(())
     }
 
     pub(crate) fn batch(&self, id: &str, now: SystemTime) -> Result<BatchObject, StoreError> {
@@ -319,7 +374,7 @@ impl Store {
             .batches
             .get(id)
             .ok_or_else(|| StoreError::BatchNotFound { id: id.to_owned() })?;
-        Ok(batch.object(&batch.snapshot(now)))
+        batch.object(&batch.snapshot(now))
     }
 
     /// Cancels a batch that is validating, in progress or finalizing; a batch already
@@ -346,7 +401,7 @@ impl Store {
                 });
             }
         }
-        Ok(batch.object(&batch.snapshot(now)))
+        batch.object(&batch.snapshot(now))
     }
 
     /// Batches, newest first.
@@ -358,12 +413,18 @@ impl Store {
     ) -> Result<List<BatchObject>, StoreError> {
         let inner = self.lock();
         let ids: Vec<&String> = inner.batch_order.iter().rev().collect();
-        page(&ids, after, limit, |id| {
-            inner
-                .batches
-                .get(id)
-                .map(|batch| batch.object(&batch.snapshot(now)))
-        })
+        let mut failure = None;
+        let list = page(&ids, after, limit, |id| {
+            let batch = inner.batches.get(id)?;
+            batch
+                .object(&batch.snapshot(now))
+                .map_err(|error| failure = Some(error))
+                .ok()
+        })?;
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(list),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -372,20 +433,20 @@ impl Store {
 }
 
 impl Files {
-    /// Stores a new file with a fresh id; `lifetime` sets its `expires_at`.
+    /// Stores a new file `id`, of `bytes` bytes; `lifetime` sets its `expires_at`.
     fn insert(
         &mut self,
+        id: String,
         filename: String,
         purpose: String,
-        content: Bytes,
+        bytes: u64,
         created_at: i64,
         lifetime: Option<Duration>,
     ) -> FileObject {
-        let id = new_id("file-", 22);
         let object = FileObject {
             id: id.clone(),
             object: "file",
-            bytes: content.len() as u64,
+            bytes,
             created_at,
             expires_at: lifetime.map(|lifetime| {
                 created_at.saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX))
@@ -397,7 +458,6 @@ impl Files {
         };
         let record = FileRecord {
             object: object.clone(),
-            content,
         };
         self.by_id.insert(id.clone(), record);
         self.order.push(id);
@@ -425,10 +485,13 @@ impl BatchRecord {
         self.timeline.at(now, validation)
     }
 
-    fn object(&self, snapshot: &Snapshot) -> BatchObject {
+    fn object(&self, snapshot: &Snapshot) -> Result<BatchObject, StoreError> {
         let seconds = |time: Option<SystemTime>| time.map(unix_seconds);
         let processed = self.processed().filter(|_| snapshot.total > 0);
-        let progress = processed.map(|processed| processed.progress[snapshot.processed]);
+        let progress = processed
+            .map(|processed| processed.progress(snapshot.processed))
+            .transpose()
+            .map_err(StoreError::disk("read a batch's progress"))?;
         let errors = match self.work.peek().map(|work| &**work) {
             Some(Work::Invalid(errors)) if snapshot.status == Status::Failed => Some(ErrorList {
                 object: "list",
@@ -445,7 +508,7 @@ impl BatchRecord {
             })
             .map(|progress| BatchUsage::new(progress.input_tokens, progress.output_tokens));
         let results = self.results.clone().unwrap_or_default();
-        BatchObject {
+        Ok(BatchObject {
             id: self.id.clone(),
             object: "batch",
             endpoint: self.endpoint.path(),
@@ -473,17 +536,24 @@ impl BatchRecord {
             },
             usage,
             metadata: self.metadata.clone(),
-        }
+        })
     }
 
-    /// Writes the output and error files of a batch that has ended.
-    fn write_results(&self, snapshot: &Snapshot, files: &mut Files) -> ResultFiles {
+    /// Makes the output and error files of a batch that has ended from its work files.
+    fn write_results(
+        &self,
+        snapshot: &Snapshot,
+        files: &mut Files,
+        disk: &Disk,
+    ) -> Result<ResultFiles, StoreError> {
         let Some(processed) = self.processed().filter(|_| snapshot.total > 0) else {
-            return ResultFiles::default();
+            return Ok(ResultFiles::default());
         };
-        let progress = processed.progress[snapshot.processed];
-        let output = processed.output.slice(..progress.output_bytes);
-        let mut errors = processed.errors.slice(..progress.error_bytes);
+        let work = &processed.files;
+        let progress = processed
+            .progress(snapshot.processed)
+            .map_err(StoreError::disk("read a batch's progress"))?;
+        let mut error_bytes = progress.error_bytes;
         if snapshot.unprocessed() > 0 {
             let (code, message) = if snapshot.status == Status::Expired {
                 (
@@ -496,35 +566,68 @@ impl BatchRecord {
                     "This request could not be executed before the batch was cancelled.",
                 )
             };
-            let mut lines = String::with_capacity(snapshot.unprocessed() * 160);
-            for custom_id in &processed.custom_ids[snapshot.processed..] {
-                input::stopped_line(&mut lines, &self.id, custom_id, code, message);
-            }
-            let mut all = Vec::with_capacity(errors.len() + lines.len());
-            all.extend_from_slice(&errors);
-            all.extend_from_slice(lines.as_bytes());
-            errors = Bytes::from(all);
+            error_bytes = self
+                .append_stopped(work, &progress, code, message)
+                .map_err(StoreError::disk("write a batch's error file"))?;
         }
 
         let ended_at = unix_seconds(snapshot.ended_at().unwrap_or(self.timeline.created));
         let lifetime = Some(self.output_expires_after.unwrap_or(FILE_LIFETIME));
-        let mut write = |suffix: &str, content: Bytes| {
-            (!content.is_empty()).then(|| {
-                files
-                    .insert(
-                        format!("{}_{suffix}.jsonl", self.id),
-                        "batch_output".to_owned(),
-                        content,
-                        ended_at,
-                        lifetime,
-                    )
-                    .id
-            })
+        let mut write = |suffix: &str, from: &PathBuf, bytes: u64| -> io::Result<Option<String>> {
+            if bytes == 0 {
+                disk::remove(from);
+                return Ok(None);
+            }
+            let id = new_id("file-", 22);
+            let to = disk.path(&id);
+            std::fs::rename(from, &to)?;
+            OpenOptions::new().write(true).open(&to)?.set_len(bytes)?;
+            let name = format!("{}_{suffix}.jsonl", self.id);
+            let object = files.insert(
+                id,
+                name,
+                "batch_output".to_owned(),
+                bytes,
+                ended_at,
+                lifetime,
+            );
+            Ok(Some(object.id))
         };
-        ResultFiles {
-            output_file_id: write("output", output),
-            error_file_id: write("error", errors),
+        let output_file_id = write("output", &work.output, progress.output_bytes)
+            .map_err(StoreError::disk("write a batch's output file"))?;
+        let error_file_id = write("error", &work.errors, error_bytes)
+            .map_err(StoreError::disk("write a batch's error file"))?;
+        Ok(ResultFiles {
+            output_file_id,
+            error_file_id,
+        })
+    }
+
+    /// Cuts the work's error lines after the requests processed (`progress`) and appends a
+    /// stopped line for each of the others; returns the bytes of error lines.
+    fn append_stopped(
+        &self,
+        work: &WorkFiles,
+        progress: &input::Progress,
+        code: &str,
+        message: &str,
+    ) -> io::Result<u64> {
+        let mut errors = OpenOptions::new().write(true).open(&work.errors)?;
+        errors.set_len(progress.error_bytes)?;
+        errors.seek(SeekFrom::End(0))?;
+        let mut errors = BufWriter::with_capacity(256 * 1024, errors);
+        let mut bytes = progress.error_bytes;
+        let mut line = String::new();
+        for custom_id in crate::ledger::read_ids(&work.ids, progress.ids_bytes)? {
+            line.clear();
+            input::stopped_line(&mut line, &self.id, &custom_id?, code, message);
+            errors.write_all(line.as_bytes())?;
+            bytes += line.len() as u64;
         }
+        errors
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)?;
+        Ok(bytes)
     }
 }
 
