@@ -74,7 +74,7 @@ pub struct Route {
 #[serde(rename_all = "snake_case")]
 pub enum BelowMinimum {
     /// Its requests are sent one by one through the provider's synchronous API, at the
-    /// on-demand price ([`crate::provider::Provider::invoke`]).
+    /// on-demand price (`Provider::invoke` in the `provider` module).
     #[default]
     OnDemand,
     /// Its requests fail with `below_minimum`.
