@@ -6,8 +6,9 @@
 use batchdrop_core::config::{BelowMinimum, Config};
 use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::store::{ObjectStore, ObjectStoreExt};
-use batchdrop_core::testing::{ScriptedProvider, TestBed, small_config};
+use batchdrop_core::testing::{FaultyStore, ScriptedProvider, TestBed, small_config};
 use serde_json::Value;
+use std::sync::Arc;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type TestResult = Result<(), Error>;
@@ -149,5 +150,43 @@ async fn below_minimum_fail_fails_each_request_with_the_reason() -> TestResult {
     let message = out[0].to_string();
     assert!(message.contains("below_minimum"), "{message}");
     assert!(message.contains("minimum of 5"), "{message}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failure_in_the_middle_of_the_on_demand_run_asks_again_only_the_piece_in_flight()
+-> TestResult {
+    // GIVEN a minimum of 50, a file of 40 requests (pieces of 16, 16 and 8 answers), and a
+    // bucket that refuses to save the second piece once
+    let bed = TestBed::with_config(
+        ScriptedProvider::new(),
+        config(50, 100, BelowMinimum::OnDemand),
+    );
+    let faulty = Arc::new(FaultyStore::new(bed.store.clone()));
+    let engine = bed.engine_over(faulty.clone(), "worker-a");
+    let meta = bed.upload(KEY, file(40)).await?;
+    faulty.fail_writes(
+        format!(
+            "_batchdrop/jobs/{}/output/00000/on-demand/part-00000016.jsonl",
+            batchdrop_core::layout::job_id(batchdrop_core::testing::BUCKET, KEY, &meta.etag)
+        ),
+        1,
+    );
+
+    // WHEN the job is submitted (the submit's advance fails on that write) and polled to the
+    // end through that bucket
+    let _ = engine.submit(KEY, Some(&meta.etag)).await;
+    for _ in 0..10 {
+        let _ = engine.poll().await;
+        if bed.store.list(ACTIVE).await?.is_empty() {
+            break;
+        }
+    }
+
+    // THEN the 16 requests whose answers were lost were asked again, no other
+    assert_eq!(bed.provider.calls().invokes, 40 + 16);
+    // AND every request is in output.jsonl once, in input order
+    let out = jsonl(bed.store.as_ref(), &format!("{RESULTS}output.jsonl")).await?;
+    assert_eq!(ids(&out), expected_ids(40));
     Ok(())
 }

@@ -2,15 +2,17 @@
 //! As the route says ([`BelowMinimum`]), its requests go one by one through the provider's
 //! synchronous API ([`Provider::invoke`]) at the on-demand price, or fail with `below_minimum`.
 //!
-//! The answers are written, in chunk order, as one result file in the job's own state
-//! (`output/<chunk>/on-demand.jsonl`) and collected like a batch's ([`super::collect`]): the
-//! same matching, retry and output rules. A request that got no answer (throttled past the
-//! client's own retries, a transport failure) is left out of the file, so it counts as a
-//! missing result and goes again in a follow-up chunk while attempts remain.
+//! The answers are saved as they come, in pieces of [`ON_DEMAND_PIECE`] requests in chunk
+//! order (`output/<chunk>/on-demand/part-<first position>.jsonl` in the job's own state),
+//! and collected like a batch's results ([`super::collect`]): the same matching, retry and
+//! output rules. A request that got no answer (throttled past the client's own retries, a
+//! transport failure) is left out of its piece, so it counts as a missing result and goes
+//! again in a follow-up chunk while attempts remain.
 //!
-//! Crash safety: the chunk is marked `Submitting` and `on_demand` before the first request; a
-//! crash before the result file is saved sends the chunk's requests again (at most the
-//! provider's minimum less one, never a whole batch).
+//! Crash and deadline safety: the chunk is marked `Submitting` and `on_demand` before the
+//! first request. Near the invocation's deadline no new piece starts; the next advance goes
+//! on from the first piece not saved, and so does a run after a crash: only the requests of
+//! the piece in flight are asked again, and no answer is recorded twice.
 
 use super::JobError;
 use super::collect::Ending;
@@ -22,9 +24,26 @@ use crate::route::BelowMinimum;
 use crate::store::PutMode;
 use crate::writer::StreamWriter;
 use futures::StreamExt;
+use std::collections::BTreeSet;
 
 /// Requests of one chunk sent at once on demand.
 pub const ON_DEMAND_CONCURRENCY: usize = 4;
+/// Requests answered between two saves of their answers: at most what a crash asks again.
+pub const ON_DEMAND_PIECE: usize = 16;
+
+/// The name of the piece holding the answers of the requests from position `start` on.
+fn piece_name(start: u64) -> String {
+    format!("part-{start:08}.jsonl")
+}
+
+/// The start position of a saved piece, from its key.
+fn piece_start(prefix: &str, key: &str) -> Option<u64> {
+    key.strip_prefix(prefix)?
+        .strip_prefix("part-")?
+        .strip_suffix(".jsonl")?
+        .parse()
+        .ok()
+}
 
 impl JobRun<'_> {
     /// Whether staged chunk `i` holds fewer requests than its route's batch minimum.
@@ -64,49 +83,81 @@ impl JobRun<'_> {
             };
             return self.collect(manifest, i, provider, ending).await;
         }
-        // Intent first: a crash from here on sends the chunk on demand again.
-        let chunk = &mut manifest.chunks[i];
-        chunk.state = ChunkState::Submitting;
-        chunk.on_demand = true;
-        chunk.submit_started_at = Some(self.engine.clock.now().unix_timestamp());
-        self.save(manifest).await?;
-
+        // Intent first: from here on the chunk goes on demand, also after a crash.
+        if manifest.chunks[i].state != ChunkState::Submitting || !manifest.chunks[i].on_demand {
+            let chunk = &mut manifest.chunks[i];
+            chunk.state = ChunkState::Submitting;
+            chunk.on_demand = true;
+            chunk.submit_started_at = Some(self.engine.clock.now().unix_timestamp());
+            self.save(manifest).await?;
+        }
         let index = manifest.chunks[i].plan.index;
         let model = manifest.chunks[i].plan.model.clone();
         let store = self.engine.store.clone();
-        let results = format!("{}on-demand.jsonl", self.keys.provider_output(index));
-        let mut requests = Vec::new();
+        let prefix = format!("{}on-demand/", self.keys.provider_output(index));
+        // The pieces an earlier run saved: their requests are answered.
+        let saved: BTreeSet<u64> = store
+            .list(&prefix)
+            .await?
+            .iter()
+            .filter_map(|m| piece_start(&prefix, &m.key))
+            .collect();
         let mut rows = ChunkRows::open(store.as_ref(), &self.keys, index).await?;
-        while let Some(row) = rows.next().await? {
-            requests.push(row.request.trim_ascii_end().to_vec());
-        }
-        let total = requests.len() as u64;
-        let mut answers = futures::stream::iter(requests)
-            .map(|request| {
-                let model = &model;
-                async move { provider.invoke(model, &request).await }
-            })
-            .buffered(ON_DEMAND_CONCURRENCY);
-        let mut out = StreamWriter::open(store.clone(), results.clone(), PutMode::Overwrite);
-        let mut unanswered = 0u64;
-        while let Some(answer) = answers.next().await {
-            match answer {
-                Ok(line) => {
-                    out.write(line.trim_ascii_end()).await?;
-                    out.write(b"\n").await?;
-                }
-                Err(e) => {
-                    unanswered += 1;
-                    tracing::warn!(job_id = %manifest.job_id, chunk = index, error = %e, "a request sent on demand got no answer");
+        let (mut position, mut total, mut unanswered) = (0u64, 0u64, 0u64);
+        loop {
+            let mut window = Vec::with_capacity(ON_DEMAND_PIECE);
+            while window.len() < ON_DEMAND_PIECE {
+                let Some(row) = rows.next().await? else { break };
+                window.push(row.request.trim_ascii_end().to_vec());
+            }
+            if window.is_empty() {
+                break;
+            }
+            let start = position;
+            position += window.len() as u64;
+            total += window.len() as u64;
+            if saved.contains(&start) {
+                continue;
+            }
+            if self.engine.near_deadline() {
+                // The next advance goes on from the first piece not saved.
+                return Ok(());
+            }
+            self.keep_lease(manifest).await?;
+            let mut answers = futures::stream::iter(window)
+                .map(|request| {
+                    let model = &model;
+                    async move { provider.invoke(model, &request).await }
+                })
+                .buffered(ON_DEMAND_CONCURRENCY);
+            let mut out = StreamWriter::open(
+                store.clone(),
+                format!("{prefix}{}", piece_name(start)),
+                PutMode::Overwrite,
+            );
+            while let Some(answer) = answers.next().await {
+                match answer {
+                    Ok(line) => {
+                        out.write(line.trim_ascii_end()).await?;
+                        out.write(b"\n").await?;
+                    }
+                    Err(e) => {
+                        unanswered += 1;
+                        tracing::warn!(job_id = %manifest.job_id, chunk = index, error = %e, "a request sent on demand got no answer");
+                    }
                 }
             }
+            out.finish().await?;
         }
-        out.finish().await?;
+        let pieces = (0..total)
+            .step_by(ON_DEMAND_PIECE)
+            .map(|start| ResultFile::Bucket(format!("{prefix}{}", piece_name(start))))
+            .collect();
         let info = BatchInfo {
             id: format!("on-demand-{index}"),
             status: "on_demand".into(),
             state: BatchState::Completed,
-            result_files: vec![ResultFile::Bucket(results)],
+            result_files: pieces,
             errors: Vec::new(),
             counts: RequestCounts {
                 total,
