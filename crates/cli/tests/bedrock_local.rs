@@ -4,64 +4,15 @@
 
 mod common;
 
-use common::{Local, TestResult, json_lines};
+use common::{Local, TestResult, drop_text, json_lines, sandbox_stats, wait_until};
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `n` prompt lines `q000001`….
 fn prompts(n: usize) -> String {
     (1..=n)
         .map(|i| format!(r#"{{"custom_id":"q{i:06}","prompt":"question {i}"}}"#) + "\n")
         .collect()
-}
-
-/// Drops `body` at `key` under `root` (written beside it, then renamed into place).
-fn drop_file(root: &Path, key: &str, body: &str) -> std::io::Result<()> {
-    let dest = root.join(key);
-    std::fs::create_dir_all(dest.parent().expect("key has a parent"))?;
-    let staging = root.with_extension("staging");
-    std::fs::write(&staging, body)?;
-    std::fs::rename(&staging, &dest)
-}
-
-fn wait_for(path: &Path, local: &Local, limit: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + limit;
-    while !path.exists() {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "{} did not appear; output:\n{}",
-                path.display(),
-                local.output()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
-}
-
-/// The embedded sandbox's statistics (its address is printed at start).
-fn sandbox_stats(local: &Local) -> Result<Value, common::Error> {
-    let printed = local.output();
-    let url = printed
-        .lines()
-        .find_map(|l| l.strip_prefix("sandbox provider at "))
-        .ok_or("the sandbox address was not printed")?
-        .trim()
-        .trim_end_matches("/v1")
-        .to_string();
-    // A plain HTTP/1.0 GET: the body is what follows the blank line.
-    let addr = url.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(addr)?;
-    write!(
-        stream,
-        "GET /sandbox/stats HTTP/1.0\r\nHost: {addr}\r\n\r\n"
-    )?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let body = answer.split_once("\r\n\r\n").ok_or("no HTTP body")?.1;
-    Ok(serde_json::from_str(body)?)
 }
 
 fn ids_in_order(output: &[Value], n: usize) -> bool {
@@ -81,13 +32,13 @@ fn a_file_of_120000_requests_comes_back_in_order_through_three_jobs() -> TestRes
     std::fs::write(&config, "")?;
     let local = Local::start(&root, &config, 0)?;
     // WHEN 120,000 prompt lines are dropped under inbox/sandbox-bedrock/
-    drop_file(
+    drop_text(
         &root,
         "inbox/sandbox-bedrock/big/requests.jsonl",
         &prompts(120_000),
     )?;
     let results = root.join("results/sandbox-bedrock/big/requests");
-    wait_for(
+    wait_until(
         &results.join("summary.json"),
         &local,
         Duration::from_secs(600),
@@ -137,13 +88,13 @@ fn a_file_below_the_minimum_of_a_job_completes_on_demand() -> TestResult {
     std::fs::write(&config, "")?;
     let local = Local::start(&root, &config, 0)?;
     // WHEN 40 prompt lines (Bedrock's minimum per job is 100) are dropped
-    drop_file(
+    drop_text(
         &root,
         "inbox/sandbox-bedrock/small/requests.jsonl",
         &prompts(40),
     )?;
     let results = root.join("results/sandbox-bedrock/small/requests");
-    wait_for(
+    wait_until(
         &results.join("summary.json"),
         &local,
         Duration::from_secs(120),

@@ -334,7 +334,7 @@ fn errors_are_one_line_with_what_to_do_and_documented_exit_codes() -> TestResult
     let r = run(&["estimate", "x.jsonl", "--route", "nope"])?;
     assert!(
         r.stderr.contains(
-            "unknown route \"nope\": the routes are anthropic, bedrock, openai, sandbox, sandbox-anthropic, sandbox-bedrock"
+            "unknown route \"nope\": the routes are anthropic, bedrock, openai, sandbox, sandbox-anthropic, sandbox-bedrock, sandbox-sync"
         ),
         "{}",
         r.stderr

@@ -19,6 +19,7 @@
 //! min_requests_per_batch = 100     # a provider's minimum (Bedrock's: 100); smaller chunks
 //! below_minimum = "on_demand"      #   go one by one on demand, or "fail"
 //! role_arn = "arn:aws:iam::…"      # Bedrock: the service role its jobs run as
+//! max_concurrency = 16             # requests at once when a chunk goes request by request
 //! [routes.labelling.defaults]      # fill in prompt lines and lines without a model
 //! model = "gpt-4o-mini"
 //! max_tokens = 512
@@ -84,6 +85,7 @@ struct FileRoute {
     min_requests_per_batch: Option<u64>,
     role_arn: Option<String>,
     below_minimum: Option<BelowMinimum>,
+    max_concurrency: Option<u32>,
     defaults: Option<Defaults>,
 }
 
@@ -143,6 +145,7 @@ impl Config {
                         max_batches_in_flight: None,
                         role_arn: None,
                         below_minimum: BelowMinimum::default(),
+                        max_concurrency: None,
                     },
                 },
                 (None, None) => {
@@ -228,6 +231,12 @@ impl Config {
             if let Some(policy) = fr.below_minimum {
                 route.below_minimum = policy;
             }
+            if let Some(n) = fr.max_concurrency {
+                if n == 0 {
+                    return Err(route_err("max_concurrency must be at least 1".into()));
+                }
+                route.max_concurrency = Some(n);
+            }
             if route.limits.max_line_bytes > route.limits.max_bytes_per_batch {
                 route.limits.max_line_bytes = route.limits.max_bytes_per_batch;
             }
@@ -305,7 +314,8 @@ mod tests {
                 "openai",
                 "sandbox",
                 "sandbox-anthropic",
-                "sandbox-bedrock"
+                "sandbox-bedrock",
+                "sandbox-sync"
             ]
         );
         assert_eq!(c.route("sandbox").unwrap().base_url, DEFAULT_SANDBOX_URL);

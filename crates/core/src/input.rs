@@ -106,7 +106,13 @@ impl Validator {
 
     /// The message for a line of no known shape: every shape, by name.
     fn shapes(&self) -> String {
-        let mut shapes: Vec<&str> = self.known.iter().map(|d| d.line_shape()).collect();
+        // A provider that speaks another's lines has no shape of its own.
+        let mut shapes: Vec<&str> = self
+            .known
+            .iter()
+            .filter(|d| d.format() == d.name())
+            .map(|d| d.line_shape())
+            .collect();
         shapes.push("a prompt line (prompt)");
         let last = shapes.pop().unwrap_or_default();
         format!("expected {} or {last}", shapes.join(", "))
@@ -178,7 +184,7 @@ impl Validator {
         let sent_id = target.id_to_send(&custom_id, line_no);
         let id_to_send: &str = sent_id.as_deref().unwrap_or(&custom_id);
         let built = match shape {
-            Shape::Batch(own) if own.name() == target.name() => target.own_line(
+            Shape::Batch(own) if own.format() == target.format() => target.own_line(
                 line,
                 &fields,
                 (sent_id.is_some() || !id_given).then_some(id_to_send),

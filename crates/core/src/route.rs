@@ -66,6 +66,9 @@ pub struct Route {
     pub role_arn: Option<String>,
     /// What becomes of a chunk with fewer requests than the provider's batch minimum.
     pub below_minimum: BelowMinimum,
+    /// Requests of a chunk sent at once when it goes request by request (on demand, or a
+    /// provider without a batch API); None: 4.
+    pub max_concurrency: Option<u32>,
 }
 
 /// What becomes of a chunk below the provider's batch minimum (a small file, a retry

@@ -167,7 +167,7 @@ async fn a_failure_in_the_middle_of_the_on_demand_run_asks_again_only_the_piece_
     let meta = bed.upload(KEY, file(40)).await?;
     faulty.fail_writes(
         format!(
-            "_batchdrop/jobs/{}/output/00000/on-demand/part-00000016.jsonl",
+            "_batchdrop/jobs/{}/output/00000/on-demand/part-00000016-000016.jsonl",
             batchdrop_core::layout::job_id(batchdrop_core::testing::BUCKET, KEY, &meta.etag)
         ),
         1,

@@ -351,6 +351,9 @@ pub struct SandboxStats {
     /// Bedrock InvokeModel calls.
     #[serde(default)]
     pub bedrock_invocations: u64,
+    /// Requests to the OpenAI synchronous endpoints (`/v1/chat/completions`, …).
+    #[serde(default)]
+    pub sync_requests: u64,
 }
 
 /// What every handler shares.
@@ -376,6 +379,7 @@ struct Counters {
     message_batches_created: AtomicU64,
     bedrock_jobs_created: AtomicU64,
     bedrock_invocations: AtomicU64,
+    sync_requests: AtomicU64,
 }
 
 impl AppState {
@@ -411,6 +415,7 @@ impl AppState {
             faults: self.faults.stats(),
             bedrock_jobs_created: self.stats.bedrock_jobs_created.load(Ordering::Relaxed),
             bedrock_invocations: self.stats.bedrock_invocations.load(Ordering::Relaxed),
+            sync_requests: self.stats.sync_requests.load(Ordering::Relaxed),
         }
     }
 

@@ -14,6 +14,7 @@
 mod answer;
 mod input;
 mod store;
+mod sync;
 mod timeline;
 
 use std::sync::Arc;
@@ -385,6 +386,11 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/batches", post(create_batch).get(list_batches))
         .route("/v1/batches/{id}", get(get_batch))
         .route("/v1/batches/{id}/cancel", post(cancel_batch))
+        .route("/v1/chat/completions", post(sync::request))
+        .route("/v1/embeddings", post(sync::request))
+        .route("/v1/completions", post(sync::request))
+        .route("/v1/responses", post(sync::request))
+        .route("/v1/moderations", post(sync::request))
         .route_layer(middleware::from_fn_with_state(state, require_bearer))
 }
 

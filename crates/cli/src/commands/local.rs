@@ -88,8 +88,10 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
             })?;
         // The built-in sandbox routes point at the embedded sandbox: OpenAI paths under /v1,
         // Anthropic's from the root (as ANTHROPIC_BASE_URL).
-        if let Some(route) = config.routes.get_mut("sandbox") {
-            route.base_url = sandbox.base_url();
+        for name in ["sandbox", "sandbox-sync"] {
+            if let Some(route) = config.routes.get_mut(name) {
+                route.base_url = sandbox.base_url();
+            }
         }
         if let Some(route) = config.routes.get_mut("sandbox-anthropic") {
             route.base_url = sandbox.anthropic_base_url();

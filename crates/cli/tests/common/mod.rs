@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -138,4 +139,51 @@ pub fn printed_job_id(stdout: &str) -> Result<String, Error> {
         .and_then(|l| l.split_whitespace().next())
         .map(str::to_string)
         .ok_or_else(|| format!("no job id in {stdout:?}").into())
+}
+
+/// Drops `body` at `key` under `root` (written beside it, then renamed into place).
+pub fn drop_text(root: &Path, key: &str, body: &str) -> std::io::Result<()> {
+    let dest = root.join(key);
+    std::fs::create_dir_all(dest.parent().expect("key has a parent"))?;
+    let staging = root.with_extension("staging");
+    std::fs::write(&staging, body)?;
+    std::fs::rename(&staging, &dest)
+}
+
+pub fn wait_until(path: &Path, local: &Local, limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    while !path.exists() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} did not appear; output:\n{}",
+                path.display(),
+                local.output()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// The embedded sandbox's statistics (its address is printed at start).
+pub fn sandbox_stats(local: &Local) -> Result<Value, Error> {
+    let printed = local.output();
+    let url = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("sandbox provider at "))
+        .ok_or("the sandbox address was not printed")?
+        .trim()
+        .trim_end_matches("/v1")
+        .to_string();
+    // A plain HTTP/1.0 GET: the body is what follows the blank line.
+    let addr = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    write!(
+        stream,
+        "GET /sandbox/stats HTTP/1.0\r\nHost: {addr}\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let body = answer.split_once("\r\n\r\n").ok_or("no HTTP body")?.1;
+    Ok(serde_json::from_str(body)?)
 }

@@ -3,7 +3,7 @@
 //! synchronous API ([`Provider::invoke`]) at the on-demand price, or fail with `below_minimum`.
 //!
 //! The answers are saved as they come, in pieces of [`ON_DEMAND_PIECE`] requests in chunk
-//! order (`output/<chunk>/on-demand/part-<first position>.jsonl` in the job's own state),
+//! order (`output/<chunk>/on-demand/part-<first position>-<count>.jsonl` in the job's state),
 //! and collected like a batch's results ([`super::collect`]): the same matching, retry and
 //! output rules. A request that got no answer (throttled past the client's own retries, a
 //! transport failure) is left out of its piece, so it counts as a missing result and goes
@@ -20,35 +20,42 @@ use super::run::JobRun;
 use crate::chunk_files::ChunkRows;
 use crate::manifest::{ChunkState, Manifest};
 use crate::provider::{BatchError, BatchInfo, BatchState, Provider, RequestCounts, ResultFile};
+use crate::providers;
 use crate::route::BelowMinimum;
 use crate::store::PutMode;
 use crate::writer::StreamWriter;
 use futures::StreamExt;
 use std::collections::BTreeSet;
 
-/// Requests of one chunk sent at once on demand.
+/// Requests of one chunk sent at once on demand, unless the route says (`max_concurrency`).
 pub const ON_DEMAND_CONCURRENCY: usize = 4;
-/// Requests answered between two saves of their answers: at most what a crash asks again.
+/// Requests answered between two saves of their answers (or four per slot, if more): at
+/// most what a crash asks again.
 pub const ON_DEMAND_PIECE: usize = 16;
 
-/// The name of the piece holding the answers of the requests from position `start` on.
-fn piece_name(start: u64) -> String {
-    format!("part-{start:08}.jsonl")
+/// The name of the piece holding the answers of `count` requests from position `start` on.
+fn piece_name(start: u64, count: u64) -> String {
+    format!("part-{start:08}-{count:06}.jsonl")
 }
 
-/// The start position of a saved piece, from its key.
-fn piece_start(prefix: &str, key: &str) -> Option<u64> {
-    key.strip_prefix(prefix)?
+/// The (start, count) of a saved piece, from its key.
+fn piece_of(prefix: &str, key: &str) -> Option<(u64, u64)> {
+    let (start, count) = key
+        .strip_prefix(prefix)?
         .strip_prefix("part-")?
         .strip_suffix(".jsonl")?
-        .parse()
-        .ok()
+        .split_once('-')?;
+    Some((start.parse().ok()?, count.parse().ok()?))
 }
 
 impl JobRun<'_> {
-    /// Whether staged chunk `i` holds fewer requests than its route's batch minimum.
+    /// Whether chunk `i` goes request by request: it holds fewer requests than its route's
+    /// batch minimum, or the provider has no batch API (then always on demand).
     pub(super) fn below_minimum(&self, manifest: &Manifest, i: usize) -> Option<BelowMinimum> {
         let route = self.engine.config.route(&manifest.route)?;
+        if providers::get(&route.provider).is_ok_and(|e| !e.batches) {
+            return Some(BelowMinimum::OnDemand);
+        }
         let chunk = &manifest.chunks[i];
         (chunk.on_demand || chunk.plan.requests < route.limits.min_requests_per_batch)
             .then_some(route.below_minimum)
@@ -96,17 +103,25 @@ impl JobRun<'_> {
         let store = self.engine.store.clone();
         let prefix = format!("{}on-demand/", self.keys.provider_output(index));
         // The pieces an earlier run saved: their requests are answered.
-        let saved: BTreeSet<u64> = store
+        let saved: BTreeSet<(u64, u64)> = store
             .list(&prefix)
             .await?
             .iter()
-            .filter_map(|m| piece_start(&prefix, &m.key))
+            .filter_map(|m| piece_of(&prefix, &m.key))
             .collect();
+        let concurrency = self
+            .engine
+            .config
+            .route(&manifest.route)
+            .and_then(|r| r.max_concurrency)
+            .map_or(ON_DEMAND_CONCURRENCY, |n| n as usize);
+        // A piece keeps every slot busy: at least four requests per slot.
+        let piece = ON_DEMAND_PIECE.max(4 * concurrency) as u64;
         let mut rows = ChunkRows::open(store.as_ref(), &self.keys, index).await?;
         let (mut position, mut total, mut unanswered) = (0u64, 0u64, 0u64);
         loop {
-            let mut window = Vec::with_capacity(ON_DEMAND_PIECE);
-            while window.len() < ON_DEMAND_PIECE {
+            let mut window = Vec::with_capacity(piece as usize);
+            while (window.len() as u64) < piece {
                 let Some(row) = rows.next().await? else { break };
                 window.push(row.request.trim_ascii_end().to_vec());
             }
@@ -116,7 +131,7 @@ impl JobRun<'_> {
             let start = position;
             position += window.len() as u64;
             total += window.len() as u64;
-            if saved.contains(&start) {
+            if saved.contains(&(start, window.len() as u64)) {
                 continue;
             }
             if self.engine.near_deadline() {
@@ -129,10 +144,10 @@ impl JobRun<'_> {
                     let model = &model;
                     async move { provider.invoke(model, &request).await }
                 })
-                .buffered(ON_DEMAND_CONCURRENCY);
+                .buffered(concurrency);
             let mut out = StreamWriter::open(
                 store.clone(),
-                format!("{prefix}{}", piece_name(start)),
+                format!("{prefix}{}", piece_name(start, position - start)),
                 PutMode::Overwrite,
             );
             while let Some(answer) = answers.next().await {
@@ -149,9 +164,16 @@ impl JobRun<'_> {
             }
             out.finish().await?;
         }
-        let pieces = (0..total)
-            .step_by(ON_DEMAND_PIECE)
-            .map(|start| ResultFile::Bucket(format!("{prefix}{}", piece_name(start))))
+        // Every piece saved, in order (a piece cut otherwise by an earlier run may overlap
+        // another: collect keeps the first answer of a request and ignores the second).
+        let pieces = store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|m| piece_of(&prefix, &m.key).map(|at| (at, m.key)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_values()
+            .map(ResultFile::Bucket)
             .collect();
         let info = BatchInfo {
             id: format!("on-demand-{index}"),

@@ -37,6 +37,11 @@ pub struct ResultFacts {
 pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// The provider's name in the registry, as routes and manifests write it (`openai`).
     fn name(&self) -> &'static str;
+    /// The name of its line format: its own name, or that of the provider whose lines it
+    /// speaks (`openai-sync` speaks `openai`'s), whose lines then pass through unchanged.
+    fn format(&self) -> &'static str {
+        self.name()
+    }
     /// How messages name it (`OpenAI`).
     fn title(&self) -> &'static str;
     /// The provider's own per-batch limits; a route may only go lower.

@@ -7,6 +7,7 @@
 //! - [`openai`]: OpenAI Files + Batches (and OpenAI-compatible services, the sandbox);
 //! - [`anthropic`]: Anthropic Message Batches;
 //! - [`bedrock`]: AWS Bedrock batch inference (model invocation jobs over the bucket);
+//! - [`openai_sync`]: any OpenAI-compatible server without a batch API (the synchronous lane);
 //! - `chat`, `http`, [`retry`]: what the HTTP chat providers share.
 //!
 //! API keys are [`secrecy::SecretString`]s: sent in a header and nowhere else — not in
@@ -17,11 +18,13 @@ pub mod bedrock;
 mod chat;
 pub(crate) mod http;
 pub mod openai;
+pub mod openai_sync;
 pub mod retry;
 
 pub use anthropic::AnthropicProvider;
 pub use bedrock::BedrockProvider;
 pub use openai::OpenAiProvider;
+pub use openai_sync::OpenAiSyncProvider;
 pub use retry::RetryPolicy;
 
 use crate::provider::{Dialect, Provider};
@@ -51,10 +54,18 @@ pub struct Entry {
     /// Whether its client finds its endpoint itself when a route's `base_url` is empty (the
     /// AWS SDK's endpoint resolution); otherwise `base_url` is required.
     pub finds_endpoint: bool,
+    /// Whether it has a batch API. Without one every chunk goes through the synchronous lane,
+    /// request by request ([`crate::provider::Provider::invoke`]).
+    pub batches: bool,
 }
 
 /// Every provider, in the order lines are tried against their batch-line shapes.
-pub static REGISTRY: &[&Entry] = &[&openai::ENTRY, &anthropic::ENTRY, &bedrock::ENTRY];
+pub static REGISTRY: &[&Entry] = &[
+    &openai::ENTRY,
+    &anthropic::ENTRY,
+    &bedrock::ENTRY,
+    &openai_sync::ENTRY,
+];
 
 /// A provider name no entry has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -43,6 +43,7 @@ pub(crate) static ENTRY: Entry = Entry {
     routes,
     client,
     finds_endpoint: false,
+    batches: true,
 };
 
 fn client(route: &Route, key: Option<SecretString>) -> Result<Arc<dyn Provider>, String> {
@@ -67,6 +68,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         max_batches_in_flight: None,
         role_arn: None,
         below_minimum: BelowMinimum::default(),
+        max_concurrency: None,
     };
     // The sandbox serves Anthropic's API at its root, OpenAI's under /v1.
     let sandbox_root = env("BATCHDROP_SANDBOX_URL")

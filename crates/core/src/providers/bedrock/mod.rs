@@ -52,6 +52,7 @@ pub(crate) static ENTRY: Entry = Entry {
     routes,
     client,
     finds_endpoint: true,
+    batches: true,
 };
 
 pub use client::BedrockProvider;
@@ -85,6 +86,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         max_batches_in_flight: Some(10),
         role_arn,
         below_minimum: BelowMinimum::default(),
+        max_concurrency: None,
     };
     // The sandbox serves the Anthropic and Bedrock sides at its root, OpenAI's under /v1.
     let sandbox_root = env("BATCHDROP_SANDBOX_URL")

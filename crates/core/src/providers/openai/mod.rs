@@ -50,6 +50,7 @@ pub(crate) static ENTRY: Entry = Entry {
     routes,
     client,
     finds_endpoint: false,
+    batches: true,
 };
 
 fn client(route: &Route, key: Option<SecretString>) -> Result<Arc<dyn Provider>, String> {
@@ -72,6 +73,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         max_batches_in_flight: None,
         role_arn: None,
         below_minimum: BelowMinimum::default(),
+        max_concurrency: None,
     };
     vec![
         (
