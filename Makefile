@@ -10,7 +10,7 @@ export SAM_CLI_TELEMETRY := 0
 SAM := $(CURDIR)/$(VENV)/bin/sam
 CFN_LINT := $(CURDIR)/$(VENV)/bin/cfn-lint
 
-.PHONY: all build deploy demo test test-aws lint lint-infra unit venv bench clean
+.PHONY: all build deploy demo test test-aws lint lint-infra unit venv venv-litellm bench clean
 
 all: build
 
@@ -32,6 +32,16 @@ $(STAMP): tests/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $(STAMP)
 
+## The LiteLLM proxy (an OpenAI-compatible server nobody here wrote) for the synchronous-lane
+## test, in a venv of its own: its dependency tree is large and pins versions the AWS tools'
+## venv must not share.
+LITELLM_VENV := .venv-litellm
+venv-litellm: $(LITELLM_VENV)/.installed
+$(LITELLM_VENV)/.installed: tests/requirements-litellm.txt
+	test -x $(LITELLM_VENV)/bin/python || python3 -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements-litellm.txt
+	touch $(LITELLM_VENV)/.installed
+
 ## Run the whole pipeline locally on examples/*.jsonl with the sandbox provider.
 demo:
 	cargo build --bin batchdrop
@@ -40,7 +50,7 @@ demo:
 ## Every test: formatting, lints, unit tests, store conformance on S3 (moto) and the local
 ## directory, end-to-end runs, the official SDK against the sandbox, the Lambda runtime test;
 ## the SAM template linted, and deployed to an AWS emulator and exercised (test-aws).
-test: venv lint lint-infra test-aws
+test: venv venv-litellm lint lint-infra test-aws
 	cargo test --workspace --no-fail-fast
 
 lint:
