@@ -25,6 +25,11 @@
 //!   from and write their output to the bucket they name, never into memory.
 //!
 //! OpenAI (`/v1/files`, `/v1/batches`, `Authorization: Bearer`):
+//! - **Synchronous endpoints.** `POST /v1/chat/completions`, `/v1/embeddings`,
+//!   `/v1/completions`, `/v1/responses` and `/v1/moderations` answer at once what a batch
+//!   answers the same request (or its status and error object): what OpenAI-compatible servers
+//!   without a batch API serve, and batchdrop's synchronous lane calls (`openai-sync`). Counted
+//!   in [`SandboxStats::sync_requests`].
 //! - **States and timestamps.** A batch spends one step in each of `validating`,
 //!   `in_progress` and `finalizing`, then is `completed` (or `failed` at the end of
 //!   `validating` if its input is invalid). During `in_progress` its request counts grow in

@@ -122,6 +122,24 @@ def main():
 
     check(client.files.delete(uploaded.id).deleted, "files.delete deletes the upload")
 
+    # The synchronous endpoints (what the synchronous lane calls): parsed by the SDK's types,
+    # the same answer for the same request.
+    asked = dict(model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hi."}])
+    first = client.chat.completions.create(**asked)
+    again = client.chat.completions.create(**asked)
+    check(first.object == "chat.completion" and first.choices[0].message.content
+          and first.usage.total_tokens > 0, "chat.completions.create answers synchronously")
+    check(first.choices[0].message.content == again.choices[0].message.content,
+          "the same request gets the same answer")
+    vectors = client.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
+    check(len(vectors.data) == 2 and len(vectors.data[0].embedding) > 0,
+          "embeddings.create answers synchronously")
+    try:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[])
+        check(False, "an empty messages list raises BadRequestError")
+    except openai.BadRequestError:
+        check(True, "an empty messages list raises BadRequestError")
+
     print(f"openai sdk: {checks} checks passed")
 
 
