@@ -7,6 +7,8 @@
 //!   by phase ([`e2e`]), and the peak RSS of `batchdrop local` (its sandbox included) on that
 //!   input and on a tenth of it;
 //! - one poll tick over many active jobs ([`poll`]);
+//! - the synchronous lane's requests per second against an instant server, and the same
+//!   requests sent straight to it ([`lane`]);
 //! - the stripped size of the Lambda binaries ([`binaries`]).
 //!
 //! It prints a table and writes the same figures, each with its target and verdict, to
@@ -17,6 +19,7 @@ mod binaries;
 mod e2e;
 mod error;
 mod generate;
+mod lane;
 mod plan;
 mod poll;
 mod process;
@@ -82,6 +85,8 @@ struct Sizes {
     e2e_small_requests: u64,
     poll_jobs: usize,
     e2e_timeout: Duration,
+    /// Requests through the synchronous lane.
+    lane_requests: u64,
 }
 
 const FULL: Sizes = Sizes {
@@ -94,6 +99,7 @@ const FULL: Sizes = Sizes {
     e2e_small_requests: 100_000,
     poll_jobs: 1000,
     e2e_timeout: Duration::from_secs(1800),
+    lane_requests: 20_000,
 };
 const QUICK: Sizes = Sizes {
     mode: "quick",
@@ -105,6 +111,7 @@ const QUICK: Sizes = Sizes {
     e2e_small_requests: 20_000,
     poll_jobs: 100,
     e2e_timeout: Duration::from_secs(600),
+    lane_requests: 5_000,
 };
 const TINY: Sizes = Sizes {
     mode: "tiny",
@@ -116,6 +123,7 @@ const TINY: Sizes = Sizes {
     e2e_small_requests: 500,
     poll_jobs: 10,
     e2e_timeout: Duration::from_secs(120),
+    lane_requests: 200,
 };
 
 /// Targets from the issue.
@@ -127,6 +135,9 @@ const E2E_MAX_SECS: f64 = 60.0;
 const LOCAL_RSS_MAX_MB: f64 = 200.0;
 const LOCAL_RSS_GROWTH_MAX: f64 = 1.25;
 const POLL_TICK_MAX_SECS: f64 = 2.0;
+/// The synchronous lane's concurrency, and its rate against the same client sent straight.
+const LANE_CONCURRENCY: usize = 16;
+const LANE_VS_DIRECT: f64 = 0.5;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -291,6 +302,14 @@ fn run(cli: &Cli, runtime: &tokio::runtime::Runtime) -> Result<Report, BenchErro
     eprintln!("bench: poll tick over {} active jobs …", sizes.poll_jobs);
     let polled = runtime.block_on(poll::measure(sizes.poll_jobs, &work));
     figures.extend(poll_figures(sizes.poll_jobs, polled));
+
+    // The synchronous lane.
+    eprintln!(
+        "bench: synchronous lane, {} requests at concurrency {LANE_CONCURRENCY} …",
+        sizes.lane_requests
+    );
+    let lane = runtime.block_on(lane::measure(sizes.lane_requests, LANE_CONCURRENCY, &work));
+    figures.extend(lane_figures(lane));
 
     // Lambda binary sizes.
     for name in ["submit", "poll"] {
@@ -588,6 +607,36 @@ fn poll_figures(jobs: usize, measured: Result<poll::PollRun, BenchError>) -> Vec
         Err(e) => vec![
             Figure::missing("poll.idle_tick", name, "s", e.to_string()),
             Figure::missing("poll.first_tick", first, "s", e.to_string()),
+        ],
+    }
+}
+
+fn lane_figures(measured: Result<lane::LaneRun, BenchError>) -> Vec<Figure> {
+    let name = format!("synchronous lane, instant server, concurrency {LANE_CONCURRENCY}");
+    let direct = "  · the same requests sent straight to the server".to_string();
+    match measured {
+        Ok(run) => {
+            let ratio = run.lane_per_s() / run.direct_per_s().max(1e-9);
+            vec![
+                Figure::info("lane.rate", name, run.lane_per_s(), "req/s")
+                    .target(
+                        format!("≥ {LANE_VS_DIRECT} × direct"),
+                        ratio >= LANE_VS_DIRECT,
+                    )
+                    .detail(format!(
+                        "{} requests: {:.2} s through batchdrop (= {:.2} × direct), {:.2} s direct",
+                        run.requests,
+                        run.lane_secs,
+                        r3(ratio),
+                        run.direct_secs
+                    ))
+                    .data(json!(run)),
+                Figure::info("lane.direct", direct, run.direct_per_s(), "req/s"),
+            ]
+        }
+        Err(e) => vec![
+            Figure::missing("lane.rate", name, "req/s", e.to_string()),
+            Figure::missing("lane.direct", direct, "req/s", e.to_string()),
         ],
     }
 }

@@ -30,6 +30,8 @@ const FIGURES: &[&str] = &[
     "local_rss.ratio",
     "poll.idle_tick",
     "poll.first_tick",
+    "lane.rate",
+    "lane.direct",
     "size.submit",
     "size.poll",
 ];
@@ -47,6 +49,7 @@ const WITH_TARGETS: &[&str] = &[
     "local_rss.large",
     "local_rss.ratio",
     "poll.idle_tick",
+    "lane.rate",
 ];
 
 /// The directory of the bench binary, holding (or given) the binaries it measures:
