@@ -190,3 +190,48 @@ async fn a_failure_in_the_middle_of_the_on_demand_run_asks_again_only_the_piece_
     assert_eq!(ids(&out), expected_ids(40));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_cancel_during_the_on_demand_run_keeps_what_was_answered_and_sends_no_more() -> TestResult
+{
+    // GIVEN a minimum of 50 and a file of 40 requests whose on-demand run stopped after its
+    // first piece of 16 answers (the bucket refused the second piece)
+    let bed = TestBed::with_config(
+        ScriptedProvider::new(),
+        config(50, 100, BelowMinimum::OnDemand),
+    );
+    let faulty = Arc::new(FaultyStore::new(bed.store.clone()));
+    let engine = bed.engine_over(faulty.clone(), "worker-a");
+    let meta = bed.upload(KEY, file(40)).await?;
+    let job = batchdrop_core::layout::job_id(batchdrop_core::testing::BUCKET, KEY, &meta.etag);
+    faulty.fail_writes(
+        format!("_batchdrop/jobs/{job}/output/00000/on-demand/part-00000016-000016.jsonl"),
+        1,
+    );
+    let _ = engine.submit(KEY, Some(&meta.etag)).await;
+
+    // WHEN the job is cancelled, then polled to the end
+    engine.cancel("cancel/sandbox/run/requests.jsonl").await?;
+    for _ in 0..10 {
+        let _ = engine.poll().await;
+        if bed.store.list(ACTIVE).await?.is_empty() {
+            break;
+        }
+    }
+
+    // THEN no request was sent after the cancel
+    assert_eq!(bed.provider.calls().invokes, 32);
+    // AND the 16 saved answers are kept, the other 24 requests say batch_cancelled
+    let out = jsonl(bed.store.as_ref(), &format!("{RESULTS}output.jsonl")).await?;
+    assert_eq!(ids(&out), expected_ids(40));
+    let answered = out
+        .iter()
+        .filter(|l| l["response"]["status_code"] == 200)
+        .count();
+    let cancelled = out
+        .iter()
+        .filter(|l| l["error"]["code"] == "batch_cancelled")
+        .count();
+    assert_eq!((answered, cancelled), (16, 24));
+    Ok(())
+}

@@ -12,7 +12,8 @@
 //! Crash and deadline safety: the chunk is marked `Submitting` and `on_demand` before the
 //! first request. Near the invocation's deadline no new piece starts; the next advance goes
 //! on from the first piece not saved, and so does a run after a crash: only the requests of
-//! the piece in flight are asked again, and no answer is recorded twice.
+//! the piece in flight are asked again, and no answer is recorded twice. A job cancelled
+//! meanwhile keeps the saved answers; its other requests are never sent (`batch_cancelled`).
 
 use super::JobError;
 use super::collect::Ending;
@@ -119,6 +120,7 @@ impl JobRun<'_> {
         let piece = ON_DEMAND_PIECE.max(4 * concurrency) as u64;
         let mut rows = ChunkRows::open(store.as_ref(), &self.keys, index).await?;
         let (mut position, mut total, mut unanswered) = (0u64, 0u64, 0u64);
+        let mut cancelled = false;
         loop {
             let mut window = Vec::with_capacity(piece as usize);
             while (window.len() as u64) < piece {
@@ -133,6 +135,11 @@ impl JobRun<'_> {
             total += window.len() as u64;
             if saved.contains(&(start, window.len() as u64)) {
                 continue;
+            }
+            if manifest.cancel_requested.is_some() {
+                // What is saved is kept; the rest is never sent.
+                cancelled = true;
+                break;
             }
             if self.engine.near_deadline() {
                 // The next advance goes on from the first piece not saved.
@@ -175,10 +182,15 @@ impl JobRun<'_> {
             .into_values()
             .map(ResultFile::Bucket)
             .collect();
+        let (state, status) = if cancelled {
+            (BatchState::Cancelled, "cancelled")
+        } else {
+            (BatchState::Completed, "on_demand")
+        };
         let info = BatchInfo {
             id: format!("on-demand-{index}"),
-            status: "on_demand".into(),
-            state: BatchState::Completed,
+            status: status.into(),
+            state,
             result_files: pieces,
             errors: Vec::new(),
             counts: RequestCounts {
