@@ -6,6 +6,7 @@ mod common;
 
 use common::{Local, TestResult, drop_text, json_lines, sandbox_stats, wait_until};
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// `n` prompt lines `q000001`….
@@ -23,31 +24,35 @@ fn ids_in_order(output: &[Value], n: usize) -> bool {
             .all(|(i, l)| l["custom_id"] == format!("q{:06}", i + 1))
 }
 
-#[test]
-fn a_file_of_120000_requests_comes_back_in_order_through_three_jobs() -> TestResult {
-    // GIVEN batchdrop local with the built-in routes
+/// Starts `batchdrop local` with the built-in routes on a temporary root, drops `n` prompt
+/// lines at `inbox/sandbox-bedrock/<name>/requests.jsonl` and waits (at most `limit`) for the
+/// summary. Gives the root's directory (kept while it lives), the running process and the
+/// results directory.
+fn drop_and_wait(
+    name: &str,
+    n: usize,
+    limit: Duration,
+) -> Result<(tempfile::TempDir, Local, PathBuf), common::Error> {
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("bucket");
     let config = dir.path().join("batchdrop.toml");
     std::fs::write(&config, "")?;
     let local = Local::start(&root, &config, 0)?;
-    // WHEN 120,000 prompt lines are dropped under inbox/sandbox-bedrock/
     drop_text(
         &root,
-        "inbox/sandbox-bedrock/big/requests.jsonl",
-        &prompts(120_000),
+        &format!("inbox/sandbox-bedrock/{name}/requests.jsonl"),
+        &prompts(n),
     )?;
-    let results = root.join("results/sandbox-bedrock/big/requests");
-    wait_until(
-        &results.join("summary.json"),
-        &local,
-        Duration::from_secs(600),
-    )?;
+    let results = root.join(format!("results/sandbox-bedrock/{name}/requests"));
+    wait_until(&results.join("summary.json"), &local, limit)?;
+    Ok((dir, local, results))
+}
 
-    // THEN every request has its answer, in input order
+/// output.jsonl holds `n` lines, in input order, each with the model's answer.
+fn assert_answered_in_order(results: &Path, n: usize) -> TestResult {
     let output = json_lines(&std::fs::read_to_string(results.join("output.jsonl"))?)?;
     assert!(
-        ids_in_order(&output, 120_000),
+        ids_in_order(&output, n),
         "output out of order or incomplete"
     );
     let unanswered: Vec<&Value> = output
@@ -60,6 +65,17 @@ fn a_file_of_120000_requests_comes_back_in_order_through_three_jobs() -> TestRes
         unanswered.len(),
         unanswered[0]
     );
+    Ok(())
+}
+
+#[test]
+fn a_file_of_120000_requests_comes_back_in_order_through_three_jobs() -> TestResult {
+    // GIVEN batchdrop local with the built-in routes, WHEN 120,000 prompt lines are dropped
+    // under inbox/sandbox-bedrock/
+    let (_dir, local, results) = drop_and_wait("big", 120_000, Duration::from_secs(600))?;
+
+    // THEN every request has its answer, in input order
+    assert_answered_in_order(&results, 120_000)?;
     // AND they went as three model invocation jobs, none below Bedrock's minimum
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(results.join("summary.json"))?)?;
@@ -81,41 +97,12 @@ fn a_file_of_120000_requests_comes_back_in_order_through_three_jobs() -> TestRes
 
 #[test]
 fn a_file_below_the_minimum_of_a_job_completes_on_demand() -> TestResult {
-    // GIVEN batchdrop local with the built-in routes
-    let dir = tempfile::tempdir()?;
-    let root = dir.path().join("bucket");
-    let config = dir.path().join("batchdrop.toml");
-    std::fs::write(&config, "")?;
-    let local = Local::start(&root, &config, 0)?;
-    // WHEN 40 prompt lines (Bedrock's minimum per job is 100) are dropped
-    drop_text(
-        &root,
-        "inbox/sandbox-bedrock/small/requests.jsonl",
-        &prompts(40),
-    )?;
-    let results = root.join("results/sandbox-bedrock/small/requests");
-    wait_until(
-        &results.join("summary.json"),
-        &local,
-        Duration::from_secs(120),
-    )?;
+    // GIVEN batchdrop local with the built-in routes, WHEN 40 prompt lines (Bedrock's minimum
+    // per job is 100) are dropped
+    let (_dir, local, results) = drop_and_wait("small", 40, Duration::from_secs(120))?;
 
     // THEN every request has its answer, in input order, from InvokeModel, no job made
-    let output = json_lines(&std::fs::read_to_string(results.join("output.jsonl"))?)?;
-    assert!(
-        ids_in_order(&output, 40),
-        "output out of order or incomplete"
-    );
-    let unanswered: Vec<&Value> = output
-        .iter()
-        .filter(|l| !l["modelOutput"]["content"][0]["text"].is_string())
-        .collect();
-    assert!(
-        unanswered.is_empty(),
-        "{} unanswered, the first: {}",
-        unanswered.len(),
-        unanswered[0]
-    );
+    assert_answered_in_order(&results, 40)?;
     let stats = sandbox_stats(&local)?;
     assert_eq!(stats["bedrock_jobs_created"], 0, "{stats}");
     assert_eq!(stats["bedrock_invocations"], 40, "{stats}");

@@ -145,15 +145,35 @@ pub(crate) fn prompt_line(
     id: &str,
     defaults: &Defaults,
 ) -> Result<Built<'static>, Reject> {
+    let mut params = Map::new();
+    if let Some(model) = &defaults.model {
+        params.insert("model".into(), Value::String(model.clone()));
+    }
+    prompt_params(parts, defaults, &mut params);
+    for field in ["model", "max_tokens"] {
+        if !params.contains_key(field) {
+            return Err(reject(
+                RejectCode::MissingField,
+                format!("prompt line without `{field}` and the route has no default"),
+            ));
+        }
+    }
+    Ok(request_line(id, params))
+}
+
+/// The params of a prompt line, the model aside: the route's `max_tokens` and
+/// `temperature`, the line's `system` and prompt as the one user message, then the line's
+/// overrides. Also what a Bedrock prompt line is read from (Claude's body shares these names).
+pub(crate) fn prompt_params(
+    parts: PromptParts,
+    defaults: &Defaults,
+    params: &mut Map<String, Value>,
+) {
     let PromptParts {
         prompt,
         system,
         overrides,
     } = parts;
-    let mut params = Map::new();
-    if let Some(model) = &defaults.model {
-        params.insert("model".into(), Value::String(model.clone()));
-    }
     if let Some(t) = defaults.max_tokens {
         params.insert("max_tokens".into(), Value::from(t));
     }
@@ -168,15 +188,6 @@ pub(crate) fn prompt_line(
         serde_json::json!([{"role": "user", "content": prompt}]),
     );
     params.extend(overrides);
-    for field in ["model", "max_tokens"] {
-        if !params.contains_key(field) {
-            return Err(reject(
-                RejectCode::MissingField,
-                format!("prompt line without `{field}` and the route has no default"),
-            ));
-        }
-    }
-    Ok(request_line(id, params))
 }
 
 fn request_line(id: &str, params: Map<String, Value>) -> Built<'static> {

@@ -8,7 +8,7 @@
 //! - `prices`: its list prices; below: its limits, built-in routes and registry entry.
 
 pub mod client;
-mod lines;
+pub(crate) mod lines;
 mod prices;
 pub mod results;
 pub mod translate;

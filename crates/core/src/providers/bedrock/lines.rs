@@ -109,26 +109,8 @@ pub(crate) fn prompt_line(
     id: &str,
     defaults: &Defaults,
 ) -> Result<Built<'static>, Reject> {
-    let PromptParts {
-        prompt,
-        system,
-        overrides,
-    } = parts;
     let mut params = Map::new();
-    if let Some(t) = defaults.max_tokens {
-        params.insert("max_tokens".into(), Value::from(t));
-    }
-    if let Some(t) = defaults.temperature {
-        params.insert("temperature".into(), Value::from(t));
-    }
-    if let Some(s) = system {
-        params.insert("system".into(), Value::String(s));
-    }
-    params.insert(
-        "messages".into(),
-        serde_json::json!([{"role": "user", "content": prompt}]),
-    );
-    params.extend(overrides);
+    anthropic::lines::prompt_params(parts, defaults, &mut params);
     let request = anthropic::translate::to_common(&params, "Bedrock").map_err(untranslatable)?;
     from_common(request, id, defaults)
 }
