@@ -128,6 +128,19 @@ impl Http {
         self.send_with(operation, Retry::Always, make).await
     }
 
+    /// Sends one request of the synchronous lane ([`crate::provider::Provider::invoke`]).
+    pub async fn send_invoke<F, Fut>(
+        &self,
+        operation: &'static str,
+        make: F,
+    ) -> Result<reqwest::Response, ProviderError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<reqwest::RequestBuilder, ProviderError>>,
+    {
+        self.send_with(operation, Retry::Always, make).await
+    }
+
     /// Sends a request that creates something billable (a batch): it is sent again only after
     /// an answer saying it failed (429, 5xx), never after a lost connection or a timeout, where
     /// it may have been carried out — the caller looks for it before trying again.

@@ -82,7 +82,7 @@ impl Provider for OpenAiSyncProvider {
         let path = line.url.strip_prefix("/v1").unwrap_or(&line.url);
         let http = &self.http;
         let answer = http
-            .send(operation, || async {
+            .send_invoke(operation, || async {
                 Ok(http
                     .client
                     .post(http.url(path))
