@@ -71,6 +71,12 @@ impl Clock for ManualClock {
     }
 }
 
+/// Reads an RFC 3339 time (surrounding spaces ignored); the error says what was read.
+pub fn parse_rfc3339(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{:?} is not an RFC 3339 time ({e})", text.trim()))
+}
+
 /// RFC 3339 with second precision, as written in manifests and summaries.
 pub fn rfc3339(t: OffsetDateTime) -> String {
     let t = t.replace_nanosecond(0).unwrap_or(t);

@@ -20,6 +20,9 @@
 //! below_minimum = "on_demand"      #   go one by one on demand, or "fail"
 //! role_arn = "arn:aws:iam::…"      # Bedrock: the service role its jobs run as
 //! max_concurrency = 16             # requests at once when a chunk goes request by request
+//! deadline_hours = 6                # jobs must be done 6 h after they start (an upload may
+//! deadline_margin_minutes = 30      #   say otherwise); batches are given up for the
+//!                                   #   synchronous lane this long before, plus its time
 //! [routes.labelling.defaults]      # fill in prompt lines and lines without a model
 //! model = "gpt-4o-mini"
 //! max_tokens = 512
@@ -30,7 +33,7 @@
 //! ```
 
 pub use crate::route::{
-    BelowMinimum, ChunkLimits, DEFAULT_SANDBOX_URL, Defaults, KeySource, Retries, Route,
+    BelowMinimum, ChunkLimits, DEFAULT_SANDBOX_URL, Deadlines, Defaults, KeySource, Retries, Route,
 };
 
 use crate::cost::{PriceOverride, PriceTable};
@@ -86,6 +89,8 @@ struct FileRoute {
     role_arn: Option<String>,
     below_minimum: Option<BelowMinimum>,
     max_concurrency: Option<u32>,
+    deadline_hours: Option<f64>,
+    deadline_margin_minutes: Option<f64>,
     defaults: Option<Defaults>,
 }
 
@@ -146,6 +151,7 @@ impl Config {
                         role_arn: None,
                         below_minimum: BelowMinimum::default(),
                         max_concurrency: None,
+                        deadlines: Default::default(),
                     },
                 },
                 (None, None) => {
@@ -236,6 +242,22 @@ impl Config {
                     return Err(route_err("max_concurrency must be at least 1".into()));
                 }
                 route.max_concurrency = Some(n);
+            }
+            if let Some(hours) = fr.deadline_hours {
+                if !(hours > 0.0 && hours <= 24.0 * 365.0) {
+                    return Err(route_err(format!(
+                        "deadline_hours must be a number of hours above 0 (got {hours})"
+                    )));
+                }
+                route.deadlines.after = Some(std::time::Duration::from_secs_f64(hours * 3600.0));
+            }
+            if let Some(minutes) = fr.deadline_margin_minutes {
+                if !(minutes >= 0.0 && minutes <= 24.0 * 60.0) {
+                    return Err(route_err(format!(
+                        "deadline_margin_minutes must be between 0 and 1440 (got {minutes})"
+                    )));
+                }
+                route.deadlines.margin = std::time::Duration::from_secs_f64(minutes * 60.0);
             }
             if route.limits.max_line_bytes > route.limits.max_bytes_per_batch {
                 route.limits.max_line_bytes = route.limits.max_bytes_per_batch;

@@ -147,6 +147,10 @@ pub struct ChunkRecord {
     /// provider's synchronous API (priced at on-demand prices).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub on_demand: bool,
+    /// Its batch was cancelled at the job's deadline cutoff: the requests it had not answered
+    /// go on through the synchronous lane.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deadline_cut: bool,
 }
 
 fn first_attempt() -> u32 {
@@ -173,8 +177,23 @@ impl ChunkRecord {
             after_drain: false,
             usage_by_model: Default::default(),
             on_demand: false,
+            deadline_cut: false,
         }
     }
+}
+
+/// When a job must be done by, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadline {
+    /// RFC 3339.
+    pub at: String,
+    /// Where it came from: `metadata` (the upload's `x-amz-meta-batchdrop-deadline`),
+    /// `sidecar` (a `<upload>.deadline` object beside it) or `route` (`deadline_hours`).
+    pub source: String,
+    /// When the cutoff was reached (RFC 3339): from then on, batches still running were
+    /// cancelled and every request not yet answered went through the synchronous lane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut_at: Option<String>,
 }
 
 /// Who may act on a job until when (unix seconds). Renewed on every save.
@@ -208,6 +227,9 @@ pub struct Manifest {
     /// Present until the whole upload is planned; `chunks` then holds every chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planning: Option<PlanCursor>,
+    /// When the job must be done by, if it must.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Deadline>,
     pub chunks: Vec<ChunkRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,

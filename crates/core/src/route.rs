@@ -69,6 +69,33 @@ pub struct Route {
     /// Requests of a chunk sent at once when it goes request by request (on demand, or a
     /// provider without a batch API); None: 4.
     pub max_concurrency: Option<u32>,
+    /// When its jobs must be done by, unless an upload says (see [`Deadlines`]).
+    pub deadlines: Deadlines,
+}
+
+/// A route's deadline rules: how long after it starts a job must be done (`deadline_hours`),
+/// and how long before the deadline, beyond the time the synchronous lane needs for what is
+/// left, batches are given up for the lane (`deadline_margin_minutes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Deadlines {
+    /// None: a job has a deadline only when its upload carries one.
+    pub after: Option<std::time::Duration>,
+    /// Time kept for cancelling the batches (OpenAI's `cancelling` lasts up to 10 minutes),
+    /// the poll interval and the unexpected.
+    pub margin: std::time::Duration,
+}
+
+/// The margin before a deadline unless the route says: a cancel's drain, a poll interval or
+/// two, and slack.
+pub const DEFAULT_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            after: None,
+            margin: DEFAULT_DEADLINE_MARGIN,
+        }
+    }
 }
 
 /// What becomes of a chunk below the provider's batch minimum (a small file, a retry

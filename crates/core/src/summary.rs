@@ -1,6 +1,7 @@
 //! `summary.json`: what a finished job reports ([DESIGN.md](../../../docs/DESIGN.md) fixes its shape), with its cost at the
 //! config's prices.
 
+use crate::clock::parse_rfc3339 as parse_time;
 use crate::config::Config;
 use crate::cost;
 use crate::manifest::Manifest;
@@ -51,8 +52,52 @@ pub fn summary(manifest: &Manifest, config: &Config) -> serde_json::Value {
     if on_demand > 0 {
         v["on_demand_requests"] = on_demand.into();
     }
+    if let Some(deadline) = deadline(manifest, config, default_model) {
+        v["deadline"] = deadline;
+    }
     if let Some(reason) = &manifest.reason {
         v["reason"] = serde_json::Value::String(reason.clone());
     }
     v
+}
+
+/// The `deadline` object: when the job had to be done by, whether it was, and — when the
+/// cutoff was reached — when, how many requests went through the synchronous lane from then
+/// on, and what that cost beyond the batch price of the same tokens.
+fn deadline(
+    manifest: &Manifest,
+    config: &Config,
+    default_model: Option<&str>,
+) -> Option<serde_json::Value> {
+    let deadline = manifest.deadline.as_ref()?;
+    let mut v = serde_json::json!({"at": deadline.at, "source": deadline.source});
+    if let Some(finished) = &manifest.finished_at {
+        let met = match (parse_time(finished), parse_time(&deadline.at)) {
+            (Ok(finished), Ok(at)) => finished <= at,
+            _ => false,
+        };
+        v["met"] = met.into();
+    }
+    if let Some(cut) = &deadline.cut_at {
+        v["cut_at"] = cut.clone().into();
+        let cut_unix = parse_time(cut).map_or(i64::MAX, |t| t.unix_timestamp());
+        // The chunks sent through the lane once the job was cut.
+        let mut after_cut = manifest.clone();
+        after_cut
+            .chunks
+            .retain(|c| c.on_demand && c.submit_started_at.is_some_and(|t| t >= cut_unix));
+        v["lane_requests"] = after_cut
+            .chunks
+            .iter()
+            .map(|c| c.plan.requests)
+            .sum::<u64>()
+            .into();
+        let on_demand = cost::job_cost(&after_cut, &config.prices, default_model).on_demand;
+        for chunk in &mut after_cut.chunks {
+            chunk.on_demand = false;
+        }
+        let at_batch_price = cost::job_cost(&after_cut, &config.prices, default_model).batch;
+        v["extra_cost"] = (((on_demand - at_batch_price) * 1e9).round() / 1e9).into();
+    }
+    Some(v)
 }

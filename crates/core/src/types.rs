@@ -14,6 +14,7 @@ pub enum RejectCode {
     UnsupportedEndpoint,
     Untranslatable,
     UnknownRoute,
+    InvalidDeadline,
 }
 
 impl RejectCode {
@@ -29,6 +30,7 @@ impl RejectCode {
             RejectCode::UnsupportedEndpoint => "unsupported_endpoint",
             RejectCode::Untranslatable => "untranslatable",
             RejectCode::UnknownRoute => "unknown_route",
+            RejectCode::InvalidDeadline => "invalid_deadline",
         }
     }
 }

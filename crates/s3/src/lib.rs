@@ -28,6 +28,7 @@ use batchdrop_core::store::{
 use bytes::{Bytes, BytesMut};
 use error::Request;
 use futures::StreamExt;
+use std::collections::BTreeMap;
 use std::io;
 
 /// Smallest part S3 accepts in a multipart upload (all parts but the last).
@@ -440,6 +441,25 @@ impl ObjectStore for S3Store {
                     .ok_or_else(|| request.invalid_response("no ETag"))?,
             ),
         })
+    }
+
+    async fn user_metadata(&self, key: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        validate_key(key)?;
+        let request = self.request("HeadObject", key);
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| request.error(e))?;
+        Ok(out
+            .metadata()
+            .into_iter()
+            .flatten()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+            .collect())
     }
 
     async fn get_from(&self, key: &str, offset: u64) -> Result<GetResult, StoreError> {

@@ -211,9 +211,13 @@ impl JobRun<'_> {
                 .errors()
                 .iter()
                 .any(|e| dialect.is_capacity_refusal(e));
-        let missing_retryable = capacity || matches!(code, "batch_expired" | "missing_result");
+        // Cancelled at the deadline cutoff: what it did not answer never ran, and goes on
+        // through the synchronous lane whatever attempt this was.
+        let cut = manifest.chunks[i].deadline_cut;
+        let missing_retryable =
+            capacity || cut || matches!(code, "batch_expired" | "missing_result");
         let (attempt, max_attempts) = (manifest.chunks[i].attempt, manifest.max_attempts);
-        let may_retry = attempt < max_attempts && manifest.cancel_requested.is_none();
+        let may_retry = (cut || attempt < max_attempts) && manifest.cancel_requested.is_none();
         let mut retry: Vec<usize> = Vec::new();
         let mut tally = (0u64, 0u64, Usage::default());
         // The same usage by the model each result names, to price batches that mix models.

@@ -20,12 +20,14 @@
 //!   no chunk below the provider's batch minimum where the file holds that many.
 //! - `step`: the steps of one chunk (submit, watch, cancel, retry).
 //! - `on_demand`: a chunk below the provider's batch minimum, sent request by request.
+//! - `deadline`: when a job must be done by; past its cutoff, batches give way to the lane.
 //! - `collect`: a finished batch's results, in chunk order, one per request.
 //! - `output`: output.jsonl, errors.jsonl and summary.json; closing the job.
 //! - The chunk files themselves (requests + line-number sidecar) are `crate::chunk_files`'.
 
 mod balance;
 mod collect;
+mod deadline;
 pub mod error;
 pub mod events;
 mod on_demand;
@@ -188,6 +190,7 @@ impl Engine {
             planning: None,
             chunks: Vec::new(),
             lease: None,
+            deadline: None,
         };
 
         let route = self.config.route(&inbox.route);
@@ -211,6 +214,15 @@ impl Engine {
             return self.fail_whole_file(manifest, code, reason).await;
         }
         let route = route.expect("checked above");
+        manifest.deadline = match self.deadline_of(key, route).await? {
+            Ok(deadline) => deadline,
+            Err(why) => {
+                let reason = format!("the upload's deadline cannot be read: {why}");
+                return self
+                    .fail_whole_file(manifest, RejectCode::InvalidDeadline, reason)
+                    .await;
+            }
+        };
         manifest.provider = route.provider.clone();
         manifest.max_attempts = route.retries.max_attempts;
         manifest.planning = Some(PlanCursor::default());

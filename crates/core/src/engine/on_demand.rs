@@ -58,8 +58,13 @@ impl JobRun<'_> {
             return Some(BelowMinimum::OnDemand);
         }
         let chunk = &manifest.chunks[i];
-        (chunk.on_demand || chunk.plan.requests < route.limits.min_requests_per_batch)
-            .then_some(route.below_minimum)
+        // Already on its way, or past the job's deadline cutoff before it was sent.
+        if chunk.on_demand
+            || (chunk.state == ChunkState::Staged && super::deadline::is_cut(manifest))
+        {
+            return Some(BelowMinimum::OnDemand);
+        }
+        (chunk.plan.requests < route.limits.min_requests_per_batch).then_some(route.below_minimum)
     }
 
     /// Sends chunk `i` on demand, or fails it, as `policy` says; then collects it.

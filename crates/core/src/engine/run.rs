@@ -36,6 +36,7 @@ impl JobRun<'_> {
                 done => Advance::Finished(done),
             });
         }
+        self.check_deadline(manifest).await?;
         // Follow-up chunks staged on the way are taken in the same pass.
         let mut i = 0;
         while i < manifest.chunks.len() {

@@ -111,7 +111,10 @@ impl JobRun<'_> {
             }
             ChunkState::Submitted => {
                 let batch_id = chunk.batch_id.clone().unwrap_or_default();
-                if manifest.cancel_requested.is_some() && !chunk.cancel_sent {
+                // Cancelled by the user, or given up at the deadline cutoff (its unanswered
+                // requests then go through the synchronous lane).
+                let cut = super::deadline::is_cut(manifest) && !chunk.on_demand;
+                if (manifest.cancel_requested.is_some() || cut) && !chunk.cancel_sent {
                     self.acquire(manifest).await?;
                     match provider.cancel(&batch_id).await {
                         Ok(_) => {}
@@ -122,6 +125,7 @@ impl JobRun<'_> {
                         }
                     }
                     manifest.chunks[i].cancel_sent = true;
+                    manifest.chunks[i].deadline_cut = cut && manifest.cancel_requested.is_none();
                     self.save(manifest).await?;
                 }
                 let info = provider.batch(&batch_id).await?;

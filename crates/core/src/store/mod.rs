@@ -73,6 +73,16 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Metadata of one object; [`StoreError::NotFound`] if absent.
     async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError>;
 
+    /// The user metadata of one object (S3's `x-amz-meta-*` headers), names in lower case
+    /// without the prefix; [`StoreError::NotFound`] if absent. Stores that keep none answer
+    /// an empty map.
+    async fn user_metadata(
+        &self,
+        key: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        self.head(key).await.map(|_| Default::default())
+    }
+
     /// Opens an object for streaming; [`StoreError::NotFound`] if absent.
     async fn get(&self, key: &str) -> Result<GetResult, StoreError> {
         self.get_from(key, 0).await

@@ -235,7 +235,9 @@ impl Batch {
             },
         };
         let end = if self.cancelled {
-            End::Expired { answered: 0 }
+            End::Expired {
+                answered: self.script.answered_when_cancelled,
+            }
         } else {
             self.script.end.clone()
         };

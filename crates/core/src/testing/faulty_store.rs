@@ -95,6 +95,12 @@ impl ObjectStore for FaultyStore {
     async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
         self.inner.head(key).await
     }
+    async fn user_metadata(
+        &self,
+        key: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        self.inner.user_metadata(key).await
+    }
     async fn get_from(&self, key: &str, offset: u64) -> Result<GetResult, StoreError> {
         self.inner.get_from(key, offset).await
     }

@@ -32,6 +32,8 @@ pub struct Script {
     pub(super) end: End,
     /// custom_ids answered in the output file with `status_code` 400 and `error: null`.
     pub(super) rejected: Vec<String>,
+    /// Requests (the first ones, chunk order) answered by the time a cancel ends the batch.
+    pub(super) answered_when_cancelled: usize,
 }
 
 impl Default for Script {
@@ -49,6 +51,7 @@ impl Script {
             pending_polls: 0,
             end: End::Completed,
             rejected: Vec::new(),
+            answered_when_cancelled: 0,
         }
     }
 
@@ -98,6 +101,12 @@ impl Script {
     /// Fails the first `errors` submits of the chunk with a retryable HTTP 500.
     pub fn after_submit_errors(mut self, errors: u32) -> Self {
         self.submit_errors = errors;
+        self
+    }
+
+    /// A cancel ends the batch with its first `answered` requests (chunk order) answered.
+    pub fn answering_before_cancel(mut self, answered: usize) -> Self {
+        self.answered_when_cancelled = answered;
         self
     }
 

@@ -74,6 +74,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         role_arn: None,
         below_minimum: BelowMinimum::default(),
         max_concurrency: None,
+        deadlines: Default::default(),
     };
     vec![
         (

@@ -1,0 +1,237 @@
+//! Deadlines: a job that must be done by a given time gives up its batches at the cutoff
+//! (the deadline minus the lane's time for what is left, minus the route's margin), keeps
+//! what they answered, and runs the rest through the synchronous lane. Over an in-memory
+//! bucket, a manual clock and a scripted provider serving the `sandbox` route.
+
+use batchdrop_core::clock::{Clock, rfc3339};
+use batchdrop_core::config::Config;
+use batchdrop_core::layout::ACTIVE;
+use batchdrop_core::store::{ObjectStore, ObjectStoreExt, PutMode};
+use batchdrop_core::testing::{Script, ScriptedProvider, TestBed, small_config};
+use bytes::Bytes;
+use serde_json::Value;
+use std::time::Duration;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type TestResult = Result<(), Error>;
+
+const KEY: &str = "inbox/sandbox/nightly/requests.jsonl";
+const RESULTS: &str = "results/sandbox/nightly/requests/";
+/// How often the scheduled poll runs in these tests.
+const POLL_EVERY: Duration = Duration::from_secs(5 * 60);
+
+/// `n` OpenAI chat lines `r0001`… of model `gpt-4o-mini`.
+fn file(n: usize) -> String {
+    (1..=n)
+        .map(|i| {
+            format!(
+                r#"{{"custom_id":"r{i:04}","method":"POST","url":"/v1/chat/completions","body":{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"question {i}"}}]}}}}"#
+            ) + "\n"
+        })
+        .collect()
+}
+
+/// The `sandbox` route, 10 requests per batch, one attempt, with `deadline_hours` if given.
+fn config(deadline_hours: Option<f64>) -> Config {
+    let mut config = small_config(10, 1 << 20);
+    if let Some(route) = config.routes.get_mut("sandbox") {
+        route.retries.max_attempts = 1;
+        route.deadlines.after = deadline_hours.map(|h| Duration::from_secs_f64(h * 3600.0));
+        route.deadlines.margin = Duration::from_secs(30 * 60);
+    }
+    config
+}
+
+async fn jsonl(store: &dyn ObjectStore, key: &str) -> Result<Vec<Value>, Error> {
+    let bytes = store.get_bytes(key).await?;
+    let mut out = Vec::new();
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        out.push(serde_json::from_slice(line)?);
+    }
+    Ok(out)
+}
+
+/// Polls every [`POLL_EVERY`] of the bed's clock until no job is active (at most a day).
+async fn poll_until_done(bed: &TestBed) -> TestResult {
+    for _ in 0..(24 * 12) {
+        let report = bed.engine.poll().await?;
+        if let Some((id, e)) = report.failures.into_iter().next() {
+            return Err(format!("poll failed on {id}: {e}").into());
+        }
+        if bed.store.list(ACTIVE).await?.is_empty() {
+            return Ok(());
+        }
+        bed.clock.advance(POLL_EVERY);
+    }
+    Err("the job was still active after a day of polls".into())
+}
+
+async fn summary(bed: &TestBed) -> Result<Value, Error> {
+    let bytes = bed
+        .store
+        .get_bytes(&format!("{RESULTS}summary.json"))
+        .await?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+fn ids(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| l["custom_id"].as_str().unwrap_or("<none>").to_string())
+        .collect()
+}
+
+fn expected_ids(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("r{i:04}")).collect()
+}
+
+/// Whether an output line was answered through the lane (the scripted provider names its
+/// on-demand answers `batch_req_on_demand_…`).
+fn by_lane(line: &Value) -> bool {
+    line["id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("batch_req_on_demand_"))
+}
+
+#[tokio::test]
+async fn a_batch_still_running_at_the_cutoff_is_cancelled_and_the_rest_goes_through_the_lane()
+-> TestResult {
+    // GIVEN a route whose jobs must be done 2 hours after they start (30 minutes' margin),
+    // and a batch that would run for days but has answered 4 of its 10 requests when cancelled
+    let bed = TestBed::with_config(
+        ScriptedProvider::new().with_script(
+            Script::complete()
+                .after_polls(10_000)
+                .answering_before_cancel(4),
+        ),
+        config(Some(2.0)),
+    );
+    let started = bed.clock.now();
+
+    // WHEN the file is dropped and polled every 5 minutes until the job ends
+    bed.drop_file(KEY, file(10)).await?;
+    poll_until_done(&bed).await?;
+
+    // THEN the batch was cancelled once, and only its 6 unanswered requests were sent on their own
+    assert_eq!(bed.provider.calls().cancels, 1);
+    assert_eq!(bed.provider.calls().invokes, 6);
+    // AND output.jsonl holds every request once, in input order: the batch's 4 answers kept
+    let out = jsonl(bed.store.as_ref(), &format!("{RESULTS}output.jsonl")).await?;
+    assert_eq!(ids(&out), expected_ids(10));
+    let lane: Vec<bool> = out.iter().map(by_lane).collect();
+    assert_eq!(
+        lane,
+        [
+            false, false, false, false, true, true, true, true, true, true
+        ]
+    );
+    assert!(
+        out.iter().all(|l| l["response"]["status_code"] == 200),
+        "{out:?}"
+    );
+    // AND the summary shows the deadline met, when the cutoff came and what the lane cost extra
+    let summary = summary(&bed).await?;
+    let deadline = &summary["deadline"];
+    assert_eq!(
+        deadline["at"],
+        rfc3339(started + Duration::from_secs(2 * 3600))
+    );
+    assert_eq!(deadline["source"], "route");
+    assert_eq!(deadline["met"], true, "{summary}");
+    assert_eq!(deadline["lane_requests"], 6);
+    assert!(
+        deadline["extra_cost"].as_f64().is_some_and(|c| c > 0.0),
+        "{deadline}"
+    );
+    // The cutoff: 2 h − 30 min margin − 10 requests at 4 per second, at the poll after it.
+    assert_eq!(
+        deadline["cut_at"],
+        rfc3339(started + Duration::from_secs(90 * 60))
+    );
+    assert_eq!(summary["counts"]["succeeded"], 10);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_job_done_before_its_cutoff_keeps_its_batches_and_meets_its_deadline() -> TestResult {
+    // GIVEN a 2-hour deadline and a batch that ends after 3 polls
+    let bed = TestBed::with_config(
+        ScriptedProvider::new().with_script(Script::complete().after_polls(3)),
+        config(Some(2.0)),
+    );
+
+    // WHEN the file is dropped and polled to the end
+    bed.drop_file(KEY, file(10)).await?;
+    poll_until_done(&bed).await?;
+
+    // THEN nothing was cancelled or sent on its own, and the deadline was met without a cut
+    assert_eq!(bed.provider.calls().cancels, 0);
+    assert_eq!(bed.provider.calls().invokes, 0);
+    let deadline = summary(&bed).await?["deadline"].clone();
+    assert_eq!(deadline["met"], true);
+    assert!(deadline.get("cut_at").is_none(), "{deadline}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deadline_beside_the_upload_overrides_the_route() -> TestResult {
+    // GIVEN a route without a deadline, and a `.deadline` object beside the upload saying
+    // the job is already late
+    let bed = TestBed::with_config(ScriptedProvider::new(), config(None));
+    let late = rfc3339(bed.clock.now() - Duration::from_secs(60));
+    bed.store
+        .put(
+            &format!("{KEY}.deadline"),
+            Bytes::from(format!("{late}\n")),
+            PutMode::Create,
+        )
+        .await?;
+
+    // WHEN the file is dropped and polled to the end
+    bed.drop_file(KEY, file(10)).await?;
+    poll_until_done(&bed).await?;
+
+    // THEN no batch was made: every request went through the lane at once
+    assert!(bed.provider.batches().is_empty());
+    assert_eq!(bed.provider.calls().invokes, 10);
+    let out = jsonl(bed.store.as_ref(), &format!("{RESULTS}output.jsonl")).await?;
+    assert_eq!(ids(&out), expected_ids(10));
+    // AND the summary says where the deadline came from, and that it was missed
+    let deadline = summary(&bed).await?["deadline"].clone();
+    assert_eq!(deadline["at"], late);
+    assert_eq!(deadline["source"], "sidecar");
+    assert_eq!(deadline["met"], false);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreadable_deadline_fails_the_job_before_anything_is_sent() -> TestResult {
+    // GIVEN a `.deadline` object that is not a time
+    let bed = TestBed::with_config(ScriptedProvider::new(), config(None));
+    bed.store
+        .put(
+            &format!("{KEY}.deadline"),
+            Bytes::from_static(b"tomorrow morning"),
+            PutMode::Create,
+        )
+        .await?;
+
+    // WHEN the file is dropped
+    bed.drop_file(KEY, file(3)).await?;
+
+    // THEN the job failed at once, nothing was sent, and every line says why in errors.jsonl
+    assert_eq!(bed.provider.calls().total(), 0);
+    let summary = summary(&bed).await?;
+    assert_eq!(summary["status"], "failed");
+    let errors = jsonl(bed.store.as_ref(), &format!("{RESULTS}errors.jsonl")).await?;
+    assert_eq!(errors.len(), 3);
+    for error in &errors {
+        assert_eq!(error["error"]["code"], "invalid_deadline", "{error}");
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("requests.jsonl.deadline") && message.contains("tomorrow morning"),
+            "{message}"
+        );
+    }
+    Ok(())
+}
