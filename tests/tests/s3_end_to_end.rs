@@ -180,3 +180,38 @@ async fn duplicate_event_for_the_same_upload_makes_one_job() -> TestResult {
     pipeline.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_in_the_uploads_metadata_is_the_jobs_deadline() -> TestResult {
+    // GIVEN the example file uploaded with `x-amz-meta-batchdrop-deadline` (an offset, not UTC)
+    let pipeline = Pipeline::start().await?;
+    let body = tokio::fs::read(example("requests.jsonl")).await?;
+    let put = pipeline
+        .client
+        .put_object()
+        .bucket(BUCKET)
+        .key(UPLOAD)
+        .metadata("batchdrop-deadline", "2099-01-01T09:00:00+02:00")
+        .body(body.into())
+        .send()
+        .await?;
+    let etag = put
+        .e_tag()
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_string();
+
+    // WHEN its event is submitted and the bucket polled until the summary appears
+    pipeline.engine.submit(UPLOAD, Some(&etag)).await?;
+    pipeline.poll_until_finished(RESULTS).await?;
+
+    // THEN the summary carries that deadline (in UTC), read from the metadata, and met
+    let summary: Value =
+        serde_json::from_str(&pipeline.read(&format!("{RESULTS}summary.json")).await?)?;
+    let deadline = &summary["deadline"];
+    assert_eq!(deadline["at"], "2099-01-01T07:00:00Z", "{summary}");
+    assert_eq!(deadline["source"], "metadata");
+    assert_eq!(deadline["met"], true);
+    pipeline.stop().await;
+    Ok(())
+}

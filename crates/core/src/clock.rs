@@ -71,9 +71,10 @@ impl Clock for ManualClock {
     }
 }
 
-/// Reads an RFC 3339 time (surrounding spaces ignored); the error says what was read.
+/// Reads an RFC 3339 time (surrounding spaces ignored), in UTC; the error says what was read.
 pub fn parse_rfc3339(text: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+        .map(|t| t.to_offset(time::UtcOffset::UTC))
         .map_err(|e| format!("{:?} is not an RFC 3339 time ({e})", text.trim()))
 }
 

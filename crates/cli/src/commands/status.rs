@@ -4,7 +4,7 @@
 
 use crate::bucket::{Bucket, Target};
 use crate::error::Error;
-use crate::jobs::{JobView, Requests, load_jobs, view};
+use crate::jobs::{JobView, Requests, deadline_words, load_jobs, view};
 use crate::selector::{Selector, route_hint};
 use crate::signal::shutdown_signal;
 use crate::text::usd;
@@ -157,6 +157,9 @@ pub fn render_block(v: &JobView) -> String {
         cost_words(&v.cost),
         if v.status == "running" { " so far" } else { "" }
     ));
+    if let Some(deadline) = deadline_words(v, OffsetDateTime::now_utc()) {
+        out.push_str(&format!("  deadline: {deadline}\n"));
+    }
     if let Some(reason) = &v.reason {
         out.push_str(&format!("  reason:  {reason}\n"));
     }
@@ -186,6 +189,9 @@ pub fn render_line(v: &JobView) -> String {
         usd(v.cost.batch),
         usd(v.cost.saved),
     );
+    if let Some(deadline) = deadline_words(v, OffsetDateTime::now_utc()) {
+        line.push_str(&format!("; deadline {deadline}"));
+    }
     if let Some(reason) = &v.reason {
         line.push_str(&format!("; reason: {reason}"));
     }

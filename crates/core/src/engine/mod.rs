@@ -36,6 +36,9 @@ mod planning;
 mod run;
 mod step;
 
+pub use deadline::{
+    LaneRate, METADATA as DEADLINE_METADATA, SIDECAR as DEADLINE_SIDECAR, lane_rate_key,
+};
 pub use error::JobError;
 pub use events::{Advance, JobEvent, LogObserver, Observer, PollReport, SubmitOutcome};
 
