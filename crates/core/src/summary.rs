@@ -86,10 +86,11 @@ fn deadline(
         after_cut
             .chunks
             .retain(|c| c.on_demand && c.submit_started_at.is_some_and(|t| t >= cut_unix));
+        // Each request once: one sent again from a lane chunk is counted where it ended.
         v["lane_requests"] = after_cut
             .chunks
             .iter()
-            .map(|c| c.plan.requests)
+            .map(|c| c.plan.requests - c.retried.min(c.plan.requests))
             .sum::<u64>()
             .into();
         let on_demand = cost::job_cost(&after_cut, &config.prices, default_model).on_demand;

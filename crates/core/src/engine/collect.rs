@@ -246,7 +246,7 @@ impl JobRun<'_> {
                         tally.0 += 1;
                         false
                     } else {
-                        facts.retryable
+                        facts.retryable || (cut && facts.not_run)
                     }
                 }
                 None => {

@@ -28,6 +28,10 @@ pub struct ResultFacts {
     /// A failure that may go away when the request is sent again (rate limit, server error,
     /// expiry); never true for a success or a permanent error. The dialect decides.
     pub retryable: bool,
+    /// The request never ran: its batch was cancelled (or expired) before it (OpenAI's
+    /// `batch_cancelled` error lines, Anthropic's `canceled` results). After a deadline cut
+    /// such requests go through the synchronous lane.
+    pub not_run: bool,
     pub input_tokens: u64,
     pub output_tokens: u64,
     /// The model the result says answered.

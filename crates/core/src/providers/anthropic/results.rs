@@ -81,6 +81,7 @@ pub fn read(line: &[u8]) -> Result<ResultFacts, serde_json::Error> {
     Ok(ResultFacts {
         custom_id: l.custom_id.into_owned(),
         retryable,
+        not_run: matches!(l.result.kind.as_str(), "canceled" | "expired"),
         succeeded: l.result.kind == "succeeded",
         input_tokens: usage.input_tokens.unwrap_or(0),
         output_tokens: usage.output_tokens.unwrap_or(0),

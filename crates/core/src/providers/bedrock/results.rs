@@ -95,6 +95,8 @@ pub fn read(line: &[u8]) -> Result<ResultFacts, serde_json::Error> {
         custom_id: l.record_id.into_owned(),
         succeeded,
         retryable,
+        // A stopped job's unprocessed records are in no file at all.
+        not_run: false,
         input_tokens: usage
             .input_tokens
             .or(usage.nova_input_tokens)
@@ -156,6 +158,7 @@ mod tests {
                 custom_id: "r1".into(),
                 succeeded: true,
                 retryable: false,
+                not_run: false,
                 input_tokens: 12,
                 output_tokens: 3,
                 model: None,

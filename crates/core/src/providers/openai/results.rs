@@ -78,11 +78,16 @@ pub fn read(line: &[u8]) -> Result<ResultFacts, serde_json::Error> {
         .and_then(|e| e.code);
     let retryable = !succeeded
         && (retryable_status(status)
-            || code.is_some_and(|c| RETRYABLE_CODES.contains(&c.as_ref())));
+            || code
+                .as_ref()
+                .is_some_and(|c| RETRYABLE_CODES.contains(&c.as_ref())));
+    let not_run = !succeeded
+        && code.is_some_and(|c| matches!(c.as_ref(), "batch_cancelled" | "batch_expired"));
     Ok(ResultFacts {
         custom_id: l.custom_id.into_owned(),
         succeeded,
         retryable,
+        not_run,
         input_tokens: usage.prompt_tokens.or(usage.input_tokens).unwrap_or(0),
         output_tokens: usage.completion_tokens.or(usage.output_tokens).unwrap_or(0),
         model,
