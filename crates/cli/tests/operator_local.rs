@@ -407,3 +407,87 @@ fn help_lists_every_command_and_the_exit_codes() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn a_deadline_given_to_submit_is_the_jobs_and_status_says_it_was_met() -> TestResult {
+    // GIVEN batchdrop local on a temp root
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("bucket");
+    std::fs::create_dir_all(&root)?;
+    let cfg = config(dir.path(), "[routes.sandbox]\nmax_requests_per_batch = 3\n")?;
+    let local = Local::start(&root, &cfg, 0)?;
+    let example = workspace().join("examples/requests.jsonl");
+
+    // WHEN the example file is submitted with a deadline (an offset, not UTC)
+    let sub = run(&[
+        "submit",
+        s(&example),
+        "--route",
+        "sandbox",
+        "--as",
+        "nightly",
+        "--deadline",
+        "2099-01-01T09:00:00+02:00",
+        "--root",
+        s(&root),
+    ])?;
+    assert_eq!(sub.code, 0, "{sub:?}");
+    assert!(
+        sub.stdout
+            .contains("it must be done by 2099-01-01T07:00:00Z"),
+        "{}",
+        sub.stdout
+    );
+    let job_id = printed_job_id(&sub.stdout)?;
+    let results = root.join("results/sandbox/nightly");
+    wait_for(&results.join("summary.json"), &local)?;
+
+    // THEN the deadline object was written beside the upload, and the summary carries it, met
+    let beside = std::fs::read_to_string(root.join("inbox/sandbox/nightly.jsonl.deadline"))?;
+    assert_eq!(beside.trim(), "2099-01-01T07:00:00Z");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("summary.json"))?)?;
+    assert_eq!(summary["deadline"]["source"], "sidecar", "{summary}");
+    assert_eq!(summary["deadline"]["met"], true, "{summary}");
+    // AND `status` says so
+    let st = run(&["status", &job_id, "--root", s(&root)])?;
+    assert!(
+        st.stdout
+            .contains("deadline by 2099-01-01T07:00:00Z (sidecar): met"),
+        "{}",
+        st.stdout
+    );
+    local.stop();
+    Ok(())
+}
+
+#[test]
+fn a_deadline_that_is_not_a_time_is_a_usage_error_and_uploads_nothing() -> TestResult {
+    // GIVEN an empty root
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("bucket");
+    std::fs::create_dir_all(&root)?;
+    let example = workspace().join("examples/requests.jsonl");
+
+    // WHEN a file is submitted with a deadline that is not RFC 3339
+    let sub = run(&[
+        "submit",
+        s(&example),
+        "--route",
+        "sandbox",
+        "--deadline",
+        "tomorrow 7am",
+        "--root",
+        s(&root),
+    ])?;
+
+    // THEN it exits 2 saying what is wrong, and nothing was uploaded
+    assert_eq!(sub.code, 2, "{sub:?}");
+    assert!(
+        sub.stderr.contains("--deadline") && sub.stderr.contains("tomorrow 7am"),
+        "{}",
+        sub.stderr
+    );
+    assert!(!root.join("inbox").exists());
+    Ok(())
+}
