@@ -1,12 +1,13 @@
 //! The provider clients over real HTTP against the sandbox: one set of checks, run for the
-//! OpenAI client and the Anthropic client alike.
+//! OpenAI client and the Anthropic client alike; and each client's synchronous lane
+//! (`invoke`): the line it answers, and how the engine reads it.
 
 use batchdrop_core::provider::{
-    BatchLookup, BatchState, ChunkUpload, Location, Provider, ResultFile, StoredBody,
+    BatchLookup, BatchState, ChunkUpload, Location, Provider, ResultFacts, ResultFile, StoredBody,
 };
-use batchdrop_core::providers::{AnthropicProvider, OpenAiProvider};
+use batchdrop_core::providers::{self, AnthropicProvider, OpenAiProvider};
 use batchdrop_core::store::{MemoryStore, ObjectStore, PutMode, lines_of};
-use batchdrop_sandbox::{Sandbox, SandboxConfig};
+use batchdrop_sandbox::{MODEL_NOT_FOUND, Sandbox, SandboxConfig};
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::io::AsyncBufReadExt;
@@ -225,5 +226,156 @@ async fn api_key_never_appears_in_debug_output() -> TestResult {
     let shown = format!("{openai:?} {anthropic:?}");
     assert!(!shown.contains(key), "{shown}");
     assert!(shown.contains("[redacted]"));
+    Ok(())
+}
+
+// ---- The synchronous lane (`Provider::invoke`) ----------------------------------------------
+
+/// A request line of `wire` for `model`, `max_tokens` left out when `None` (Anthropic refuses
+/// that; OpenAI does not need it).
+fn request_line(wire: Wire, custom_id: &str, model: &str, max_tokens: Option<u64>) -> Vec<u8> {
+    let mut line = match wire {
+        Wire::Openai => {
+            serde_json::json!({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": model, "messages": [{"role": "user", "content": "What is two plus two?"}]}})
+        }
+        Wire::Anthropic => serde_json::json!({"custom_id": custom_id,
+            "params": {"model": model, "messages": [{"role": "user", "content": "What is two plus two?"}]}}),
+    };
+    if let (Wire::Anthropic, Some(max)) = (wire, max_tokens) {
+        line["params"]["max_tokens"] = max.into();
+    }
+    line.to_string().into_bytes()
+}
+
+/// The engine's reading of a result line of `wire`.
+fn read(wire: Wire, line: &[u8]) -> Result<ResultFacts, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(providers::dialect(wire.name())?.read_result(line)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_invoke_answers_with_a_batch_output_line() -> TestResult {
+    // GIVEN the OpenAI client of a sandbox
+    let (sandbox, provider) = setup(Wire::Openai).await?;
+
+    // WHEN a chat request line is sent on its own
+    let line = provider
+        .invoke(
+            "gpt-4o-mini",
+            &request_line(Wire::Openai, "q-1", "gpt-4o-mini", None),
+        )
+        .await?;
+
+    // THEN its answer is an OpenAI batch output line with the chat completion
+    let v: serde_json::Value = serde_json::from_slice(&line)?;
+    assert_eq!(v["custom_id"], "q-1");
+    assert_eq!(v["response"]["status_code"], 200);
+    assert_eq!(v["response"]["body"]["object"], "chat.completion");
+    assert!(v["error"].is_null());
+    assert!(!line.contains(&b'\n'));
+    // AND the engine reads it as a success of that request, with its usage
+    let facts = read(Wire::Openai, &line)?;
+    assert_eq!(facts.custom_id, "q-1");
+    assert!(facts.succeeded);
+    assert!(
+        facts.input_tokens > 0 && facts.output_tokens > 0,
+        "{facts:?}"
+    );
+    assert_eq!(sandbox.stats().sync_requests, 1);
+    assert_eq!(sandbox.stats().batches_created, 0);
+    sandbox.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_invoke_answers_a_refusal_with_its_status_and_error() -> TestResult {
+    // GIVEN the OpenAI client of a sandbox
+    let (sandbox, provider) = setup(Wire::Openai).await?;
+
+    // WHEN a request for a model the server does not have is sent
+    let line = provider
+        .invoke(
+            MODEL_NOT_FOUND,
+            &request_line(Wire::Openai, "q-2", MODEL_NOT_FOUND, None),
+        )
+        .await?;
+
+    // THEN its answer is a line with the 404 and the error, which the engine reads as a failure
+    // of that request not worth another attempt
+    let v: serde_json::Value = serde_json::from_slice(&line)?;
+    assert_eq!(v["custom_id"], "q-2");
+    assert_eq!(v["response"]["status_code"], 404);
+    assert_eq!(v["response"]["body"]["error"]["code"], "model_not_found");
+    let facts = read(Wire::Openai, &line)?;
+    assert_eq!(facts.custom_id, "q-2");
+    assert!(!facts.succeeded && !facts.retryable, "{facts:?}");
+    sandbox.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_invoke_answers_with_a_succeeded_results_line() -> TestResult {
+    // GIVEN the Anthropic client of a sandbox
+    let (sandbox, provider) = setup(Wire::Anthropic).await?;
+
+    // WHEN a request line with batchdrop's own id is sent on its own
+    let model = "claude-sonnet-4-5";
+    let line = provider
+        .invoke(
+            model,
+            &request_line(Wire::Anthropic, "bd_7", model, Some(50)),
+        )
+        .await?;
+
+    // THEN its answer is a batch results line holding the Message, under the same id
+    let v: serde_json::Value = serde_json::from_slice(&line)?;
+    assert_eq!(v["custom_id"], "bd_7");
+    assert_eq!(v["result"]["type"], "succeeded");
+    assert_eq!(v["result"]["message"]["type"], "message");
+    assert_eq!(v["result"]["message"]["model"], model);
+    assert!(!line.contains(&b'\n'));
+    // AND the engine reads it as a success of that request, with its usage and model
+    let facts = read(Wire::Anthropic, &line)?;
+    assert_eq!(facts.custom_id, "bd_7");
+    assert!(facts.succeeded);
+    assert!(
+        facts.input_tokens > 0 && facts.output_tokens > 0,
+        "{facts:?}"
+    );
+    assert_eq!(facts.model.as_deref(), Some(model));
+    let stats = sandbox.stats();
+    assert_eq!(
+        (stats.message_requests, stats.message_batches_created),
+        (1, 0)
+    );
+    sandbox.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_invoke_answers_a_refusal_with_an_errored_results_line() -> TestResult {
+    // GIVEN the Anthropic client of a sandbox
+    let (sandbox, provider) = setup(Wire::Anthropic).await?;
+
+    // WHEN a request line without max_tokens is sent (the Messages API answers 400)
+    let model = "claude-sonnet-4-5";
+    let line = provider
+        .invoke(model, &request_line(Wire::Anthropic, "q-3", model, None))
+        .await?;
+
+    // THEN its answer is an errored results line with Anthropic's error type and message
+    let v: serde_json::Value = serde_json::from_slice(&line)?;
+    assert_eq!(
+        v,
+        serde_json::json!({"custom_id": "q-3", "result": {"type": "errored", "error": {
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"},
+        }}})
+    );
+    // AND the engine reads it as a failure of that request not worth another attempt
+    let facts = read(Wire::Anthropic, &line)?;
+    assert_eq!(facts.custom_id, "q-3");
+    assert!(!facts.succeeded && !facts.retryable, "{facts:?}");
+    sandbox.stop().await;
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Anthropic Message Batches as the sandbox serves them: routes, handlers and wire types.
+//! Anthropic Message Batches, and the Messages API (`POST /v1/messages`, in `sync`), as the
+//! sandbox serves them: routes, handlers and wire types.
 //!
 //! Handlers translate HTTP into calls on the [`store::Store`] and back; the store, the
 //! timeline and the input pipeline decide. Every route needs a key, in `x-api-key` or as
@@ -15,6 +16,7 @@
 mod answer;
 mod input;
 mod store;
+mod sync;
 mod timeline;
 
 use std::sync::Arc;
@@ -232,9 +234,11 @@ impl From<QueryRejection> for ApiError {
 
 // ---- Routes -----------------------------------------------------------------------------
 
-/// The Anthropic routes, under `/v1/messages/batches`, behind `x-api-key` authentication.
+/// The Anthropic routes, `/v1/messages` and under `/v1/messages/batches`, behind `x-api-key`
+/// authentication.
 pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
+        .route("/v1/messages", post(sync::message))
         .route("/v1/messages/batches", post(create_batch).get(list_batches))
         .route(
             "/v1/messages/batches/{id}",

@@ -460,6 +460,7 @@ async fn invoke_model(
     app.stats
         .bedrock_invocations
         .fetch_add(1, Ordering::Relaxed);
+    app.latency().await;
     if model_id == MODEL_NOT_FOUND {
         return Err(ApiError::validation(
             "The provided model identifier is invalid.",

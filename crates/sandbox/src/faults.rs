@@ -136,6 +136,10 @@ pub struct Faults {
     /// The `retry-after` of injected 429, 503 and 529 answers (`retry_after_ms`; default
     /// [`DEFAULT_RETRY_AFTER`]).
     pub retry_after: Duration,
+    /// How long every synchronous answer (OpenAI's synchronous endpoints, Anthropic's
+    /// `/v1/messages`, Bedrock's InvokeModel) is held before it is sent (`latency_ms`; default
+    /// zero: at once).
+    pub latency: Duration,
     /// Batch: fail validation (`validation`).
     pub validation: Rate,
     /// Batch: fail for the enqueued-token limit (`token_limit`).
@@ -181,6 +185,7 @@ impl Default for Faults {
             drop: Rate::NEVER,
             timeout_after: DEFAULT_TIMEOUT,
             retry_after: DEFAULT_RETRY_AFTER,
+            latency: Duration::ZERO,
             validation: Rate::NEVER,
             token_limit: Rate::NEVER,
             expire: Rate::NEVER,
@@ -199,7 +204,7 @@ impl Default for Faults {
 }
 
 /// The keys of a spec, in canonical order (`reqNNN` stands for every request status key).
-pub const KEYS: [&str; 21] = [
+pub const KEYS: [&str; 22] = [
     "seed",
     "http429",
     "http500",
@@ -208,6 +213,7 @@ pub const KEYS: [&str; 21] = [
     "drop",
     "timeout_ms",
     "retry_after_ms",
+    "latency_ms",
     "validation",
     "token_limit",
     "expire",
@@ -356,6 +362,7 @@ impl Faults {
             "drop" => self.drop = rate()?,
             "timeout_ms" => self.timeout_after = millis()?,
             "retry_after_ms" => self.retry_after = millis()?,
+            "latency_ms" => self.latency = millis()?,
             "validation" => self.validation = rate()?,
             "token_limit" => self.token_limit = rate()?,
             "expire" => self.expire = rate()?,
@@ -491,6 +498,7 @@ impl Faults {
             && (self.finalizing_extra == 0 || self.finalizing.is_never())
             && self.throttle.is_never()
             && self.partial.is_never()
+            && self.latency.is_zero()
     }
 
     /// Requests fail with `status` (400–599) at `rate`.
@@ -511,6 +519,13 @@ impl Faults {
     #[must_use]
     pub fn retry_after(mut self, wait: Duration) -> Self {
         self.retry_after = wait;
+        self
+    }
+
+    /// Every synchronous answer is held for `hold` before it is sent.
+    #[must_use]
+    pub fn latency(mut self, hold: Duration) -> Self {
+        self.latency = hold;
         self
     }
 
@@ -637,6 +652,12 @@ impl fmt::Display for Faults {
                 "retry_after_ms".into(),
                 differs(self.retry_after != defaults.retry_after, &|| {
                     self.retry_after.as_millis().to_string()
+                }),
+            ),
+            (
+                "latency_ms".into(),
+                differs(self.latency != defaults.latency, &|| {
+                    self.latency.as_millis().to_string()
                 }),
             ),
             ("validation".into(), rate(self.validation, Rate::NEVER)),
@@ -1205,6 +1226,23 @@ mod tests {
         assert_eq!(draw(7, &[b"api"], &[3]), draw(7, &[b"api"], &[3]));
         assert_ne!(draw(7, &[b"api"], &[3]), draw(8, &[b"api"], &[3]));
         assert_ne!(draw(7, &[b"api"], &[3]), draw(7, &[b"api"], &[4]));
+    }
+
+    #[test]
+    fn latency_is_parsed_in_milliseconds_and_written_back() -> Result<(), FaultsError> {
+        let faults = Faults::parse("seed=2,latency_ms=50")?;
+        assert_eq!(faults.latency, Duration::from_millis(50));
+        assert!(!faults.is_empty());
+        assert_eq!(faults.to_string(), "seed=2,latency_ms=50");
+        assert_eq!(
+            Faults::parse("latency_ms=50ms").err(),
+            Some(FaultsError::BadValue {
+                key: "latency_ms".to_owned(),
+                value: "50ms".to_owned(),
+                expected: "a whole number of milliseconds",
+            })
+        );
+        Ok(())
     }
 
     #[test]

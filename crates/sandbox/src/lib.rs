@@ -59,6 +59,12 @@
 //!
 //! Anthropic (`/v1/messages/batches`, a key in `x-api-key` or `Authorization: Bearer`, and an
 //! `anthropic-version` header):
+//! - **Messages API.** `POST /v1/messages` answers at once the Message a batch's `succeeded`
+//!   result holds for the same `params` (the same text and usage; its own id, `usage.
+//!   service_tier` `standard`), or the error a batch gives it: 400 `invalid_request_error` for
+//!   a body a batch's validation refuses (`max_tokens: Field required`) or a request it answers
+//!   `errored`, 404 `not_found_error` for [`MODEL_NOT_FOUND`]. What batchdrop's synchronous
+//!   lane calls for an `anthropic` route. Counted in [`SandboxStats::message_requests`].
 //! - **States and timestamps.** A batch is `in_progress` for three steps, then `ended`. A
 //!   cancel shows `canceling` for one step, then `ended`, with the requests not processed by
 //!   the cancel as `{"type":"canceled"}` results (processing runs in proportion to the time
@@ -173,7 +179,8 @@
 //!
 //! ```text
 //! seed=7,http429=0.1,http500=0.05,timeout=0.02,token_limit=0.2,expire=0.1,expire_keep=0.5,
-//! finalizing_extra=3,no_output=0.1,validation=0.1,req429=0.05,req500=0.02,req400=0.01
+//! finalizing_extra=3,no_output=0.1,validation=0.1,req429=0.05,req500=0.02,req400=0.01,
+//! latency_ms=50
 //! ```
 //!
 //! A spec is comma-separated `key=value` pairs; the empty spec is no faults. A rate is a
@@ -194,6 +201,11 @@
 //!   (a batch it created exists). [`Sandbox::stop`] lets held answers go.
 //! - `drop` — the request **is carried out**, then the connection is closed without a byte
 //!   of answer.
+//!
+//! `latency_ms=N` (not a rate: every time) holds every synchronous answer (the OpenAI
+//! synchronous endpoints, Anthropic's `/v1/messages`, Bedrock's InvokeModel) N milliseconds
+//! before it is sent, on tokio's timer, as a model's generation time would; [`Sandbox::stop`]
+//! lets held answers go. It is not counted in [`SandboxStats::faults`].
 //!
 //! Batch faults, decided when the batch is created, one draw among the first four:
 //! - `validation` — OpenAI: `failed` at the end of `validating` with `errors.data[0].code`
@@ -359,6 +371,9 @@ pub struct SandboxStats {
     /// Requests to the OpenAI synchronous endpoints (`/v1/chat/completions`, …).
     #[serde(default)]
     pub sync_requests: u64,
+    /// Requests to Anthropic's Messages API (`POST /v1/messages`).
+    #[serde(default)]
+    pub message_requests: u64,
 }
 
 /// What every handler shares.
@@ -385,6 +400,7 @@ struct Counters {
     bedrock_jobs_created: AtomicU64,
     bedrock_invocations: AtomicU64,
     sync_requests: AtomicU64,
+    message_requests: AtomicU64,
 }
 
 impl AppState {
@@ -421,6 +437,15 @@ impl AppState {
             bedrock_jobs_created: self.stats.bedrock_jobs_created.load(Ordering::Relaxed),
             bedrock_invocations: self.stats.bedrock_invocations.load(Ordering::Relaxed),
             sync_requests: self.stats.sync_requests.load(Ordering::Relaxed),
+            message_requests: self.stats.message_requests.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Holds a synchronous answer for the `latency_ms` fault, if one is set.
+    async fn latency(&self) {
+        let latency = self.faults.faults().latency;
+        if !latency.is_zero() {
+            self.hold(latency).await;
         }
     }
 
@@ -520,7 +545,7 @@ impl Sandbox {
     }
 
     /// Stops accepting connections and waits for the requests in flight to finish (answers
-    /// held by a `timeout` fault are let go at once).
+    /// held by a `timeout` or `latency_ms` fault are let go at once).
     pub async fn stop(self) {
         self.state.stopping.send_replace(true);
         let _ = self.shutdown.send(());

@@ -660,3 +660,100 @@ async fn stats_count_message_batches_and_their_http_requests() -> Result {
     sandbox.stop().await;
     Ok(())
 }
+
+// ---- The Messages API ---------------------------------------------------------------------
+
+/// `POST /v1/messages` with a key and a version: its status and JSON body.
+async fn message(sandbox: &Harness, params: &Value) -> Result<(u16, Value)> {
+    let url = format!("{}/v1/messages", root(sandbox));
+    send(sandbox.client.post(url).json(params)).await
+}
+
+#[tokio::test]
+async fn the_messages_api_answers_what_a_batch_answers_for_the_same_params() -> Result {
+    // GIVEN a batch holding a request, and its results
+    let sandbox = instant().await?;
+    let asked = request("a", "What is two plus two?");
+    let batch = create(&sandbox, std::slice::from_ref(&asked)).await?;
+    let lines = results(&sandbox, &retrieve(&sandbox, &batch).await?).await?;
+    let in_batch = &lines[0]["result"]["message"];
+
+    // WHEN the same params are sent to the Messages API
+    let answered = ok(message(&sandbox, &asked["params"]).await?)?;
+
+    // THEN it answers the same Message (text, stop reason, token counts), at the standard tier
+    assert_eq!(answered["type"], "message");
+    for field in ["content", "stop_reason", "model"] {
+        assert_eq!(answered[field], in_batch[field], "{field}");
+    }
+    for field in ["input_tokens", "output_tokens"] {
+        assert_eq!(
+            answered["usage"][field], in_batch["usage"][field],
+            "{field}"
+        );
+    }
+    assert_eq!(answered["usage"]["service_tier"], "standard");
+    // AND it is counted as a Messages API request, not a batch
+    let stats = sandbox.sandbox.stats();
+    assert_eq!(
+        (stats.message_requests, stats.message_batches_created),
+        (1, 1)
+    );
+    sandbox.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_messages_api_refuses_params_without_max_tokens_with_a_400() -> Result {
+    let sandbox = instant().await?;
+    let params = json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]});
+    let (status, body) = message(&sandbox, &params).await?;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert_eq!(body["error"]["message"], "max_tokens: Field required");
+    sandbox.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_messages_api_refuses_a_conversation_opened_by_the_assistant_with_a_400() -> Result {
+    let sandbox = instant().await?;
+    let params = json!({"model": MODEL, "max_tokens": 10,
+        "messages": [{"role": "assistant", "content": "hi"}]});
+    let (status, body) = message(&sandbox, &params).await?;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    sandbox.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_messages_api_answers_a_404_for_the_missing_model() -> Result {
+    let sandbox = instant().await?;
+    let params = json!({"model": batchdrop_sandbox::MODEL_NOT_FOUND, "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let (status, body) = message(&sandbox, &params).await?;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["type"], "not_found_error");
+    sandbox.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_messages_api_needs_a_key() -> Result {
+    let sandbox = instant().await?;
+    let response = sandbox
+        .client
+        .post(format!("{}/v1/messages", root(&sandbox)))
+        .header("anthropic-version", VERSION)
+        .json(&request("a", "hi")["params"])
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 401);
+    let body: Value = response.json().await?;
+    assert_eq!(body["error"]["type"], "authentication_error");
+    assert_eq!(sandbox.sandbox.stats().message_requests, 0);
+    sandbox.stop().await;
+    Ok(())
+}

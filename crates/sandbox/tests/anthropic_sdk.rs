@@ -1,6 +1,6 @@
 //! The official `anthropic` Python SDK against the sandbox: `anthropic_sdk_check.py` creates,
-//! retrieves, lists, reads the results of and deletes message batches through
-//! `anthropic.Anthropic(base_url=...)`.
+//! retrieves, lists, reads the results of and deletes message batches, and asks the Messages
+//! API (`messages.create`) through `anthropic.Anthropic(base_url=...)`.
 
 mod sdk;
 

@@ -1,5 +1,5 @@
 """The official `anthropic` Python SDK against a running sandbox: proof that it speaks the
-Message Batches wire format.
+Message Batches and Messages API wire formats.
 
 Usage: anthropic_sdk_check.py BASE_URL   (the sandbox's root, without /v1; a zero step, i.e.
 instant batches)
@@ -103,6 +103,22 @@ def main():
     check(all(m.stop_reason == "end_turn" and m.usage.input_tokens > 0 and m.usage.output_tokens > 0
               for m in messages),
           "every message has a stop_reason and usage")
+
+    message = client.messages.create(**request(0)["params"])
+    check(message.type == "message" and message.role == "assistant" and message.model == MODEL,
+          "messages.create returns an assistant Message from the requested model")
+    check(message.stop_reason == "end_turn" and message.usage.input_tokens > 0
+          and message.usage.output_tokens > 0,
+          "messages.create's Message has a stop_reason and usage")
+    in_batch = next(r.result.message for r in results if r.custom_id == "req-0")
+    check(message.content[0].type == "text" and message.content[0].text == in_batch.content[0].text,
+          "messages.create answers what the batch answered for the same params")
+    try:
+        client.messages.create(**{**request(0)["params"], "max_tokens": 0})
+        check(False, "messages.create with max_tokens 0 raises BadRequestError")
+    except anthropic.BadRequestError as error:
+        check(error.status_code == 400 and "max_tokens" in str(error),
+              f"messages.create with max_tokens 0 raises BadRequestError naming it ({error})")
 
     try:
         client.messages.batches.retrieve("msgbatch_does_not_exist")

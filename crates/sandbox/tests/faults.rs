@@ -157,7 +157,7 @@ fn an_empty_spec_is_no_faults() -> Result {
 fn the_full_spec_sets_every_key() -> Result {
     // GIVEN the spec with every kind of key
     let spec = "seed=7,http429=0.1,http500=0.05,http529=0.01,timeout=0.02,drop=0.01,timeout_ms=250,\
-                retry_after_ms=1500,validation=0.1,token_limit=every:5,expire=0.1,expire_keep=0.25,\
+                retry_after_ms=1500,latency_ms=50,validation=0.1,token_limit=every:5,expire=0.1,expire_keep=0.25,\
                 no_output=0.1,finalizing=0.5,finalizing_extra=3,req429=0.05,req500=0.02,req400=0.01,\
                 result_errored=0.03,result_expired=0.02";
 
@@ -177,6 +177,7 @@ fn the_full_spec_sets_every_key() -> Result {
             .timeout(0.02)
             .timeout_after(Duration::from_millis(250))
             .retry_after(Duration::from_millis(1500))
+            .latency(Duration::from_millis(50))
             .validation(0.1)
             .token_limit(Rate::every(5))
             .expire(0.1)
@@ -922,6 +923,64 @@ async fn an_anthropic_no_output_batch_errors_every_request() -> Result {
             .iter()
             .all(|line| line["result"]["error"]["error"]["type"] == "api_error")
     );
+    sandbox.stop().await;
+    Ok(())
+}
+
+// ---- Synchronous answers --------------------------------------------------------------------
+
+/// Params of one Anthropic Messages API request.
+fn message_params() -> Value {
+    json!({"model": "claude-sonnet-4-5", "max_tokens": 100,
+        "messages": [{"role": "user", "content": "Question?"}]})
+}
+
+#[tokio::test]
+async fn a_429_on_the_messages_api_says_when_to_retry_and_answers_nothing() -> Result {
+    // GIVEN a sandbox that rate-limits every request, retry after 2 s
+    let sandbox = sandbox_with("http429=every:1,retry_after_ms=2000").await?;
+
+    // WHEN a message is asked for
+    let url = format!("{}/v1/messages", sandbox.sandbox.anthropic_base_url());
+    let response = anthropic(sandbox.client.post(url).json(&message_params())).await?;
+
+    // THEN it is Anthropic's 429 with both retry headers, and no message was made
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(header(&response, "retry-after").as_deref(), Some("2"));
+    assert_eq!(header(&response, "retry-after-ms").as_deref(), Some("2000"));
+    let body: Value = response.json().await?;
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert_eq!(sandbox.sandbox.stats().message_requests, 0);
+    sandbox.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn latency_holds_every_synchronous_answer() -> Result {
+    // GIVEN a sandbox whose synchronous answers take 150 ms
+    let sandbox = sandbox_with("latency_ms=150").await?;
+    let hold = Duration::from_millis(150);
+
+    // WHEN a message and a chat completion are asked for
+    let started = Instant::now();
+    let url = format!("{}/v1/messages", sandbox.sandbox.anthropic_base_url());
+    let message = anthropic(sandbox.client.post(url).json(&message_params())).await?;
+    let message_took = started.elapsed();
+    let started = Instant::now();
+    let chat = sandbox
+        .client
+        .post(sandbox.url("/chat/completions"))
+        .bearer_auth("sk-test")
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await?;
+    let chat_took = started.elapsed();
+
+    // THEN both are answered, each after the latency
+    assert_eq!(message.status().as_u16(), 200);
+    assert_eq!(chat.status().as_u16(), 200);
+    assert!(message_took >= hold, "{message_took:?}");
+    assert!(chat_took >= hold, "{chat_took:?}");
     sandbox.stop().await;
     Ok(())
 }

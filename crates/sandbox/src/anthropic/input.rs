@@ -34,7 +34,8 @@ use crate::disk::{self, Disk};
 use crate::faults::{self, RequestFault, RequestPlan};
 use crate::ledger::{self, Totals, WORDS};
 use crate::respond::{self, Stream};
-use body::{check_params, validate};
+pub(super) use body::check_params;
+use body::validate;
 
 /// The most requests one message batch may hold.
 pub const MAX_MESSAGE_REQUESTS: usize = 100_000;

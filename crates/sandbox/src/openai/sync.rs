@@ -3,7 +3,7 @@
 //! the same request. What self-hosted OpenAI-compatible servers (vLLM, Ollama, a LiteLLM proxy)
 //! serve, and what batchdrop's synchronous lane calls. The same request body always gets the
 //! same answer; a request the endpoint refuses gets the status and error object a batch's
-//! error file would hold.
+//! error file would hold. Answers are held for the `latency_ms` fault, if one is set.
 
 use super::answer::{self, Body};
 use super::{ApiError, Endpoint};
@@ -25,6 +25,7 @@ pub(crate) async fn request(State(state): State<Arc<AppState>>, uri: Uri, body: 
             .into_response();
     };
     state.stats.sync_requests.fetch_add(1, Ordering::Relaxed);
+    state.latency().await;
     let parsed: Body = match serde_json::from_slice(&body) {
         Ok(parsed) => parsed,
         Err(e) => {

@@ -3,8 +3,10 @@
 //! A chunk file holds one `{"custom_id","params"}` request per line; it is sent as the
 //! `{"requests":[…]}` body of `POST /v1/messages/batches`, streamed from the store with the
 //! newlines turned into commas on the way — the body is never built in memory. Results are read
-//! from the batch's `results_url` (never built by hand).
+//! from the batch's `results_url` (never built by hand). The synchronous lane sends a request
+//! line at a time to `POST /v1/messages` and writes its answer as a results line (`sync`).
 
+use super::sync;
 use crate::provider::{
     BatchInfo, BatchLookup, BatchState, ChunkUpload, Provider, ProviderError, RequestCounts,
     ResultFile, Submitted,
@@ -268,6 +270,10 @@ impl Provider for AnthropicProvider {
             resp.bytes_stream()
                 .map_err(|e| std::io::Error::other(describe_reqwest(&e))),
         ))
+    }
+
+    async fn invoke(&self, _model: &str, request: &[u8]) -> Result<Vec<u8>, ProviderError> {
+        sync::invoke(&self.http, request).await
     }
 }
 

@@ -1,7 +1,10 @@
 //! Anthropic Message Batches (and the sandbox's Anthropic side). Everything batchdrop knows of
 //! this provider is in this folder:
 //! - [`client`]: the HTTP client (the chunk streamed as the `{"requests":[…]}` body, watch,
-//!   cancel, results by `results_url`, find-after-crash);
+//!   cancel, results by `results_url`, find-after-crash, one request at a time for the
+//!   synchronous lane);
+//! - `sync`: one request line sent through the Messages API (`POST /v1/messages`), its answer
+//!   a batch results line;
 //! - `lines`: its request lines and id rules; [`translate`]: params to and from the common
 //!   request;
 //! - [`results`]: its result lines;
@@ -11,6 +14,7 @@ pub mod client;
 pub(crate) mod lines;
 mod prices;
 pub mod results;
+mod sync;
 pub mod translate;
 
 pub use client::AnthropicProvider;

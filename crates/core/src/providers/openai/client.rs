@@ -1,9 +1,11 @@
 //! The OpenAI Files + Batches client (also any OpenAI-compatible batch service, and the sandbox).
 //!
 //! A chunk is uploaded as a `purpose=batch` file (streamed from the store, reopened on each
-//! retry), then a batch is created with `metadata` naming the job and chunk.
+//! retry), then a batch is created with `metadata` naming the job and chunk. The synchronous
+//! lane sends a request line at a time to its endpoint (`POST /v1/chat/completions`, …) and
+//! writes its answer as a batch output line (`sync`).
 
-use super::batch;
+use super::{batch, sync};
 use crate::provider::{BatchInfo, BatchLookup, ChunkUpload, Provider, ProviderError, Submitted};
 use crate::providers::http::{Auth, CLOCK_SLACK_SECS, Http, describe_reqwest};
 use crate::store::ByteStream;
@@ -153,5 +155,9 @@ impl Provider for OpenAiProvider {
             resp.bytes_stream()
                 .map_err(|e| std::io::Error::other(describe_reqwest(&e))),
         ))
+    }
+
+    async fn invoke(&self, _model: &str, request: &[u8]) -> Result<Vec<u8>, ProviderError> {
+        sync::invoke(&self.http, request).await
     }
 }

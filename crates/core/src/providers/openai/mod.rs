@@ -1,7 +1,9 @@
 //! OpenAI Files + Batches — and any OpenAI-compatible batch service, and the sandbox's OpenAI
 //! side. Everything batchdrop knows of this provider is in this folder:
-//! - [`client`]: the HTTP client (upload the chunk as a file, create, watch, cancel, download);
-//!   [`batch`]: the batch object it reads;
+//! - [`client`]: the HTTP client (upload the chunk as a file, create, watch, cancel, download,
+//!   and one request at a time for the synchronous lane); [`batch`]: the batch object it reads;
+//! - `sync`: one request line sent through the synchronous API, its answer a batch output line
+//!   (the OpenAI client's and `openai-sync`'s synchronous lane);
 //! - `lines`: its request lines (the user's own, prompt lines, the common request's);
 //!   [`translate`]: chat bodies to and from the common request;
 //! - [`results`]: its result lines;
@@ -12,6 +14,7 @@ pub mod client;
 mod lines;
 mod prices;
 pub mod results;
+pub(crate) mod sync;
 pub mod translate;
 
 pub use client::OpenAiProvider;

@@ -344,7 +344,9 @@ fn check_item<'a>(
 }
 
 /// The parameters of a request, or the field (`""` for `params` itself) and what is wrong.
-pub(super) fn check_params(raw: &RawValue) -> Result<Params<'_>, (&'static str, &'static str)> {
+pub(in crate::anthropic) fn check_params(
+    raw: &RawValue,
+) -> Result<Params<'_>, (&'static str, &'static str)> {
     #[derive(Deserialize)]
     struct Fields<'a> {
         #[serde(borrow, default)]
