@@ -69,6 +69,8 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         role_arn: None,
         below_minimum: BelowMinimum::default(),
         max_concurrency: None,
+        requests_per_minute: None,
+        tokens_per_minute: None,
     };
     // The sandbox serves Anthropic's API at its root, OpenAI's under /v1.
     let sandbox_root = env("BATCHDROP_SANDBOX_URL")

@@ -87,6 +87,8 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         role_arn,
         below_minimum: BelowMinimum::default(),
         max_concurrency: None,
+        requests_per_minute: None,
+        tokens_per_minute: None,
     };
     // The sandbox serves the Anthropic and Bedrock sides at its root, OpenAI's under /v1.
     let sandbox_root = env("BATCHDROP_SANDBOX_URL")

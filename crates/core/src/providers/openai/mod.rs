@@ -74,6 +74,8 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         role_arn: None,
         below_minimum: BelowMinimum::default(),
         max_concurrency: None,
+        requests_per_minute: None,
+        tokens_per_minute: None,
     };
     vec![
         (

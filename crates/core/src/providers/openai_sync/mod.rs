@@ -63,6 +63,8 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
             role_arn: None,
             below_minimum: BelowMinimum::OnDemand,
             max_concurrency: None,
+            requests_per_minute: None,
+            tokens_per_minute: None,
         },
     )]
 }
