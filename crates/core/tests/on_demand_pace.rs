@@ -25,11 +25,14 @@ type TestResult = Result<(), Error>;
 const KEY: &str = "inbox/sandbox/run/requests.jsonl";
 const RESULTS: &str = "results/sandbox/run/requests/";
 
+/// Which calls to refuse, from the call's number (from 1) and the request's custom_id.
+type Refuse = Box<dyn Fn(u64, &str) -> bool + Send + Sync>;
+
 /// Refuses the calls `refuse` says (by call number, from 1, and request line) with `error`;
 /// passes the others to a [`ScriptedProvider`].
 struct Gate {
     inner: ScriptedProvider,
-    refuse: Box<dyn Fn(u64, &str) -> bool + Send + Sync>,
+    refuse: Refuse,
     error: fn() -> ProviderError,
     /// Every call, in order: its custom_id and whether it was refused.
     calls: Mutex<Vec<(String, bool)>>,
