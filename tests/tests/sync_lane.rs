@@ -1,13 +1,14 @@
 //! The synchronous lane under faults: the engine, the `openai-sync` client and the sandbox's
-//! synchronous endpoints with 429s (and dropped connections) injected. Every request ends in
+//! synchronous endpoints with 429s injected. The client sends each request once; the lane
+//! retries, waiting out `retry-after` on the engine's (manual) clock. Every request ends in
 //! output.jsonl once, in input order, and the server answered each exactly once.
 
-use batchdrop_core::clock::{ManualClock, SystemClock};
+use batchdrop_core::clock::ManualClock;
 use batchdrop_core::config::Config;
 use batchdrop_core::engine::Engine;
 use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::provider::{Provider, Providers};
-use batchdrop_core::providers::{OpenAiSyncProvider, RetryPolicy};
+use batchdrop_core::providers::OpenAiSyncProvider;
 use batchdrop_core::store::{MemoryStore, ObjectStore, ObjectStoreExt, PutMode};
 use batchdrop_sandbox::{Faults, Sandbox, SandboxConfig};
 use bytes::Bytes;
@@ -24,6 +25,9 @@ const KEY: &str = "inbox/sandbox-sync/lane.jsonl";
 const RESULTS: &str = "results/sandbox-sync/lane/";
 const N: usize = 300;
 
+/// The answer of the injected 429s: retry after 1.5 s.
+const RETRY_AFTER: Duration = Duration::from_millis(1500);
+
 async fn run(spec: &str) -> TestResult {
     let sandbox = Sandbox::start(
         "127.0.0.1:0".parse()?,
@@ -33,17 +37,9 @@ async fn run(spec: &str) -> TestResult {
         },
     )
     .await?;
-    // Retries wait on a manual clock: instant, never sleeping for real.
+    // The lane's retries wait on the engine's manual clock: instant, never sleeping for real.
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
-    let provider: Arc<dyn Provider> = Arc::new(
-        OpenAiSyncProvider::new(&sandbox.base_url(), None)
-            .with_clock(clock)
-            .with_retry(RetryPolicy {
-                max_attempts: 8,
-                initial: Duration::from_millis(1),
-                max: Duration::from_millis(10),
-            }),
-    );
+    let provider: Arc<dyn Provider> = Arc::new(OpenAiSyncProvider::new(&sandbox.base_url(), None));
     let mut providers: HashMap<String, Result<Arc<dyn Provider>, String>> = HashMap::new();
     providers.insert(ROUTE.to_string(), Ok(provider));
     let mut config = Config::builtin(&|_| None);
@@ -58,7 +54,7 @@ async fn run(spec: &str) -> TestResult {
         "bucket",
         Arc::new(config),
         Arc::new(providers) as Arc<dyn Providers>,
-        Arc::new(SystemClock),
+        clock.clone(),
     );
     let body: String = (0..N)
         .map(|i| format!(r#"{{"custom_id":"r{i:03}","prompt":"q {i}"}}"#) + "\n")
@@ -97,11 +93,19 @@ async fn run(spec: &str) -> TestResult {
         "{spec}: the faults were injected ({:?})",
         stats.faults
     );
+    // The lane retried the 429s on the engine's clock (the client, sending each request once,
+    // has its own clock and never slept on this one), never before their retry-after.
+    let sleeps = clock.sleeps();
+    assert!(sleeps.contains(&RETRY_AFTER), "{spec}: {sleeps:?}");
+    assert!(
+        sleeps.iter().all(|s| *s >= RETRY_AFTER),
+        "{spec}: a wait shorter than retry-after: {sleeps:?}"
+    );
     sandbox.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_percent_429s_lose_nothing_and_answer_nothing_twice() -> TestResult {
-    run("seed=3,http429=0.2,retry_after_ms=1").await
+    run("seed=3,http429=0.2,retry_after_ms=1500").await
 }

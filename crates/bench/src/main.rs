@@ -46,6 +46,9 @@ struct Cli {
     /// end to end, 100 jobs polled.
     #[arg(long)]
     quick: bool,
+    /// Only this group of figures (`lane`: the synchronous lane's), with the sizes chosen.
+    #[arg(long, value_enum)]
+    only: Option<Group>,
     /// Tiny inputs, for the harness's own test (the figures mean nothing).
     #[arg(long, hide = true, conflicts_with = "quick")]
     tiny: bool,
@@ -57,6 +60,13 @@ struct Cli {
     /// binary's directory.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+}
+
+/// A group of figures measured alone (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Group {
+    /// The synchronous lane: lane.rate, lane.direct, lane.invocation.
+    Lane,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +97,8 @@ struct Sizes {
     e2e_timeout: Duration,
     /// Requests through the synchronous lane.
     lane_requests: u64,
+    /// The deadline of the synchronous lane's poll invocation, from its start.
+    lane_invocation: Duration,
 }
 
 const FULL: Sizes = Sizes {
@@ -100,6 +112,7 @@ const FULL: Sizes = Sizes {
     poll_jobs: 1000,
     e2e_timeout: Duration::from_secs(1800),
     lane_requests: 20_000,
+    lane_invocation: Duration::from_secs(30),
 };
 const QUICK: Sizes = Sizes {
     mode: "quick",
@@ -112,6 +125,7 @@ const QUICK: Sizes = Sizes {
     poll_jobs: 100,
     e2e_timeout: Duration::from_secs(600),
     lane_requests: 5_000,
+    lane_invocation: Duration::from_secs(10),
 };
 const TINY: Sizes = Sizes {
     mode: "tiny",
@@ -124,6 +138,7 @@ const TINY: Sizes = Sizes {
     poll_jobs: 10,
     e2e_timeout: Duration::from_secs(120),
     lane_requests: 200,
+    lane_invocation: Duration::from_secs(2),
 };
 
 /// Targets from the issue.
@@ -198,121 +213,128 @@ fn run(cli: &Cli, runtime: &tokio::runtime::Runtime) -> Result<Report, BenchErro
     let work = dir.join("work");
     plan::reset(&work)?;
 
-    let specs = [
-        chat_spec("chat", sizes.chat_small, 1),
-        chat_spec("chat", sizes.chat_large, 2),
-        Spec {
-            name: format!("prompts-{}.jsonl", compact(sizes.prompts)),
-            kind: Kind::Prompts,
-            amount: Amount::Bytes(sizes.prompts),
-            seed: 3,
-        },
-        Spec {
-            name: format!("bad-1pct-{}.jsonl", compact(sizes.bad)),
-            kind: Kind::Bad,
-            amount: Amount::Bytes(sizes.bad),
-            seed: 4,
-        },
-        Spec {
-            name: format!("e2e-{}-requests.jsonl", count_text(sizes.e2e_requests)),
-            kind: Kind::Chat,
-            amount: Amount::Lines(sizes.e2e_requests),
-            seed: 5,
-        },
-        Spec {
-            name: format!(
-                "e2e-{}-requests.jsonl",
-                count_text(sizes.e2e_small_requests)
-            ),
-            kind: Kind::Chat,
-            amount: Amount::Lines(sizes.e2e_small_requests),
-            seed: 6,
-        },
-    ];
+    let all = cli.only.is_none();
     let mut inputs: Vec<Input> = Vec::new();
-    for spec in &specs {
-        eprintln!("bench: input {} …", spec.name);
-        inputs.push(
-            generate::ensure(&inputs_dir, spec)
-                .context(|| format!("generating {}", inputs_dir.join(&spec.name).display()))?,
-        );
-    }
-    plan::flush_to_disk();
-    let [chat_small, chat_large, prompts, bad, e2e_input, e2e_small] = inputs
-        .clone()
-        .try_into()
-        .map_err(|_| BenchError::program("batchdrop-bench", "expected six inputs"))?;
-
     let mut figures = Vec::new();
-
-    // Plan throughput and submit memory.
-    let mut rss = Vec::new();
-    for (key, what, input) in [
-        ("chat_small", "chat", &chat_small),
-        ("chat_large", "chat", &chat_large),
-        ("prompts", "prompt lines", &prompts),
-        ("bad_lines", "chat, 1% bad lines", &bad),
-    ] {
-        eprintln!("bench: plan {} …", input.name);
-        let name = format!(
-            "plan throughput, {what} {} (read+validate+chunk+stage)",
-            size_text(input.bytes)
-        );
-        let measured = plan::measure(&exe, input, &work);
-        let figure = match &measured {
-            Ok(run) => plan_figure(key, name, run),
-            Err(e) => Figure::missing(&format!("plan.{key}"), name, "MB/s", e.to_string()),
-        };
-        figures.push(figure);
-        if key.starts_with("chat_") {
-            rss.push((key, input, measured.ok()));
+    if all {
+        let specs = [
+            chat_spec("chat", sizes.chat_small, 1),
+            chat_spec("chat", sizes.chat_large, 2),
+            Spec {
+                name: format!("prompts-{}.jsonl", compact(sizes.prompts)),
+                kind: Kind::Prompts,
+                amount: Amount::Bytes(sizes.prompts),
+                seed: 3,
+            },
+            Spec {
+                name: format!("bad-1pct-{}.jsonl", compact(sizes.bad)),
+                kind: Kind::Bad,
+                amount: Amount::Bytes(sizes.bad),
+                seed: 4,
+            },
+            Spec {
+                name: format!("e2e-{}-requests.jsonl", count_text(sizes.e2e_requests)),
+                kind: Kind::Chat,
+                amount: Amount::Lines(sizes.e2e_requests),
+                seed: 5,
+            },
+            Spec {
+                name: format!(
+                    "e2e-{}-requests.jsonl",
+                    count_text(sizes.e2e_small_requests)
+                ),
+                kind: Kind::Chat,
+                amount: Amount::Lines(sizes.e2e_small_requests),
+                seed: 6,
+            },
+        ];
+        for spec in &specs {
+            eprintln!("bench: input {} …", spec.name);
+            inputs.push(
+                generate::ensure(&inputs_dir, spec)
+                    .context(|| format!("generating {}", inputs_dir.join(&spec.name).display()))?,
+            );
         }
+        plan::flush_to_disk();
+        let [chat_small, chat_large, prompts, bad, e2e_input, e2e_small] = inputs
+            .clone()
+            .try_into()
+            .map_err(|_| BenchError::program("batchdrop-bench", "expected six inputs"))?;
+
+        // Plan throughput and submit memory.
+        let mut rss = Vec::new();
+        for (key, what, input) in [
+            ("chat_small", "chat", &chat_small),
+            ("chat_large", "chat", &chat_large),
+            ("prompts", "prompt lines", &prompts),
+            ("bad_lines", "chat, 1% bad lines", &bad),
+        ] {
+            eprintln!("bench: plan {} …", input.name);
+            let name = format!(
+                "plan throughput, {what} {} (read+validate+chunk+stage)",
+                size_text(input.bytes)
+            );
+            let measured = plan::measure(&exe, input, &work);
+            let figure = match &measured {
+                Ok(run) => plan_figure(key, name, run),
+                Err(e) => Figure::missing(&format!("plan.{key}"), name, "MB/s", e.to_string()),
+            };
+            figures.push(figure);
+            if key.starts_with("chat_") {
+                rss.push((key, input, measured.ok()));
+            }
+        }
+        figures.extend(rss_figures(&rss));
+
+        // End to end through local mode: the smaller input for memory only, then the full run.
+        eprintln!(
+            "bench: end to end, {} requests through batchdrop local (memory) …",
+            e2e_small.lines
+        );
+        let small = e2e::measure(
+            &bin_dir.join("batchdrop"),
+            &e2e_small,
+            &work,
+            sizes.e2e_timeout,
+        );
+        eprintln!(
+            "bench: end to end, {} requests through batchdrop local …",
+            e2e_input.lines
+        );
+        let e2e = e2e::measure(
+            &bin_dir.join("batchdrop"),
+            &e2e_input,
+            &work,
+            sizes.e2e_timeout,
+        );
+        let local_rss = [
+            ("small", &e2e_small, run_rss(&small)),
+            ("large", &e2e_input, run_rss(&e2e)),
+        ];
+        figures.extend(e2e_figures(&e2e_input, e2e));
+        figures.extend(local_rss_figures(&local_rss));
+
+        // Poll tick.
+        eprintln!("bench: poll tick over {} active jobs …", sizes.poll_jobs);
+        let polled = runtime.block_on(poll::measure(sizes.poll_jobs, &work));
+        figures.extend(poll_figures(sizes.poll_jobs, polled));
     }
-    figures.extend(rss_figures(&rss));
-
-    // End to end through local mode: the smaller input for memory only, then the full run.
-    eprintln!(
-        "bench: end to end, {} requests through batchdrop local (memory) …",
-        e2e_small.lines
-    );
-    let small = e2e::measure(
-        &bin_dir.join("batchdrop"),
-        &e2e_small,
-        &work,
-        sizes.e2e_timeout,
-    );
-    eprintln!(
-        "bench: end to end, {} requests through batchdrop local …",
-        e2e_input.lines
-    );
-    let e2e = e2e::measure(
-        &bin_dir.join("batchdrop"),
-        &e2e_input,
-        &work,
-        sizes.e2e_timeout,
-    );
-    let local_rss = [
-        ("small", &e2e_small, run_rss(&small)),
-        ("large", &e2e_input, run_rss(&e2e)),
-    ];
-    figures.extend(e2e_figures(&e2e_input, e2e));
-    figures.extend(local_rss_figures(&local_rss));
-
-    // Poll tick.
-    eprintln!("bench: poll tick over {} active jobs …", sizes.poll_jobs);
-    let polled = runtime.block_on(poll::measure(sizes.poll_jobs, &work));
-    figures.extend(poll_figures(sizes.poll_jobs, polled));
 
     // The synchronous lane.
     eprintln!(
         "bench: synchronous lane, {} requests at concurrency {LANE_CONCURRENCY} …",
         sizes.lane_requests
     );
-    let lane = runtime.block_on(lane::measure(sizes.lane_requests, LANE_CONCURRENCY, &work));
+    let lane = runtime.block_on(lane::measure(
+        sizes.lane_requests,
+        LANE_CONCURRENCY,
+        sizes.lane_invocation,
+        &work,
+    ));
     figures.extend(lane_figures(lane));
 
     // Lambda binary sizes.
-    for name in ["submit", "poll"] {
+    for name in ["submit", "poll"].into_iter().filter(|_| all) {
         let label = format!("Lambda binary {name}, stripped");
         figures.push(match binaries::measure(&bin_dir, name, &work) {
             Ok(size) => Figure::info(
@@ -614,6 +636,7 @@ fn poll_figures(jobs: usize, measured: Result<poll::PollRun, BenchError>) -> Vec
 fn lane_figures(measured: Result<lane::LaneRun, BenchError>) -> Vec<Figure> {
     let name = format!("synchronous lane, instant server, concurrency {LANE_CONCURRENCY}");
     let direct = "  · the same requests sent straight to the server".to_string();
+    let invocation = "  · sustained by one poll invocation".to_string();
     match measured {
         Ok(run) => {
             let ratio = run.lane_per_s() / run.direct_per_s().max(1e-9);
@@ -632,11 +655,27 @@ fn lane_figures(measured: Result<lane::LaneRun, BenchError>) -> Vec<Figure> {
                     ))
                     .data(json!(run)),
                 Figure::info("lane.direct", direct, run.direct_per_s(), "req/s"),
+                Figure::info(
+                    "lane.invocation",
+                    invocation.clone(),
+                    run.invocation.per_minute(),
+                    "req/min",
+                )
+                .detail(format!(
+                    "one poll with a {:.0} s deadline over {} requests: {} answered and saved in {:.2} s (= {:.2} × direct, {:.0} req/min)",
+                    run.invocation.window_secs,
+                    run.invocation.requests,
+                    run.invocation.answered,
+                    run.invocation.secs,
+                    r3(run.invocation.per_minute() / (run.direct_per_s() * 60.0).max(1e-9)),
+                    run.direct_per_s() * 60.0
+                )),
             ]
         }
         Err(e) => vec![
             Figure::missing("lane.rate", name, "req/s", e.to_string()),
             Figure::missing("lane.direct", direct, "req/s", e.to_string()),
+            Figure::missing("lane.invocation", invocation, "req/min", e.to_string()),
         ],
     }
 }

@@ -19,10 +19,12 @@
 //! min_requests_per_batch = 100     # a provider's minimum (Bedrock's: 100); smaller chunks
 //! below_minimum = "on_demand"      #   go one by one on demand, or "fail"
 //! role_arn = "arn:aws:iam::…"      # Bedrock: the service role its jobs run as
-//! max_concurrency = 16             # requests at once when a chunk goes request by request
-//! deadline_hours = 6                # jobs must be done 6 h after they start (an upload may
-//! deadline_margin_minutes = 30      #   say otherwise); batches are given up for the
-//!                                   #   synchronous lane this long before, plus its time
+//! max_concurrency = 16             # requests at once when chunks go request by request
+//! requests_per_minute = 600        #   (adaptive, up to this); at most this many started a
+//! tokens_per_minute = 200_000      #   minute, and this many tokens (bytes/4 + max_tokens)
+//! deadline_hours = 6               # jobs must be done 6 h after they start (an upload may
+//! deadline_margin_minutes = 30     #   say otherwise); batches are given up for the
+//!                                  #   synchronous lane this long before, plus its time
 //! [routes.labelling.defaults]      # fill in prompt lines and lines without a model
 //! model = "gpt-4o-mini"
 //! max_tokens = 512
@@ -91,6 +93,8 @@ struct FileRoute {
     max_concurrency: Option<u32>,
     deadline_hours: Option<f64>,
     deadline_margin_minutes: Option<f64>,
+    requests_per_minute: Option<i64>,
+    tokens_per_minute: Option<i64>,
     defaults: Option<Defaults>,
 }
 
@@ -152,6 +156,8 @@ impl Config {
                         below_minimum: BelowMinimum::default(),
                         max_concurrency: None,
                         deadlines: Default::default(),
+                        requests_per_minute: None,
+                        tokens_per_minute: None,
                     },
                 },
                 (None, None) => {
@@ -258,6 +264,21 @@ impl Config {
                     )));
                 }
                 route.deadlines.margin = std::time::Duration::from_secs_f64(minutes * 60.0);
+            }
+            if let Some(n) = fr.requests_per_minute {
+                route.requests_per_minute =
+                    Some(u32::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                        route_err(format!(
+                            "requests_per_minute = {n} must be between 1 and {}",
+                            u32::MAX
+                        ))
+                    })?);
+            }
+            if let Some(n) = fr.tokens_per_minute {
+                route.tokens_per_minute =
+                    Some(u64::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                        route_err(format!("tokens_per_minute = {n} must be at least 1"))
+                    })?);
             }
             if route.limits.max_line_bytes > route.limits.max_bytes_per_batch {
                 route.limits.max_line_bytes = route.limits.max_bytes_per_batch;
@@ -426,6 +447,46 @@ mod tests {
         let err = Config::from_toml("[prices.gpt-4o]\ninput = -1.0\n", "t", &no_env).unwrap_err();
         assert!(err.to_string().contains("non-negative"), "{err}");
         assert!(Config::from_toml("[prices.gpt-4o]\ncost = 1\n", "t", &no_env).is_err());
+    }
+
+    #[test]
+    fn the_synchronous_lane_takes_requests_and_tokens_per_minute() {
+        let c = Config::from_toml(
+            "[routes.sandbox-sync]\nmax_concurrency = 16\nrequests_per_minute = 600\ntokens_per_minute = 200_000\n",
+            "t.toml",
+            &no_env,
+        )
+        .unwrap();
+        let r = c.route("sandbox-sync").unwrap();
+        assert_eq!(r.max_concurrency, Some(16));
+        assert_eq!(r.requests_per_minute, Some(600));
+        assert_eq!(r.tokens_per_minute, Some(200_000));
+        let builtin = Config::builtin(&no_env);
+        let r = builtin.route("sandbox-sync").unwrap();
+        assert_eq!((r.requests_per_minute, r.tokens_per_minute), (None, None));
+    }
+
+    #[test]
+    fn requests_and_tokens_per_minute_must_be_positive() {
+        for (key, value) in [
+            ("requests_per_minute", "0"),
+            ("requests_per_minute", "-5"),
+            ("tokens_per_minute", "0"),
+            ("tokens_per_minute", "-1"),
+            ("max_concurrency", "0"),
+        ] {
+            let err = Config::from_toml(
+                &format!("[routes.sandbox-sync]\n{key} = {value}\n"),
+                "t.toml",
+                &no_env,
+            )
+            .unwrap_err();
+            let text = err.to_string();
+            assert!(
+                matches!(err, ConfigError::Route { .. }) && text.contains(key),
+                "{key} = {value}: {text}"
+            );
+        }
     }
 
     #[test]

@@ -66,9 +66,16 @@ pub struct Route {
     pub role_arn: Option<String>,
     /// What becomes of a chunk with fewer requests than the provider's batch minimum.
     pub below_minimum: BelowMinimum,
-    /// Requests of a chunk sent at once when it goes request by request (on demand, or a
-    /// provider without a batch API); None: 4.
+    /// Most requests of the route in flight at once when chunks go request by request (on
+    /// demand, or a provider without a batch API), across the jobs one invocation advances;
+    /// None: 4. The lane adapts below it (the `engine::pace` module).
     pub max_concurrency: Option<u32>,
+    /// Most requests of the route started per minute by the synchronous lane, spaced evenly;
+    /// None: no limit.
+    pub requests_per_minute: Option<u32>,
+    /// Most tokens (estimated: the body's bytes / 4 plus its `max_tokens`) of the route's
+    /// requests started per minute by the synchronous lane, spaced evenly; None: no limit.
+    pub tokens_per_minute: Option<u64>,
     /// When its jobs must be done by, unless an upload says (see [`Deadlines`]).
     pub deadlines: Deadlines,
 }

@@ -235,3 +235,50 @@ async fn a_cancel_during_the_on_demand_run_keeps_what_was_answered_and_sends_no_
     assert_eq!((answered, cancelled), (16, 24));
     Ok(())
 }
+
+#[tokio::test]
+async fn an_invocation_deadline_in_the_middle_of_a_piece_keeps_the_answers_it_got() -> TestResult {
+    use batchdrop_core::clock::Clock;
+    use std::time::Duration;
+    // GIVEN 40 requests that go on demand one at a time, and a clock that moves a second at
+    // every reading, with invocations of 40 seconds (they stop starting work after 30)
+    let mut config = config(1000, 10_000, BelowMinimum::OnDemand);
+    if let Some(route) = config.routes.get_mut("sandbox") {
+        route.max_concurrency = Some(1);
+    }
+    let bed = TestBed::with_config(ScriptedProvider::new(), config);
+    bed.clock.tick_on_read(Duration::from_secs(1));
+    let invocation = |bed: &TestBed| bed.engine.until(bed.clock.now() + Duration::from_secs(40));
+    let meta = bed.upload(KEY, file(40)).await?;
+    invocation(&bed).submit(KEY, Some(&meta.etag)).await?;
+
+    // WHEN invocations run until one stops in the middle of a piece of answers
+    let mut stopped_mid_piece = false;
+    for _ in 0..20 {
+        let keys = bed.store.list("_batchdrop/jobs/").await?;
+        if keys.iter().any(|m| m.key.contains("/on-demand/partial-")) {
+            stopped_mid_piece = true;
+            break;
+        }
+        invocation(&bed).poll().await?;
+    }
+    assert!(
+        stopped_mid_piece,
+        "no invocation stopped in the middle of a piece"
+    );
+    let before = bed.provider.calls().invokes;
+    assert!(
+        before > 0 && before < 40,
+        "{before} requests sent before the stop"
+    );
+    // AND the rest runs without a deadline
+    bed.clock.tick_on_read(Duration::ZERO);
+    poll_to_end(&bed).await?;
+
+    // THEN no request was sent twice: the answers got before the stop were kept
+    assert_eq!(bed.provider.calls().invokes, 40);
+    let out = jsonl(bed.store.as_ref(), &format!("{RESULTS}output.jsonl")).await?;
+    assert_eq!(ids(&out), expected_ids(40));
+    assert!(out.iter().all(|l| l["response"]["status_code"] == 200));
+    Ok(())
+}

@@ -5,6 +5,7 @@
 
 use batchdrop_core::clock::{Clock, rfc3339};
 use batchdrop_core::config::Config;
+use batchdrop_core::engine::{LaneRate, lane_rate_key};
 use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::store::{ObjectStore, ObjectStoreExt, PutMode};
 use batchdrop_core::testing::{Script, ScriptedProvider, TestBed, small_config};
@@ -233,5 +234,66 @@ async fn an_unreadable_deadline_fails_the_job_before_anything_is_sent() -> TestR
             "{message}"
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_slower_lane_measured_on_the_route_brings_the_cutoff_earlier() -> TestResult {
+    // GIVEN the 2-hour deadline of the first test, and a lane measured on the route at one
+    // request every 100 seconds: 10 requests need 1,000 s (16 min 40 s) of it
+    let bed = TestBed::with_config(
+        ScriptedProvider::new().with_script(Script::complete().after_polls(10_000)),
+        config(Some(2.0)),
+    );
+    let measured = LaneRate {
+        requests_per_second: 0.01,
+        requests: 50,
+        measured_at: rfc3339(bed.clock.now()),
+    };
+    bed.store
+        .put_json(&lane_rate_key("sandbox"), &measured, PutMode::Overwrite)
+        .await?;
+    let started = bed.clock.now();
+
+    // WHEN the file is dropped and polled every 5 minutes until the job ends
+    bed.drop_file(KEY, file(10)).await?;
+    poll_until_done(&bed).await?;
+
+    // THEN the cutoff came at the first poll after 2 h − 30 min − 16 min 40 s = 73 min 20 s
+    let deadline = summary(&bed).await?["deadline"].clone();
+    assert_eq!(
+        deadline["cut_at"],
+        rfc3339(started + Duration::from_secs(75 * 60)),
+        "{deadline}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_lane_run_records_the_pace_it_achieved_on_the_route() -> TestResult {
+    // GIVEN a job already past its deadline (all of it goes through the lane) and a clock that
+    // moves a second at every reading
+    let bed = TestBed::with_config(ScriptedProvider::new(), config(None));
+    let late = rfc3339(bed.clock.now() - Duration::from_secs(60));
+    bed.store
+        .put(
+            &format!("{KEY}.deadline"),
+            Bytes::from(late),
+            PutMode::Create,
+        )
+        .await?;
+    bed.clock.tick_on_read(Duration::from_secs(1));
+
+    // WHEN the file is dropped and polled to the end
+    bed.drop_file(KEY, file(10)).await?;
+    poll_until_done(&bed).await?;
+
+    // THEN the route's lane pace is recorded: 10 requests, at a positive finite rate
+    let (rate, _): (LaneRate, String) = bed.store.get_json(&lane_rate_key("sandbox")).await?;
+    assert_eq!(rate.requests, 10);
+    assert!(
+        rate.requests_per_second.is_finite() && rate.requests_per_second > 0.0,
+        "{rate:?}"
+    );
     Ok(())
 }

@@ -172,7 +172,7 @@ impl JobRun<'_> {
             ) => {
                 let slots = route
                     .max_concurrency
-                    .unwrap_or(super::on_demand::ON_DEMAND_CONCURRENCY as u32);
+                    .unwrap_or(super::pace::DEFAULT_MAX_CONCURRENCY as u32);
                 Ok(f64::from(slots) * LANE_RATE_PER_SLOT)
             }
             Err(e) => Err(e.into()),

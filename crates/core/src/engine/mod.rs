@@ -21,6 +21,9 @@
 //! - `step`: the steps of one chunk (submit, watch, cancel, retry).
 //! - `on_demand`: a chunk below the provider's batch minimum, sent request by request.
 //! - `deadline`: when a job must be done by; past its cutoff, batches give way to the lane.
+//! - `on_demand`: a chunk below the provider's batch minimum, sent request by request;
+//!   `pace`: how many of those requests at once, and when the next may start (adaptive
+//!   concurrency, `retry-after`, requests and tokens per minute).
 //! - `collect`: a finished batch's results, in chunk order, one per request.
 //! - `output`: output.jsonl, errors.jsonl and summary.json; closing the job.
 //! - The chunk files themselves (requests + line-number sidecar) are `crate::chunk_files`'.
@@ -32,6 +35,7 @@ pub mod error;
 pub mod events;
 mod on_demand;
 mod output;
+mod pace;
 mod planning;
 mod run;
 mod step;
@@ -85,6 +89,8 @@ pub struct Engine {
     owner: String,
     /// When this invocation stops starting work (see [`Engine::until`]).
     stop_at: Option<OffsetDateTime>,
+    /// The synchronous lane's pace of each route, shared by the jobs advanced at once.
+    paces: Arc<pace::Paces>,
 }
 
 impl Engine {
@@ -104,6 +110,7 @@ impl Engine {
             observer: Arc::new(LogObserver),
             owner: format!("worker-{:016x}", fastrand::u64(..)),
             stop_at: None,
+            paces: Arc::default(),
         }
     }
 

@@ -1,7 +1,9 @@
 //! What both provider clients share: sending a request with retries, decoding errors.
 //!
 //! Calls failing with 408, 409, 429, 5xx (529 included) or a transport error are retried with
-//! exponential backoff and jitter, waiting at least what `retry-after-ms` / `retry-after` asks.
+//! exponential backoff and jitter, waiting at least what `retry-after-ms` / `retry-after` asks;
+//! except the synchronous lane's requests ([`Http::send_invoke`]), sent once: the lane retries
+//! them at its own pace.
 //! Error messages never carry a header, so no key can leak through them.
 
 use crate::clock::{Clock, SystemClock};
@@ -42,6 +44,8 @@ enum Retry {
     Always,
     /// Only failures the provider answered: for calls that create something.
     OnlyRefusals,
+    /// Never: the caller retries (the synchronous lane, which adapts its pace to throttles).
+    Never,
 }
 
 /// What every provider wrapping an [`Http`] in a field `http` has: a `Debug` that never shows
@@ -128,7 +132,9 @@ impl Http {
         self.send_with(operation, Retry::Always, make).await
     }
 
-    /// Sends one request of the synchronous lane ([`crate::provider::Provider::invoke`]).
+    /// Sends one request of the synchronous lane ([`crate::provider::Provider::invoke`]) once:
+    /// a failure, retryable or not, goes back to the lane, which retries at its own pace
+    /// (the engine's `on_demand` and `pace` modules) and needs to see every 429.
     pub async fn send_invoke<F, Fut>(
         &self,
         operation: &'static str,
@@ -138,7 +144,7 @@ impl Http {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<reqwest::RequestBuilder, ProviderError>>,
     {
-        self.send_with(operation, Retry::Always, make).await
+        self.send_with(operation, Retry::Never, make).await
     }
 
     /// Sends a request that creates something billable (a batch): it is sent again only after
@@ -182,6 +188,7 @@ impl Http {
             };
             let ambiguous = matches!(err, ProviderError::Transport { .. });
             if !err.is_retryable()
+                || retry == Retry::Never
                 || attempt >= self.retry.max_attempts
                 || (ambiguous && retry == Retry::OnlyRefusals)
             {

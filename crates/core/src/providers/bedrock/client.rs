@@ -1,7 +1,8 @@
 //! The Bedrock client: batch inference jobs through the control plane (`aws-sdk-bedrock`:
 //! CreateModelInvocationJob, GetModelInvocationJob, StopModelInvocationJob,
 //! ListModelInvocationJobs) and single requests through the runtime (`aws-sdk-bedrockruntime`
-//! InvokeModel, the on-demand path).
+//! InvokeModel, the on-demand path: one attempt each, without the SDK's retries, as the
+//! engine's synchronous lane retries them).
 //!
 //! Nothing is uploaded: the staged chunk, already in the bucket, is the job's input
 //! (`s3InputDataConfig.s3Uri`), and the job writes its output under the prefix batchdrop
@@ -59,7 +60,8 @@ pub struct BedrockProvider {
     endpoint: String,
     /// The service role the jobs run as.
     role_arn: Option<String>,
-    /// The SDK's retries of throttling, server errors and transport failures.
+    /// The SDK's retries of throttling, server errors and transport failures (not of
+    /// InvokeModel, tried once).
     retry: RetryPolicy,
     clients: OnceCell<Clients>,
 }
@@ -441,6 +443,12 @@ impl Provider for BedrockProvider {
             .body(aws_sdk_bedrockruntime::primitives::Blob::new(
                 line.model_input.get().as_bytes(),
             ))
+            // One attempt: the synchronous lane retries at its own pace, and sees each throttle.
+            .customize()
+            .config_override(
+                aws_sdk_bedrockruntime::config::Builder::default()
+                    .retry_config(RetryConfig::disabled()),
+            )
             .send()
             .await;
         let result = match answer {

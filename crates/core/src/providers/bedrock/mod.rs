@@ -88,6 +88,8 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         below_minimum: BelowMinimum::default(),
         max_concurrency: None,
         deadlines: Default::default(),
+        requests_per_minute: None,
+        tokens_per_minute: None,
     };
     // The sandbox serves the Anthropic and Bedrock sides at its root, OpenAI's under /v1.
     let sandbox_root = env("BATCHDROP_SANDBOX_URL")

@@ -64,6 +64,8 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
             below_minimum: BelowMinimum::OnDemand,
             max_concurrency: None,
             deadlines: Default::default(),
+            requests_per_minute: None,
+            tokens_per_minute: None,
         },
     )]
 }
