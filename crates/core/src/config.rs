@@ -258,7 +258,7 @@ impl Config {
                 route.deadlines.after = Some(std::time::Duration::from_secs_f64(hours * 3600.0));
             }
             if let Some(minutes) = fr.deadline_margin_minutes {
-                if !(minutes >= 0.0 && minutes <= 24.0 * 60.0) {
+                if !(0.0..=24.0 * 60.0).contains(&minutes) {
                     return Err(route_err(format!(
                         "deadline_margin_minutes must be between 0 and 1440 (got {minutes})"
                     )));
@@ -486,6 +486,46 @@ mod tests {
                 matches!(err, ConfigError::Route { .. }) && text.contains(key),
                 "{key} = {value}: {text}"
             );
+        }
+    }
+
+    #[test]
+    fn a_route_takes_deadline_hours_and_a_margin() {
+        let c = Config::from_toml(
+            "[routes.sandbox]\ndeadline_hours = 6.5\ndeadline_margin_minutes = 45\n",
+            "t.toml",
+            &no_env,
+        )
+        .unwrap();
+        let d = c.route("sandbox").unwrap().deadlines;
+        assert_eq!(
+            d.after,
+            Some(std::time::Duration::from_secs(6 * 3600 + 1800))
+        );
+        assert_eq!(d.margin, std::time::Duration::from_secs(45 * 60));
+        let builtin = Config::builtin(&no_env);
+        assert_eq!(
+            builtin.route("sandbox").unwrap().deadlines,
+            Deadlines::default()
+        );
+    }
+
+    #[test]
+    fn deadline_hours_and_margin_must_be_in_range() {
+        for (key, value) in [
+            ("deadline_hours", "0"),
+            ("deadline_hours", "-1"),
+            ("deadline_hours", "nan"),
+            ("deadline_margin_minutes", "-1"),
+            ("deadline_margin_minutes", "1441"),
+        ] {
+            let err = Config::from_toml(
+                &format!("[routes.sandbox]\n{key} = {value}\n"),
+                "t.toml",
+                &no_env,
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains(key), "{key} = {value}: {err}");
         }
     }
 

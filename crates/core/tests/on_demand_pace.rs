@@ -245,7 +245,7 @@ async fn a_throttled_request_goes_again_after_retry_after_and_is_answered() -> T
 }
 
 #[tokio::test]
-async fn a_request_failing_every_attempt_is_tried_max_attempts_times_per_chunk() -> TestResult {
+async fn a_request_failing_every_attempt_is_tried_max_attempts_times_in_all() -> TestResult {
     // GIVEN a route of 2 attempts per request, and a provider that answers every call for
     // r0003 with a 500
     let bed = bed(gate(|_, id| id == "r0003", server_error), 2, |_| {});
@@ -253,12 +253,17 @@ async fn a_request_failing_every_attempt_is_tried_max_attempts_times_per_chunk()
     // WHEN 5 requests go on demand
     let out = run(&bed, 5).await?;
 
-    // THEN r0003 was sent twice in its chunk and twice in the follow-up chunk, no more
-    assert_eq!(bed.gate.calls_of("r0003"), 4);
+    // THEN r0003 was sent twice, no more (no follow-up chunk sends it again)
+    assert_eq!(bed.gate.calls_of("r0003"), 2);
     assert_eq!(bed.gate.calls_of("r0001"), 1);
-    // AND it ends with no answer; the others are answered, in input order
+    // AND it ends with no answer, saying why; the others are answered, in input order
     assert_eq!(ids(&out), expected_ids(5));
-    assert_eq!(out[2]["error"]["code"], "missing_result", "{}", out[2]);
+    assert_eq!(out[2]["error"]["code"], "no_answer", "{}", out[2]);
+    let why = out[2]["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("no answer after 2 attempt(s): ") && why.contains("500"),
+        "{why}"
+    );
     let answered = out
         .iter()
         .filter(|l| l["response"]["status_code"] == 200)

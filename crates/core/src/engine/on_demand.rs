@@ -7,15 +7,18 @@
 //! until `retry-after`, requests and tokens per minute). A request that failed for a reason
 //! worth retrying ([`ProviderError::is_retryable`]) goes again after a backoff
 //! ([`RetryPolicy::delay`], never sooner than `retry-after`), waited on the engine's clock, up
-//! to the route's `max_attempts` in all.
+//! to the route's `max_attempts` failures in all; "too many requests" answers (429, a
+//! throttling exception) slow the pace and have a budget of their own
+//! ([`RATE_LIMITED_RETRIES`]).
 //!
 //! The answers are saved in pieces of [`ON_DEMAND_PIECE`] requests in chunk order (or four per
 //! slot of `max_concurrency`, if more: `output/<chunk>/on-demand/part-<first position>-<count>.jsonl`
 //! in the job's state), each piece once all its requests are done (answers in the order they
 //! came), and collected like a batch's results ([`super::collect`], which matches them by id):
-//! the same matching, retry and output rules. A request still unanswered after its last
-//! attempt is left out of its piece, so it counts as a missing result and goes again in a
-//! follow-up chunk while the job's attempts remain.
+//! the same matching and output rules. A request still unanswered after its last attempt
+//! (or failing for a reason that will not go away: an answer that cannot be read) gets a
+//! failure line of its own with code `no_answer` and the last error: its attempts are spent,
+//! it is not sent again in a follow-up chunk.
 //!
 //! Crash and deadline safety: the chunk is marked `Submitting` and `on_demand` before the
 //! first request. Near the invocation's deadline no new request starts (nor a wait that would
@@ -46,6 +49,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
+/// Times a request is sent again after "too many requests", beside its `max_attempts`.
+pub const RATE_LIMITED_RETRIES: u32 = 10;
+
+/// The error code of a request the lane gave up on.
+pub const NO_ANSWER: &str = "no_answer";
+
 /// Requests answered between two saves of their answers (or four per slot, if more): at
 /// most what a crash asks again.
 pub const ON_DEMAND_PIECE: usize = 16;
@@ -57,6 +66,8 @@ struct Pending {
     tokens: u64,
     /// Attempts made so far.
     attempts: u32,
+    /// Of which answered "too many requests" (429, a throttling exception).
+    rate_limited: u32,
     /// After a failure: not again before this.
     not_before: Option<OffsetDateTime>,
 }
@@ -84,6 +95,9 @@ struct Lane<'a> {
     retry: RetryPolicy,
     job_id: String,
     chunk: u32,
+    /// How the route's result lines are written: a request whose attempts are spent gets a
+    /// failure line of its own (`no_answer`).
+    dialect: Option<&'static dyn crate::provider::Dialect>,
 }
 
 /// The name of the piece holding the answers of `count` requests from position `start` on.
@@ -177,6 +191,7 @@ impl JobRun<'_> {
             .config
             .route(&manifest.route)
             .map_or_else(PaceLimits::default, PaceLimits::of);
+        let dialect = providers::dialect(&manifest.provider).ok();
         let lane = Lane {
             pace: self.engine.paces.of(&manifest.route, limits),
             provider,
@@ -189,9 +204,9 @@ impl JobRun<'_> {
             },
             job_id: manifest.job_id.clone(),
             chunk: index,
+            dialect,
         };
         // Tokens are only estimated where they are limited.
-        let dialect = providers::dialect(&manifest.provider).ok();
         let tokens_of = |request: &[u8]| match (limits.tokens_per_minute, dialect) {
             (Some(_), Some(d)) => request_tokens(d, request),
             _ => 0,
@@ -211,6 +226,7 @@ impl JobRun<'_> {
                     tokens: tokens_of(&request),
                     request,
                     attempts: 0,
+                    rate_limited: 0,
                     not_before: None,
                 });
             }
@@ -423,9 +439,9 @@ impl JobRun<'_> {
             .unwrap_or_default()
     }
 
-    /// What an attempt's outcome means: the answer, or the request to send again (when, it
-    /// says), or none (its attempts are spent, or the failure will not go away). Tells the
-    /// pace.
+    /// What an attempt's outcome means: the result line (its answer, or a `no_answer` failure
+    /// once its attempts are spent or the failure will not go away), or the request to send
+    /// again (when, it says), or none (no line can be written: no dialect). Tells the pace.
     fn answered(
         &self,
         lane: &Lane<'_>,
@@ -446,14 +462,35 @@ impl JobRun<'_> {
         } else {
             drop(ticket);
         }
-        if e.is_retryable() && pending.attempts < lane.retry.max_attempts {
+        // "Too many requests" says slow down, not that the request failed: the pace has
+        // slowed, and such answers have a budget of their own beside `max_attempts`.
+        if e.kind() == Some(crate::provider::ErrorKind::RateLimited) {
+            pending.rate_limited += 1;
+        }
+        let failures = pending.attempts - pending.rate_limited;
+        let again = e.is_retryable()
+            && pending.rate_limited <= RATE_LIMITED_RETRIES
+            && failures < lane.retry.max_attempts;
+        if again {
             let wait = lane.retry.delay(pending.attempts, e.retry_after());
             tracing::debug!(job_id = %lane.job_id, chunk = lane.chunk, attempt = pending.attempts, concurrency = lane.pace.limit(), wait_ms = wait.as_millis() as u64, error = %e, "a request sent on demand goes again");
             pending.not_before = Some(now + wait);
             return Err(Some(pending));
         }
         tracing::warn!(job_id = %lane.job_id, chunk = lane.chunk, attempts = pending.attempts, error = %e, "a request sent on demand got no answer");
-        Err(None)
+        // Its attempts are spent (or the failure will not go away): a failure line says why,
+        // and it is not sent again in a follow-up chunk.
+        match lane
+            .dialect
+            .and_then(|d| d.request_id(&pending.request).map(|id| (d, id)))
+        {
+            Some((dialect, id)) => Ok(dialect.missing_result(
+                &id,
+                NO_ANSWER,
+                &format!("no answer after {} attempt(s): {e}", pending.attempts),
+            )),
+            None => Err(None),
+        }
     }
 }
 
