@@ -28,8 +28,14 @@ def check(results: Path, name: str) -> list[str]:
     on_demand = summary.get("on_demand_requests", 0)
     print(f"== {name}: {summary['status']}, counts {json.dumps(c)}, "
           f"{len(summary['batches'])} batches, usage {json.dumps(summary['usage'])}"
-          + (f", {on_demand} requests on demand (below the provider's batch minimum)"
-             if on_demand else ""))
+          + (f", {on_demand} requests through the synchronous lane" if on_demand else ""))
+    deadline = summary.get("deadline")
+    if deadline:
+        print(f"   deadline {deadline['at']} ({deadline['source']}): "
+              + ("met" if deadline.get("met") else "missed")
+              + (f"; cut at {deadline['cut_at']}, {deadline.get('lane_requests', 0)} requests "
+                 f"through the lane, extra cost ${deadline.get('extra_cost', 0):.6f}"
+                 if deadline.get("cut_at") else ""))
     ids = [o.get("custom_id", "<none>") for o in out]
     if "<none>" in ids:
         problems.append("an output line has no custom_id")

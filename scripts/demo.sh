@@ -12,7 +12,8 @@ mkdir -p "$root/inbox" "$staging"
 
 # What goes where: <example file> <route>. The same prompt file goes to every provider; on
 # Bedrock it is below the 100-record minimum of a job and goes on demand (InvokeModel), while
-# the 120 claims make one model invocation job.
+# the 120 claims make one model invocation job; on sandbox-sync (a server without a batch
+# API) every request goes through the synchronous lane.
 drops=(
   "requests sandbox"
   "prompts sandbox"
@@ -20,6 +21,7 @@ drops=(
   "messages sandbox-anthropic"
   "claims sandbox-bedrock"
   "prompts sandbox-bedrock"
+  "prompts sandbox-sync"
 )
 
 "$bin" local --root "$root" --config examples/batchdrop.toml \
@@ -36,6 +38,14 @@ for drop in "${drops[@]}"; do
   mv "$staging/$name.jsonl" "$root/inbox/$route/demo/$name.jsonl"
   results+=("$route/demo/$name")
 done
+
+# A job already past its deadline (a .deadline beside the upload, written first): it makes no
+# batch, every request goes through the synchronous lane at once.
+mkdir -p "$root/inbox/sandbox/demo"
+echo "2026-01-01T07:00:00Z" > "$root/inbox/sandbox/demo/late.jsonl.deadline"
+cp examples/prompts.jsonl "$staging/late.jsonl"
+mv "$staging/late.jsonl" "$root/inbox/sandbox/demo/late.jsonl"
+results+=("sandbox/demo/late")
 
 deadline=$((SECONDS + 120))
 for r in "${results[@]}"; do
