@@ -297,3 +297,31 @@ async fn a_lane_run_records_the_pace_it_achieved_on_the_route() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_chunk_whose_submit_never_went_through_goes_to_the_lane_at_the_cutoff() -> TestResult {
+    // GIVEN a 2-hour deadline and a provider that refuses every batch create with a 500
+    let bed = TestBed::with_config(
+        ScriptedProvider::new().with_script(Script::complete().after_submit_errors(10_000)),
+        config(Some(2.0)),
+    );
+
+    // WHEN the file is dropped and polled every 5 minutes (the failed submits fail the polls)
+    bed.drop_file(KEY, file(10)).await.ok();
+    for _ in 0..(24 * 12) {
+        bed.engine.poll().await?;
+        if bed.store.list(ACTIVE).await?.is_empty() {
+            break;
+        }
+        bed.clock.advance(POLL_EVERY);
+    }
+
+    // THEN no batch was ever made, and at the cutoff every request went through the lane once
+    assert!(bed.provider.batches().is_empty());
+    assert_eq!(bed.provider.calls().invokes, 10);
+    let out = jsonl(bed.store.as_ref(), &format!("{RESULTS}output.jsonl")).await?;
+    assert_eq!(ids(&out), expected_ids(10));
+    assert!(out.iter().all(|l| l["response"]["status_code"] == 200));
+    assert_eq!(summary(&bed).await?["deadline"]["met"], true);
+    Ok(())
+}

@@ -14,6 +14,7 @@ use crate::manifest::{ChunkPlan, ChunkRecord, ChunkState, Manifest};
 use crate::provider::{
     BatchLookup, ChunkUpload, Location, Provider, StoredBody, Submitted, submit_token,
 };
+use crate::route::BelowMinimum;
 
 impl JobRun<'_> {
     /// Moves chunk `i` one step, if it can move now.
@@ -67,6 +68,12 @@ impl JobRun<'_> {
                     if manifest.cancel_requested.is_some() {
                         return self
                             .collect(manifest, i, provider, Ending::cancelled_unsent())
+                            .await;
+                    }
+                    if super::deadline::is_cut(manifest) {
+                        // No batch was made, and the job is past its cutoff: the lane.
+                        return self
+                            .below_minimum_step(manifest, i, provider, BelowMinimum::OnDemand)
                             .await;
                     }
                 }
