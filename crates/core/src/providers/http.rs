@@ -2,7 +2,7 @@
 //!
 //! Calls failing with 408, 409, 429, 5xx (529 included) or a transport error are retried with
 //! exponential backoff and jitter, waiting at least what `retry-after-ms` / `retry-after` asks;
-//! except the synchronous lane's requests ([`Http::send_invoke`]), sent once: the lane retries
+//! except the synchronous lane's requests ([`Http::post_invoke`]), sent once: the lane retries
 //! them at its own pace.
 //! Error messages never carry a header, so no key can leak through them.
 
@@ -33,6 +33,22 @@ pub(crate) struct Http {
     auth: Auth,
     pub clock: Arc<dyn Clock>,
     pub retry: RetryPolicy,
+}
+
+/// What one request of the synchronous lane came back with ([`Http::post_invoke`]).
+pub(crate) enum Reply {
+    /// A success: its HTTP status, request id (`x-request-id` or `request-id`) and JSON body.
+    Answered {
+        status: u16,
+        request_id: String,
+        body: serde_json::Value,
+    },
+    /// A refusal that will not go away: its HTTP status, the error's code or type, message.
+    Refused {
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
 }
 
 /// Allowance for a provider's clock being behind ours (find-after-crash windows).
@@ -132,19 +148,64 @@ impl Http {
         self.send_with(operation, Retry::Always, make).await
     }
 
-    /// Sends one request of the synchronous lane ([`crate::provider::Provider::invoke`]) once:
-    /// a failure, retryable or not, goes back to the lane, which retries at its own pace
-    /// (the engine's `on_demand` and `pace` modules) and needs to see every 429.
-    pub async fn send_invoke<F, Fut>(
+    /// Posts one request of the synchronous lane ([`crate::provider::Provider::invoke`]): the
+    /// JSON `body` to `path`, once. A refusal that will not go away (a 4xx other than
+    /// 408/409/429) is the request's answer ([`Reply::Refused`]); any other failure, retryable
+    /// or not, goes back to the lane, which retries at its own pace (the engine's `on_demand`
+    /// and `pace` modules) and needs to see every 429.
+    pub async fn post_invoke(
         &self,
         operation: &'static str,
-        make: F,
-    ) -> Result<reqwest::Response, ProviderError>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<reqwest::RequestBuilder, ProviderError>>,
-    {
-        self.send_with(operation, Retry::Never, make).await
+        path: &str,
+        body: &str,
+    ) -> Result<Reply, ProviderError> {
+        let sent = self
+            .send_with(operation, Retry::Never, || async {
+                Ok(self
+                    .client
+                    .post(self.url(path))
+                    .header("content-type", "application/json")
+                    .body(body.to_string()))
+            })
+            .await;
+        match sent {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let request_id = ["x-request-id", "request-id"]
+                    .iter()
+                    .find_map(|h| resp.headers().get(*h).and_then(|v| v.to_str().ok()))
+                    .unwrap_or_default()
+                    .to_string();
+                let bytes = resp.bytes().await.map_err(|e| ProviderError::Transport {
+                    operation,
+                    message: describe_reqwest(&e),
+                })?;
+                let body = serde_json::from_slice(&bytes).map_err(|e| ProviderError::Decode {
+                    operation,
+                    message: e.to_string(),
+                })?;
+                Ok(Reply::Answered {
+                    status,
+                    request_id,
+                    body,
+                })
+            }
+            Err(ProviderError::Refused {
+                retryable: false,
+                answer,
+                code,
+                message,
+                ..
+            }) => Ok(Reply::Refused {
+                status: answer
+                    .strip_prefix("HTTP ")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(400),
+                code,
+                message,
+            }),
+            Err(other) => Err(other),
+        }
     }
 
     /// Sends a request that creates something billable (a batch): it is sent again only after

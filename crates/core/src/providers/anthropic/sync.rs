@@ -3,7 +3,7 @@
 //! client.
 //!
 //! A line `{"custom_id","params"}` is sent as `POST {base_url}/v1/messages` with `params` as
-//! the body, through [`Http::send_invoke`], and its answer written as
+//! the body, through [`Http::post_invoke`], and its answer written as
 //! `{"custom_id","result":{"type":"succeeded","message":<the Message>}}`. A refusal that will
 //! not go away (a 4xx other than 408/409/429) is a result line too:
 //! `{"custom_id","result":{"type":"errored","error":{"type":"error","error":{"type","message"}}}}`,
@@ -12,7 +12,7 @@
 
 use super::MESSAGES;
 use crate::provider::ProviderError;
-use crate::providers::http::{Http, describe_reqwest};
+use crate::providers::http::{Http, Reply};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -33,45 +33,22 @@ pub(crate) async fn invoke(http: &Http, request: &[u8]) -> Result<Vec<u8>, Provi
         message: e.to_string(),
     };
     let line: Line = serde_json::from_slice(request).map_err(decode)?;
-    let answer = http
-        .send_invoke(operation, || async {
-            Ok(http
-                .client
-                .post(http.url(MESSAGES))
-                .header("content-type", "application/json")
-                .body(line.params.get().to_string()))
-        })
-        .await;
-    let result = match answer {
-        Ok(resp) => {
-            let bytes = resp.bytes().await.map_err(|e| ProviderError::Transport {
-                operation,
-                message: describe_reqwest(&e),
-            })?;
-            let message: serde_json::Value = serde_json::from_slice(&bytes).map_err(decode)?;
-            serde_json::json!({"type": "succeeded", "message": message})
-        }
-        // A refusal that will not go away is the request's answer.
-        Err(ProviderError::Refused {
-            retryable: false,
-            answer,
+    let result = match http
+        .post_invoke(operation, MESSAGES, line.params.get())
+        .await?
+    {
+        Reply::Answered { body, .. } => serde_json::json!({"type": "succeeded", "message": body}),
+        Reply::Refused {
+            status,
             code,
             message,
-            ..
-        }) => {
-            let kind = code.unwrap_or_else(|| {
-                let status = answer
-                    .strip_prefix("HTTP ")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(400);
-                error_type(status).to_string()
-            });
+        } => {
+            let kind = code.unwrap_or_else(|| error_type(status).to_string());
             serde_json::json!({"type": "errored", "error": {
                 "type": "error",
                 "error": {"type": kind, "message": message},
             }})
         }
-        Err(other) => return Err(other),
     };
     let line = serde_json::json!({"custom_id": line.custom_id, "result": result});
     serde_json::to_vec(&line).map_err(decode)
