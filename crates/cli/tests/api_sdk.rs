@@ -174,6 +174,32 @@ fn the_official_openai_sdk_runs_batches_through_batchdrop_api() -> TestResult {
         "something was written under inbox/"
     );
     assert!(root.join("results/sandbox/api/acme").is_dir());
+    // AND the operator's commands see the two jobs: one completed, one cancelled
+    let root_arg = root.to_string_lossy().to_string();
+    let status = common::run(&["status", "--json", "--root", &root_arg])?;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let jobs: serde_json::Value = serde_json::from_str(&status.stdout)?;
+    let mut states: Vec<&str> = jobs
+        .as_array()
+        .ok_or("status --json is not an array")?
+        .iter()
+        .filter(|j| {
+            j["key"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("_batchdrop/api/acme/files/"))
+        })
+        .filter_map(|j| j["status"].as_str())
+        .collect();
+    states.sort();
+    assert_eq!(states, ["cancelled", "completed"], "{}", status.stdout);
+    let completed = jobs
+        .as_array()
+        .and_then(|a| a.iter().find(|j| j["status"] == "completed"))
+        .and_then(|j| j["job_id"].as_str())
+        .ok_or("no completed job")?;
+    let results = common::run(&["results", completed, "--root", &root_arg])?;
+    assert_eq!(results.code, 0, "{}", results.stderr);
+    assert_eq!(results.stdout.lines().count(), REQUESTS);
     drop(server);
     Ok(())
 }
