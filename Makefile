@@ -56,7 +56,7 @@ test: venv venv-litellm lint lint-infra test-aws
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	python3 scripts/module_cycles.py crates/core/src crates/cli/src
+	python3 scripts/module_cycles.py crates/core/src crates/cli/src crates/api/src
 
 ## The SAM template, offline: SAM's validation with its linter, then cfn-lint.
 lint-infra: venv

@@ -92,6 +92,25 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The Batch API's keys file cannot be used.
+    #[error(
+        "{source} (fix the keys file; `batchdrop api keygen --tenant NAME --route R` prints an entry)"
+    )]
+    ApiKeys {
+        #[source]
+        source: batchdrop_api::auth::KeysError,
+    },
+    /// The Batch API cannot listen, or stopped serving.
+    #[error("the Batch API cannot {what} on {addr}: {source}")]
+    ApiServe {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// No random bytes for a new key.
+    #[error("cannot make a key: {0}")]
+    KeyGen(#[source] std::io::Error),
     /// A JSON rendering failed.
     #[error("{0}")]
     Json(#[from] serde_json::Error),

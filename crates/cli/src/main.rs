@@ -1,17 +1,19 @@
-//! `batchdrop`: run the pipeline on a local directory (`batchdrop local`) or serve the sandbox
-//! provider (`batchdrop sandbox`); and the operator's commands on a local root or an S3 bucket
-//! (`submit`, `status`, `results`, `cancel`, `estimate`).
+//! `batchdrop`: run the pipeline on a local directory (`batchdrop local`), serve the sandbox
+//! provider (`batchdrop sandbox`) or batchdrop's own Batch API (`batchdrop api`); and the
+//! operator's commands on a local root or an S3 bucket (`submit`, `status`, `results`,
+//! `cancel`, `estimate`).
 //!
 //! Each command has its module under `commands/`; the modules beside this file are what the
 //! commands share and import none of them: `error` (the one error type and its exit codes),
 //! `bucket` (opening `--root`/`--bucket`, loading `--config`), `selector` (naming a job by path
 //! or id), `jobs` (the bucket's job manifests and what each shows), `tokens` (offline token
-//! counts), `printer` (local mode's event lines), `signal` (Ctrl-C), `text` (formatting) and
-//! `memory` (the allocator's set-up).
+//! counts), `printer` (local mode's event lines), `embedded` (the sandbox run inside a command),
+//! `signal` (Ctrl-C), `text` (formatting) and `memory` (the allocator's set-up).
 //! `main` alone turns an error into its message and exit code.
 
 mod bucket;
 mod commands;
+mod embedded;
 mod error;
 mod jobs;
 mod memory;

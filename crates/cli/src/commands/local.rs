@@ -1,6 +1,7 @@
 //! `batchdrop local`: a directory plays the bucket, the sandbox plays the provider, and one loop
 //! does what the submit and poll functions do on AWS.
 
+use crate::embedded::{SandboxFlags, start_sandbox};
 use crate::error::Error;
 use crate::printer::Printer;
 use crate::signal::shutdown_signal;
@@ -11,7 +12,6 @@ use batchdrop_core::layout;
 use batchdrop_core::store::{LocalStore, ObjectStore};
 use clap::Args;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,19 +24,8 @@ pub struct LocalArgs {
     /// Config file (TOML). Default: $BATCHDROP_CONFIG, else the built-in routes.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Do not start the sandbox; the `sandbox` route then uses $BATCHDROP_SANDBOX_URL.
-    #[arg(long)]
-    no_sandbox: bool,
-    /// Address of the embedded sandbox.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    sandbox_addr: SocketAddr,
-    /// Milliseconds a sandbox batch spends in each state (validating, in_progress, finalizing).
-    #[arg(long, default_value_t = 1000)]
-    sandbox_step_ms: u64,
-    /// Faults the embedded sandbox injects, e.g. "seed=7,http429=0.1,req500=0.02" (keys: see
-    /// the README). Default: none.
-    #[arg(long, value_name = "SPEC")]
-    sandbox_faults: Option<batchdrop_sandbox::Faults>,
+    #[command(flatten)]
+    sandbox: SandboxFlags,
     /// Seconds between polls of the provider.
     #[arg(long, default_value_t = 2.0)]
     poll_interval: f64,
@@ -61,47 +50,7 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
     }
     .map_err(|source| Error::Config { source, hint: "" })?;
 
-    let sandbox = if args.no_sandbox {
-        None
-    } else {
-        let sandbox_config = batchdrop_sandbox::SandboxConfig {
-            step: Duration::from_millis(args.sandbox_step_ms),
-            faults: args.sandbox_faults.clone().unwrap_or_default(),
-            // Bedrock jobs read and write the same directory the local bucket is.
-            bedrock: batchdrop_sandbox::BedrockConfig {
-                objects: Some(batchdrop_sandbox::BedrockObjects::Directory(
-                    args.root.clone(),
-                )),
-                ..Default::default()
-            },
-            // A temporary directory, removed when the sandbox stops: the sandbox's copies of
-            // the files are not the user's, so they stay out of the bucket directory.
-            files_dir: None,
-            ..Default::default()
-        };
-        let sandbox = batchdrop_sandbox::Sandbox::start(args.sandbox_addr, sandbox_config)
-            .await
-            .map_err(|source| Error::Sandbox {
-                what: "start the sandbox",
-                addr: args.sandbox_addr,
-                source,
-            })?;
-        // The built-in sandbox routes point at the embedded sandbox: OpenAI paths under /v1,
-        // Anthropic's from the root (as ANTHROPIC_BASE_URL).
-        for name in ["sandbox", "sandbox-sync"] {
-            if let Some(route) = config.routes.get_mut(name) {
-                route.base_url = sandbox.base_url();
-            }
-        }
-        if let Some(route) = config.routes.get_mut("sandbox-anthropic") {
-            route.base_url = sandbox.anthropic_base_url();
-        }
-        // Bedrock's control plane and runtime are at the root too.
-        if let Some(route) = config.routes.get_mut("sandbox-bedrock") {
-            route.base_url = sandbox.anthropic_base_url();
-        }
-        Some(sandbox)
-    };
+    let sandbox = start_sandbox(&args.sandbox, Some(&args.root), &mut config).await?;
 
     let providers = batchdrop_core::providers::clients(&config.routes, &process_env);
     let root_name = store.root().display().to_string();

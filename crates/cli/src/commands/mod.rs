@@ -1,6 +1,7 @@
 //! The commands, one module each, and the clap [`Command`] enum that dispatches to them.
 //!
-//! `local` and `sandbox` run batchdrop itself on this machine. The operator's commands
+//! `local`, `sandbox` and `api` (batchdrop's own Batch API) run batchdrop itself on this
+//! machine. The operator's commands
 //! (`submit`, `status`, `results`, `cancel`, `estimate`) work the same on a local root
 //! (`--root DIR`, what `batchdrop local` watches) and on an S3 bucket (`--bucket NAME`,
 //! credentials and endpoint from the usual AWS settings, `AWS_ENDPOINT_URL` included). They only
@@ -10,6 +11,7 @@
 //! Errors are one line saying what to do; exit codes: 0 ok, 1 failure, 2 usage (see
 //! [`crate::error`]).
 
+pub mod api;
 pub mod cancel;
 pub mod estimate;
 pub mod local;
@@ -28,6 +30,10 @@ pub enum Command {
     Local(local::LocalArgs),
     /// Serve the sandbox provider (OpenAI Files + Batches wire format) until interrupted.
     Sandbox(sandbox::SandboxArgs),
+    /// Serve batchdrop's own Batch API (OpenAI Files + Batches) over the bucket, and poll its
+    /// jobs; `batchdrop api keygen` makes a key.
+    #[command(after_help = api::AFTER_HELP)]
+    Api(api::ApiArgs),
     /// Upload a JSONL file into the inbox (`inbox/<route>/<path>.jsonl`) and print the id of
     /// the job batchdrop will start on it.
     #[command(after_help = submit::AFTER_HELP)]
@@ -51,6 +57,7 @@ pub async fn run(command: Command) -> Result<(), Error> {
     match command {
         Command::Local(a) => local::run(a).await,
         Command::Sandbox(a) => sandbox::run(a).await,
+        Command::Api(a) => api::run(a).await,
         Command::Submit(a) => submit::run(a).await,
         Command::Status(a) => status::run(a).await,
         Command::Results(a) => results::run(a).await,

@@ -1,6 +1,7 @@
 //! The job engine: what submit and poll do, over the store, provider and clock ports.
 //!
-//! - [`Engine::submit`] turns a new upload into a job: it creates the manifest (conditional
+//! - [`Engine::submit`] turns a new upload into a job ([`Engine::start`] starts one on any
+//!   other object, with the id and results prefix given): it creates the manifest (conditional
 //!   create: a duplicate event finds the job and does nothing new), then
 //!   [`Engine::advance`]s it, which first plans the upload: validate every line, stage chunks
 //!   under `_batchdrop/jobs/<id>/`. Planning stops near the invocation's deadline
@@ -52,7 +53,7 @@ use crate::input::{RejectCode, Rejection};
 use crate::layout::{self, InboxKey, JobKeys};
 use crate::manifest::{ChunkState, Counts, InputRef, JobStatus, Manifest, PlanCursor};
 use crate::provider::{ProviderError, Providers};
-use crate::store::{ObjectStore, ObjectStoreExt, PutMode, StoreError};
+use crate::store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, StoreError};
 use crate::summary::summary;
 use crate::writer::StreamWriter;
 use futures::StreamExt;
@@ -75,6 +76,28 @@ const READ_AHEAD: usize = 4;
 pub const PLAN_CHECK_LINES: u64 = 1024;
 /// Jobs advanced at once by one poll.
 pub const POLL_CONCURRENCY: usize = 8;
+
+/// A job to start on an object of the bucket ([`Engine::start`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobStart {
+    /// The job's id: the same id always names the same job (a second start is a duplicate).
+    pub job_id: String,
+    /// The route it runs on.
+    pub route: String,
+    /// The object whose lines are the requests (its current version).
+    pub input_key: String,
+    /// Where output.jsonl, errors.jsonl and summary.json go (ends with `/`).
+    pub results_prefix: String,
+}
+
+/// Whether a new job asks older jobs of the same input key to cancel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Supersedes {
+    /// An upload under `inbox/`: the older uploads of its key are superseded.
+    OlderUploads,
+    /// An object read by several jobs on purpose (the Batch API's files).
+    Nothing,
+}
 
 /// Submits, polls, cancels and advances jobs over the store, provider and clock ports. Cheap
 /// to clone; every call works from what the store holds, so any number of engines may run.
@@ -148,7 +171,8 @@ impl Engine {
     }
 
     /// Handles one created object (key already decoded). `event_etag` is the ETag the event
-    /// carried, if any.
+    /// carried, if any. An upload under `inbox/` starts the job of its version (see
+    /// [`Engine::start`]); an older upload of the same key still running is asked to cancel.
     pub async fn submit(
         &self,
         key: &str,
@@ -159,20 +183,62 @@ impl Engine {
                 reason: format!("{key:?} is not inbox/<route>/<path>.jsonl"),
             });
         };
-        let head = match self.store.head(key).await {
-            Ok(head) => head,
-            Err(StoreError::NotFound { .. }) => {
-                return Ok(SubmitOutcome::Ignored {
-                    reason: format!("{key:?} no longer exists"),
-                });
-            }
-            Err(e) => return Err(e.into()),
+        let Some(head) = self.head_of(key).await? else {
+            return Ok(SubmitOutcome::Ignored {
+                reason: format!("{key:?} no longer exists"),
+            });
         };
         let etag = event_etag.map(|e| e.trim_matches('"').to_string());
         if etag.as_deref().is_some_and(|e| e != head.etag) {
             return Ok(SubmitOutcome::Superseded);
         }
-        let job_id = layout::job_id(&self.bucket, key, &head.etag);
+        let start = JobStart {
+            job_id: layout::job_id(&self.bucket, key, &head.etag),
+            route: inbox.route.clone(),
+            input_key: key.to_string(),
+            results_prefix: inbox.results_prefix(),
+        };
+        self.create_and_advance(start, head, Supersedes::OlderUploads)
+            .await
+    }
+
+    /// Starts a job on any object of the bucket, not only an upload under `inbox/` (the Batch
+    /// API's files live under `_batchdrop/`): the same manifest, planning, polling and results
+    /// as a submitted upload, with the id and results prefix the caller chose. Idempotent: a
+    /// second call with the same job id answers [`SubmitOutcome::Duplicate`] and changes
+    /// nothing. No other job is cancelled by it. `Ignored` when the object does not exist.
+    pub async fn start(&self, start: JobStart) -> Result<SubmitOutcome, JobError> {
+        let Some(head) = self.head_of(&start.input_key).await? else {
+            return Ok(SubmitOutcome::Ignored {
+                reason: format!("{:?} does not exist", start.input_key),
+            });
+        };
+        self.create_and_advance(start, head, Supersedes::Nothing)
+            .await
+    }
+
+    async fn head_of(&self, key: &str) -> Result<Option<ObjectMeta>, JobError> {
+        match self.store.head(key).await {
+            Ok(head) => Ok(Some(head)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates the job's manifest (conditional create: a duplicate finds the job and does
+    /// nothing new), then advances it once, which plans the input.
+    async fn create_and_advance(
+        &self,
+        start: JobStart,
+        head: ObjectMeta,
+        supersedes: Supersedes,
+    ) -> Result<SubmitOutcome, JobError> {
+        let JobStart {
+            job_id,
+            route: route_name,
+            input_key: key,
+            results_prefix,
+        } = start;
         let keys = JobKeys::new(&job_id);
         if self.store.exists(&keys.manifest()).await? {
             // The event again: the job exists and polls carry it on (a planning that stopped
@@ -181,15 +247,15 @@ impl Engine {
         }
         let mut manifest = Manifest {
             job_id: job_id.clone(),
-            route: inbox.route.clone(),
+            route: route_name.clone(),
             provider: String::new(),
             input: InputRef {
                 bucket: self.bucket.clone(),
-                key: key.to_string(),
+                key: key.clone(),
                 etag: head.etag.clone(),
                 bytes: head.size,
             },
-            results_prefix: inbox.results_prefix(),
+            results_prefix,
             status: JobStatus::Running,
             reason: None,
             created_at: rfc3339(self.clock.now()),
@@ -203,28 +269,25 @@ impl Engine {
             deadline: None,
         };
 
-        let route = self.config.route(&inbox.route);
-        let unusable = match route {
-            None => Some((
-                RejectCode::UnknownRoute,
-                format!(
-                    "route {:?} is not configured; configured routes: {}",
-                    inbox.route,
+        let route = match self.config.route(&route_name) {
+            None => {
+                let reason = format!(
+                    "route {route_name:?} is not configured; configured routes: {}",
                     self.config.route_names().join(", ")
-                ),
-            )),
-            Some(_) => self.providers.for_route(&inbox.route).err().map(|reason| {
-                (
-                    RejectCode::UnknownRoute,
-                    format!("route {:?} cannot be used: {reason}", inbox.route),
-                )
-            }),
+                );
+                return self
+                    .fail_whole_file(manifest, RejectCode::UnknownRoute, reason)
+                    .await;
+            }
+            Some(route) => route,
         };
-        if let Some((code, reason)) = unusable {
-            return self.fail_whole_file(manifest, code, reason).await;
+        if let Err(reason) = self.providers.for_route(&route_name) {
+            let reason = format!("route {route_name:?} cannot be used: {reason}");
+            return self
+                .fail_whole_file(manifest, RejectCode::UnknownRoute, reason)
+                .await;
         }
-        let route = route.expect("checked above");
-        manifest.deadline = match self.deadline_of(key, route).await? {
+        manifest.deadline = match self.deadline_of(&key, route).await? {
             Ok(deadline) => deadline,
             Err(why) => {
                 let reason = format!("the upload's deadline cannot be read: {why}");
@@ -255,17 +318,20 @@ impl Engine {
             }
             Err(e) => return Err(e.into()),
         }
-        // An older upload of the same key still running is paying for results nobody will
-        // see (they never reach results/): its batches are cancelled by its next advance.
-        let superseded = self
-            .ask_to_cancel(
-                key,
-                &format!("superseded: {key} was uploaded again"),
-                Some(&job_id),
-            )
-            .await?;
-        for old in &superseded {
-            tracing::info!(job_id = old, by = job_id, "superseded job asked to cancel");
+        if supersedes == Supersedes::OlderUploads {
+            // An older upload of the same key still running is paying for results nobody
+            // will see (they never reach results/): its batches are cancelled by its next
+            // advance.
+            let superseded = self
+                .ask_to_cancel(
+                    &key,
+                    &format!("superseded: {key} was uploaded again"),
+                    Some(&job_id),
+                )
+                .await?;
+            for old in &superseded {
+                tracing::info!(job_id = old, by = job_id, "superseded job asked to cancel");
+            }
         }
         self.advance(&job_id).await?;
         Ok(SubmitOutcome::Started { job_id })
@@ -375,6 +441,18 @@ impl Engine {
         Ok(asked)
     }
 
+    /// Asks one job, by id, to cancel: the way to cancel a job whose input is not an upload
+    /// under `inbox/` (a Batch API job). Then advances it once, best effort, as
+    /// [`Engine::cancel`] does. `Ok(false)` when there is no such job or it has already
+    /// finished or been asked.
+    pub async fn cancel_job(&self, job_id: &str, reason: &str) -> Result<bool, JobError> {
+        let asked = self.request_cancel(job_id, reason, |_| true).await?;
+        if asked && let Err(e) = self.advance(job_id).await {
+            tracing::warn!(job_id, error = %e, "cancel will be completed by the next poll");
+        }
+        Ok(asked)
+    }
+
     /// Sets `cancel_requested` on every unfinished job of the upload `inbox_key` but `except`;
     /// returns their ids. The next advance of each does the cancelling.
     async fn ask_to_cancel(
@@ -391,37 +469,51 @@ impl Engine {
             if Some(job_id) == except {
                 continue;
             }
-            let manifest_key = JobKeys::new(job_id).manifest();
-            // Compare-and-swap, again if another worker wrote in between.
-            for _ in 0..5 {
-                let (mut manifest, etag): (Manifest, String) =
-                    match self.store.get_json(&manifest_key).await {
-                        Ok(found) => found,
-                        Err(StoreError::NotFound { .. }) => break,
-                        Err(e) => return Err(e.into()),
-                    };
-                if manifest.input.key != inbox_key
-                    || manifest.status.is_finished()
-                    || manifest.cancel_requested.is_some()
-                {
-                    break;
-                }
-                manifest.cancel_requested = Some(reason.to_string());
-                match self
-                    .store
-                    .put_json(&manifest_key, &manifest, PutMode::Update(etag))
-                    .await
-                {
-                    Ok(_) => {
-                        asked.push(job_id.to_string());
-                        break;
-                    }
-                    Err(StoreError::Precondition { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                }
+            if self
+                .request_cancel(job_id, reason, |m| m.input.key == inbox_key)
+                .await?
+            {
+                asked.push(job_id.to_string());
             }
         }
         Ok(asked)
+    }
+
+    /// Sets `cancel_requested` on job `job_id` if it exists, is `wanted`, unfinished and not
+    /// yet asked; whether it was set.
+    async fn request_cancel(
+        &self,
+        job_id: &str,
+        reason: &str,
+        wanted: impl Fn(&Manifest) -> bool,
+    ) -> Result<bool, JobError> {
+        let manifest_key = JobKeys::new(job_id).manifest();
+        // Compare-and-swap, again if another worker wrote in between.
+        for _ in 0..5 {
+            let (mut manifest, etag): (Manifest, String) =
+                match self.store.get_json(&manifest_key).await {
+                    Ok(found) => found,
+                    Err(StoreError::NotFound { .. }) => return Ok(false),
+                    Err(e) => return Err(e.into()),
+                };
+            if !wanted(&manifest)
+                || manifest.status.is_finished()
+                || manifest.cancel_requested.is_some()
+            {
+                return Ok(false);
+            }
+            manifest.cancel_requested = Some(reason.to_string());
+            match self
+                .store
+                .put_json(&manifest_key, &manifest, PutMode::Update(etag))
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(StoreError::Precondition { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(false)
     }
 
     /// Advances every active job, a few at a time.

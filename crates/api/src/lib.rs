@@ -1,0 +1,129 @@
+//! batchdrop's own Batch API: OpenAI's Files + Batches wire format over the bucket and the
+//! job engine, so that code written against the OpenAI SDK gets batchdrop (no size or count
+//! cap, order restored, retries, costs, any route) by changing its base URL. State lives in
+//! the bucket only: a tenant's files and batch records under `_batchdrop/api/<tenant>/`, each
+//! batch an ordinary engine job (status, cancel and results in the CLI see it).
+//!
+//! - [`auth`]: API keys (SHA-256 digests in a keys file) and the tenants they name;
+//! - [`ids`]: the ids batchdrop makes and the strict form an id must have;
+//! - [`layout`]: where a tenant's files and batches live, and its jobs' ids and results;
+//! - [`records`]: what is kept about a file and a batch; [`tenant_store`]: reading and writing
+//!   them through the `ObjectStore` port;
+//! - `engine_calls`: how a handler runs an engine call (off the request's task);
+//! - [`openai`]: the routes, handlers and wire shapes (files, batches, the batch object, the
+//!   error file, the error shape).
+//!
+//! Every request needs a key ([`authenticate`]); `/v1/…` runs batches on the tenant's default
+//! route, `/routes/<route>/v1/…` on another of its routes.
+
+pub mod auth;
+mod engine_calls;
+pub mod ids;
+pub mod layout;
+pub mod openai;
+pub mod records;
+pub mod tenant_store;
+
+use auth::{Keys, Tenant};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use batchdrop_core::clock::Clock;
+use batchdrop_core::config::Config;
+use batchdrop_core::engine::Engine;
+use batchdrop_core::store::ObjectStore;
+use openai::errors::ApiError;
+use percent_encoding::percent_decode_str;
+use std::sync::Arc;
+
+/// What every handler works with.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<dyn ObjectStore>,
+    pub engine: Engine,
+    /// The routes (the same config the engine has): which exist, and their providers.
+    pub config: Arc<Config>,
+    pub keys: Arc<Keys>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Who called, and the route named by the URL (`/routes/<route>/v1/…`), if any.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub tenant: Arc<Tenant>,
+    pub route: Option<String>,
+}
+
+impl Caller {
+    /// The route a new batch runs on: the URL's, else the tenant's default; 403 for a route
+    /// the tenant may not use, 400 for one the config does not have.
+    pub fn batch_route(&self, config: &Config) -> Result<String, ApiError> {
+        let route = self
+            .route
+            .clone()
+            .unwrap_or_else(|| self.tenant.default_route.clone());
+        if !self.tenant.may_use(&route) {
+            return Err(ApiError::ForbiddenRoute {
+                route,
+                allowed: self
+                    .tenant
+                    .routes
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        if config.route(&route).is_none() {
+            return Err(ApiError::bad_request(
+                format!("Route {route:?} is not configured on this server."),
+                None,
+            ));
+        }
+        Ok(route)
+    }
+}
+
+/// The Batch API's router: `/v1/…` and `/routes/{route}/v1/…`, every request authenticated.
+pub fn router(state: ApiState) -> Router {
+    let v1 = openai::routes();
+    Router::new()
+        .nest("/v1", v1.clone())
+        .nest("/routes/{route}/v1", v1)
+        .fallback(unknown_url)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// Lets a request through only with a key of the keys file; gives the handlers its [`Caller`].
+pub async fn authenticate(
+    State(state): State<ApiState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let tenant = auth::key_of(request.headers()).and_then(|key| state.keys.tenant_of(key));
+    let Some(tenant) = tenant else {
+        return ApiError::Unauthorized.into_response();
+    };
+    let route = route_in_path(request.uri().path());
+    request.extensions_mut().insert(Caller { tenant, route });
+    next.run(request).await
+}
+
+/// The `<route>` of `/routes/<route>/…`, percent-decoded.
+fn route_in_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/routes/")?;
+    let segment = rest.split('/').next()?;
+    percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+async fn unknown_url(request: Request) -> ApiError {
+    ApiError::UnknownUrl {
+        method: request.method().to_string(),
+        path: request.uri().path().to_string(),
+    }
+}

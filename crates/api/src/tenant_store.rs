@@ -1,0 +1,135 @@
+//! One tenant's files and batches in the bucket, over the core `ObjectStore` port: every key it
+//! touches is under the tenant's prefix (`layout`), and every id it is given has been parsed
+//! (`ids`) first. A missing object is `Ok(None)`, for the caller to answer 404.
+
+use crate::layout::TenantKeys;
+use crate::records::{BatchRecord, FileRecord};
+use batchdrop_core::store::{
+    ByteStream, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, StoreError,
+};
+use std::sync::Arc;
+
+/// A page of a tenant's batches, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct BatchPage {
+    pub batches: Vec<BatchRecord>,
+    pub has_more: bool,
+}
+
+/// The files and batches of one tenant.
+#[derive(Debug, Clone)]
+pub struct TenantStore {
+    store: Arc<dyn ObjectStore>,
+    keys: TenantKeys,
+}
+
+impl TenantStore {
+    pub fn new(store: Arc<dyn ObjectStore>, tenant: &str) -> Self {
+        Self {
+            store,
+            keys: TenantKeys::new(tenant),
+        }
+    }
+
+    pub fn keys(&self) -> &TenantKeys {
+        &self.keys
+    }
+
+    /// Streams an upload's content into the bucket (never held whole); its size is in the
+    /// answer.
+    pub async fn put_content(
+        &self,
+        token: &str,
+        body: ByteStream,
+    ) -> Result<ObjectMeta, StoreError> {
+        self.store
+            .put_stream(&self.keys.file_content(token), body, PutMode::Create)
+            .await
+    }
+
+    pub async fn put_file(&self, token: &str, record: &FileRecord) -> Result<(), StoreError> {
+        self.store
+            .put_json(&self.keys.file_record(token), record, PutMode::Create)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn file(&self, token: &str) -> Result<Option<FileRecord>, StoreError> {
+        found(self.store.get_json(&self.keys.file_record(token)).await).map(|f| f.map(|(r, _)| r))
+    }
+
+    /// Removes an upload: its record first (the file is gone for the API at once), then its
+    /// content.
+    pub async fn delete_file(&self, token: &str) -> Result<(), StoreError> {
+        self.store.delete(&self.keys.file_record(token)).await?;
+        self.store.delete(&self.keys.file_content(token)).await
+    }
+
+    /// Removes content written without its record (an upload refused after it was streamed).
+    pub async fn delete_content(&self, token: &str) -> Result<(), StoreError> {
+        self.store.delete(&self.keys.file_content(token)).await
+    }
+
+    pub async fn put_batch(&self, token: &str, record: &BatchRecord) -> Result<(), StoreError> {
+        self.store
+            .put_json(&self.keys.batch_record(token), record, PutMode::Create)
+            .await
+            .map(|_| ())
+    }
+
+    /// A batch record and its ETag, for [`Self::update_batch`].
+    pub async fn batch(&self, token: &str) -> Result<Option<(BatchRecord, String)>, StoreError> {
+        found(self.store.get_json(&self.keys.batch_record(token)).await)
+    }
+
+    /// Replaces a batch record if it is still at `etag` ([`StoreError::Precondition`] if not).
+    pub async fn update_batch(
+        &self,
+        token: &str,
+        record: &BatchRecord,
+        etag: String,
+    ) -> Result<(), StoreError> {
+        self.store
+            .put_json(
+                &self.keys.batch_record(token),
+                record,
+                PutMode::Update(etag),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Up to `limit` batches, newest first, after the batch with token `after` (from the
+    /// newest when `None`). A record deleted between the listing and the read is skipped.
+    pub async fn batches(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<BatchPage, StoreError> {
+        let listed = self.store.list(&self.keys.batches()).await?;
+        let tokens: Vec<&str> = listed
+            .iter()
+            .filter_map(|m| self.keys.batch_token_of(&m.key))
+            .filter(|t| after.is_none_or(|a| *t > a))
+            .collect();
+        let mut page = BatchPage::default();
+        for (i, token) in tokens.iter().enumerate() {
+            if page.batches.len() == limit {
+                page.has_more = i < tokens.len();
+                break;
+            }
+            if let Some((record, _)) = self.batch(token).await? {
+                page.batches.push(record);
+            }
+        }
+        Ok(page)
+    }
+}
+
+fn found<T>(result: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,486 @@
+//! The Batch API's router over an in-memory bucket and a scripted provider (`TestBed`): keys,
+//! tenant isolation, crafted ids, routes, files, batches as engine jobs, paging and cancel.
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use batchdrop_api::auth::{Keys, digest_of, keys_file_entry};
+use batchdrop_api::{ApiState, router};
+use batchdrop_core::layout::ACTIVE;
+use batchdrop_core::manifest::{JobStatus, Manifest};
+use batchdrop_core::store::{ObjectStore, ObjectStoreExt};
+use batchdrop_core::testing::{ScriptedProvider, TestBed};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type TestResult = Result<(), Error>;
+
+const ACME: &str = "bdk_acme-key";
+const GLOBEX: &str = "bdk_globex-key";
+const BOUNDARY: &str = "xBOUNDARYx";
+
+struct Api {
+    bed: TestBed,
+    app: Router,
+}
+
+/// Two tenants: `acme` may use `sandbox` (its default) and `openai`; `globex` only `sandbox`.
+/// The `sandbox` route takes at most `max_requests` per batch.
+fn api(max_requests: u64) -> Result<Api, Error> {
+    let bed = TestBed::new(ScriptedProvider::new(), max_requests);
+    let sandbox = vec!["sandbox".to_string()];
+    let both = vec!["sandbox".to_string(), "openai".to_string()];
+    let keys = format!(
+        "{}\n{}",
+        keys_file_entry("acme", &hex(ACME), &both, "sandbox"),
+        keys_file_entry("globex", &hex(GLOBEX), &sandbox, "sandbox")
+    );
+    let state = ApiState {
+        store: bed.store.clone(),
+        engine: bed.engine.clone(),
+        config: bed.config.clone(),
+        keys: Arc::new(Keys::from_toml(&keys)?),
+        clock: bed.clock.clone(),
+    };
+    Ok(Api {
+        app: router(state),
+        bed,
+    })
+}
+
+fn hex(key: &str) -> String {
+    digest_of(key).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Api {
+    async fn send(&self, request: Request<Body>) -> Result<(StatusCode, Vec<u8>), Error> {
+        let response = self.app.clone().oneshot(request).await?;
+        let status = response.status();
+        let body = to_bytes(response.into_body(), usize::MAX).await?;
+        Ok((status, body.to_vec()))
+    }
+
+    async fn json(&self, request: Request<Body>) -> Result<(StatusCode, Value), Error> {
+        let (status, body) = self.send(request).await?;
+        Ok((status, serde_json::from_slice(&body)?))
+    }
+
+    async fn get(&self, key: &str, uri: &str) -> Result<(StatusCode, Value), Error> {
+        self.json(
+            Request::get(uri)
+                .header("authorization", format!("Bearer {key}"))
+                .body(Body::empty())?,
+        )
+        .await
+    }
+
+    async fn post(&self, key: &str, uri: &str, body: Value) -> Result<(StatusCode, Value), Error> {
+        self.json(
+            Request::post(uri)
+                .header("authorization", format!("Bearer {key}"))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))?,
+        )
+        .await
+    }
+
+    /// Uploads `lines` as a batch file; its id.
+    async fn upload(&self, key: &str, lines: &str) -> Result<String, Error> {
+        let body = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"requests.jsonl\"\r\nContent-Type: application/jsonl\r\n\r\n{lines}\r\n--{BOUNDARY}--\r\n"
+        );
+        let (status, file) = self
+            .json(
+                Request::post("/v1/files")
+                    .header("x-api-key", key)
+                    .header(
+                        "content-type",
+                        format!("multipart/form-data; boundary={BOUNDARY}"),
+                    )
+                    .body(Body::from(body))?,
+            )
+            .await?;
+        assert_eq!(status, StatusCode::OK, "{file}");
+        str_of(&file, "id")
+    }
+
+    async fn create_batch(
+        &self,
+        key: &str,
+        uri: &str,
+        file_id: &str,
+    ) -> Result<(StatusCode, Value), Error> {
+        let body = json!({"input_file_id": file_id, "endpoint": "/v1/chat/completions",
+                          "completion_window": "24h", "metadata": {"run": "test"}});
+        self.post(key, uri, body).await
+    }
+
+    async fn poll_to_end(&self) -> TestResult {
+        for _ in 0..20 {
+            let report = self.bed.engine.poll().await?;
+            if let Some((id, e)) = report.failures.into_iter().next() {
+                return Err(format!("poll failed on {id}: {e}").into());
+            }
+            if self.bed.store.list(ACTIVE).await?.is_empty() {
+                return Ok(());
+            }
+        }
+        Err("jobs still active after 20 polls".into())
+    }
+}
+
+fn str_of(value: &Value, field: &str) -> Result<String, Error> {
+    value[field]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("no string {field:?} in {value}").into())
+}
+
+fn chat_lines(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            json!({"custom_id": format!("r{i}"), "method": "POST", "url": "/v1/chat/completions",
+                   "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("q{i}")}]}})
+            .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn assert_openai_error(status: StatusCode, body: &Value, expected: StatusCode) {
+    assert_eq!(status, expected, "{body}");
+    let error = &body["error"];
+    assert!(error["message"].is_string(), "{body}");
+    assert!(error["type"].is_string(), "{body}");
+    assert!(
+        error.get("param").is_some() && error.get("code").is_some(),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_a_key_or_with_a_wrong_one_is_401_in_openai_shape() -> TestResult {
+    let api = api(10)?;
+    let (status, body) = api
+        .json(Request::get("/v1/batches").body(Body::empty())?)
+        .await?;
+    assert_openai_error(status, &body, StatusCode::UNAUTHORIZED);
+    let (status, body) = api.get("bdk_wrong", "/v1/batches").await?;
+    assert_openai_error(status, &body, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+    let (status, body) = api
+        .json(
+            Request::get("/v1/batches")
+                .header("authorization", format!("Bearer {}", hex(ACME)))
+                .body(Body::empty())?,
+        )
+        .await?;
+    assert_openai_error(status, &body, StatusCode::UNAUTHORIZED);
+    let (status, _) = api.get(ACME, "/v1/batches").await?;
+    assert_eq!(status, StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_file_and_batch_are_404() -> TestResult {
+    let api = api(10)?;
+    let file_id = api.upload(ACME, &chat_lines(2)).await?;
+    let (status, batch) = api.create_batch(ACME, "/v1/batches", &file_id).await?;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    let batch_id = str_of(&batch, "id")?;
+
+    for uri in [
+        format!("/v1/files/{file_id}"),
+        format!("/v1/files/{file_id}/content"),
+        format!("/v1/batches/{batch_id}"),
+    ] {
+        let (status, body) = api.get(GLOBEX, &uri).await?;
+        assert_openai_error(status, &body, StatusCode::NOT_FOUND);
+        let own = Request::get(&uri)
+            .header("x-api-key", ACME)
+            .body(Body::empty())?;
+        let (status, _) = api.send(own).await?;
+        assert_eq!(status, StatusCode::OK, "{uri} for its own tenant");
+    }
+    let (status, body) = api
+        .post(GLOBEX, &format!("/v1/batches/{batch_id}/cancel"), json!({}))
+        .await?;
+    assert_openai_error(status, &body, StatusCode::NOT_FOUND);
+    let (status, body) = api.create_batch(GLOBEX, "/v1/batches", &file_id).await?;
+    assert_openai_error(status, &body, StatusCode::NOT_FOUND);
+    let (status, body) = api
+        .json(
+            Request::delete(format!("/v1/files/{file_id}"))
+                .header("x-api-key", GLOBEX)
+                .body(Body::empty())?,
+        )
+        .await?;
+    assert_openai_error(status, &body, StatusCode::NOT_FOUND);
+    let (_, list) = api.get(GLOBEX, "/v1/batches").await?;
+    assert_eq!(list["data"], json!([]));
+    // The file is still acme's.
+    let (status, _) = api.get(ACME, &format!("/v1/files/{file_id}")).await?;
+    assert_eq!(status, StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crafted_ids_reach_nothing() -> TestResult {
+    let api = api(10)?;
+    let file_id = api.upload(ACME, &chat_lines(1)).await?;
+    let token = file_id.trim_start_matches("file-");
+    for uri in [
+        "/v1/files/..%2Fx".to_string(),
+        "/v1/files/file-%2F..".to_string(),
+        "/v1/files/file-%2F../content".to_string(),
+        format!("/v1/files/file-{}", token.to_uppercase()),
+        format!("/v1/files/file-{token}%2F..%2F..%2Fbatches"),
+        "/v1/files/../x".to_string(),
+        "/v1/batches/..%2F..%2Ffiles".to_string(),
+        "/v1/batches/batch_%2E%2E".to_string(),
+    ] {
+        let (status, body) = api.get(ACME, &uri).await?;
+        assert_openai_error(status, &body, StatusCode::NOT_FOUND);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_the_tenant_may_not_use_is_403() -> TestResult {
+    let api = api(10)?;
+    let file_id = api.upload(GLOBEX, &chat_lines(1)).await?;
+    let (status, body) = api
+        .create_batch(GLOBEX, "/routes/openai/v1/batches", &file_id)
+        .await?;
+    assert_openai_error(status, &body, StatusCode::FORBIDDEN);
+    let (status, body) = api
+        .create_batch(GLOBEX, "/routes/sandbox/v1/batches", &file_id)
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_an_engine_job_whose_output_comes_back_in_input_order() -> TestResult {
+    // GIVEN 7 requests and 3 per batch at most, plus a line that is not JSON
+    let api = api(3)?;
+    let lines = format!("{}\nnot json\n", chat_lines(7));
+    let file_id = api.upload(ACME, &lines).await?;
+    let (status, file) = api.get(ACME, &format!("/v1/files/{file_id}")).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(file["bytes"], lines.len(), "{file}");
+    let (status, content) = api
+        .send(
+            Request::get(format!("/v1/files/{file_id}/content"))
+                .header("x-api-key", ACME)
+                .body(Body::empty())?,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(String::from_utf8(content)?, lines);
+
+    // WHEN a batch is created and the engine polls it to the end
+    let (status, batch) = api.create_batch(ACME, "/v1/batches", &file_id).await?;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    assert_eq!(batch["status"], "in_progress", "{batch}");
+    assert_eq!(batch["metadata"], json!({"run": "test"}));
+    let batch_id = str_of(&batch, "id")?;
+    let job_id = batchdrop_api::layout::job_id("acme", &batch_id);
+    let (manifest, _) = api
+        .bed
+        .store
+        .get_json::<Manifest>(&format!("_batchdrop/jobs/{job_id}/manifest.json"))
+        .await?;
+    assert_eq!(manifest.chunks.len(), 3, "7 requests, 3 per batch");
+    assert_eq!(
+        manifest.results_prefix,
+        format!("results/sandbox/api/acme/{batch_id}/")
+    );
+    api.poll_to_end().await?;
+
+    // THEN the batch is completed with one output line per request, in input order
+    let (_, batch) = api.get(ACME, &format!("/v1/batches/{batch_id}")).await?;
+    assert_eq!(batch["status"], "completed", "{batch}");
+    assert_eq!(
+        batch["request_counts"],
+        json!({"total": 8, "completed": 7, "failed": 1})
+    );
+    let output_id = str_of(&batch, "output_file_id")?;
+    let (status, output) = api
+        .send(
+            Request::get(format!("/v1/files/{output_id}/content"))
+                .header("x-api-key", ACME)
+                .body(Body::empty())?,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<String> = String::from_utf8(output)?
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l)
+                .map(|v| v["custom_id"].as_str().unwrap_or("").to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    assert_eq!(ids, (0..7).map(|i| format!("r{i}")).collect::<Vec<_>>());
+    // AND the refused line is in the error file, in OpenAI's error-file shape
+    let error_id = str_of(&batch, "error_file_id")?;
+    let (_, errors) = api
+        .send(
+            Request::get(format!("/v1/files/{error_id}/content"))
+                .header("x-api-key", ACME)
+                .body(Body::empty())?,
+        )
+        .await?;
+    let errors: Value = serde_json::from_slice(&errors)?;
+    assert_eq!(errors["response"], Value::Null);
+    assert_eq!(errors["error"]["code"], "invalid_json");
+    assert!(str_of(&errors["error"], "message")?.starts_with("line 8: "));
+    let (_, error_file) = api.get(ACME, &format!("/v1/files/{error_id}")).await?;
+    assert_eq!(error_file["bytes"], errors.to_string().len() + 1);
+    // AND nothing was written under inbox/
+    assert!(api.bed.store.list("inbox/").await?.is_empty());
+    // AND another tenant cannot read the output either
+    let (status, _) = api
+        .get(GLOBEX, &format!("/v1/files/{output_id}/content"))
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_used_by_two_batches_makes_two_jobs() -> TestResult {
+    let api = api(10)?;
+    let file_id = api.upload(ACME, &chat_lines(2)).await?;
+    let (_, first) = api.create_batch(ACME, "/v1/batches", &file_id).await?;
+    let (_, second) = api.create_batch(ACME, "/v1/batches", &file_id).await?;
+    assert_ne!(first["id"], second["id"]);
+    assert_eq!(api.bed.store.list(ACTIVE).await?.len(), 2);
+    api.poll_to_end().await?;
+    for batch in [first, second] {
+        let (_, batch) = api
+            .get(ACME, &format!("/v1/batches/{}", str_of(&batch, "id")?))
+            .await?;
+        assert_eq!(batch["status"], "completed", "{batch}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_listed_newest_first_a_page_at_a_time() -> TestResult {
+    let api = api(10)?;
+    let file_id = api.upload(ACME, &chat_lines(1)).await?;
+    let mut made = Vec::new();
+    for _ in 0..5 {
+        let (_, batch) = api.create_batch(ACME, "/v1/batches", &file_id).await?;
+        made.push(str_of(&batch, "id")?);
+        api.bed.clock.advance(Duration::from_millis(5));
+    }
+    made.reverse();
+    let mut seen = Vec::new();
+    let mut uri = "/v1/batches?limit=2".to_string();
+    let mut pages = 0;
+    loop {
+        let (status, page) = api.get(ACME, &uri).await?;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        let data = page["data"].as_array().cloned().unwrap_or_default();
+        seen.extend(
+            data.iter()
+                .map(|b| b["id"].as_str().unwrap_or("").to_string()),
+        );
+        if page["has_more"] != json!(true) {
+            break;
+        }
+        uri = format!("/v1/batches?limit=2&after={}", str_of(&page, "last_id")?);
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, made);
+    let (status, body) = api.get(ACME, "/v1/batches?limit=0").await?;
+    assert_openai_error(status, &body, StatusCode::BAD_REQUEST);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_asks_the_job_to_cancel() -> TestResult {
+    let api = api(2)?;
+    let file_id = api.upload(ACME, &chat_lines(6)).await?;
+    let (_, batch) = api.create_batch(ACME, "/v1/batches", &file_id).await?;
+    let batch_id = str_of(&batch, "id")?;
+    let (status, cancelled) = api
+        .post(ACME, &format!("/v1/batches/{batch_id}/cancel"), json!({}))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert!(
+        matches!(
+            cancelled["status"].as_str(),
+            Some("cancelling" | "cancelled")
+        ),
+        "{cancelled}"
+    );
+    assert!(cancelled["cancelling_at"].is_i64());
+    api.poll_to_end().await?;
+    let job_id = batchdrop_api::layout::job_id("acme", &batch_id);
+    let (manifest, _) = api
+        .bed
+        .store
+        .get_json::<Manifest>(&format!("_batchdrop/jobs/{job_id}/manifest.json"))
+        .await?;
+    assert_eq!(manifest.status, JobStatus::Cancelled);
+    let (_, batch) = api.get(ACME, &format!("/v1/batches/{batch_id}")).await?;
+    assert_eq!(batch["status"], "cancelled", "{batch}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_with_another_purpose_is_refused_and_not_kept() -> TestResult {
+    let api = api(10)?;
+    let body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n{{}}\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nfine-tune\r\n--{BOUNDARY}--\r\n"
+    );
+    let (status, error) = api
+        .json(
+            Request::post("/v1/files")
+                .header("x-api-key", ACME)
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={BOUNDARY}"),
+                )
+                .body(Body::from(body))?,
+        )
+        .await?;
+    assert_openai_error(status, &error, StatusCode::BAD_REQUEST);
+    assert_eq!(error["error"]["param"], "purpose");
+    assert!(api.bed.store.list("_batchdrop/api/").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_file_is_gone() -> TestResult {
+    let api = api(10)?;
+    let file_id = api.upload(ACME, &chat_lines(1)).await?;
+    let (status, deleted) = api
+        .json(
+            Request::delete(format!("/v1/files/{file_id}"))
+                .header("x-api-key", ACME)
+                .body(Body::empty())?,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        deleted,
+        json!({"id": file_id, "object": "file", "deleted": true})
+    );
+    let (status, _) = api.get(ACME, &format!("/v1/files/{file_id}")).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        api.bed
+            .store
+            .list("_batchdrop/api/acme/files/")
+            .await?
+            .is_empty()
+    );
+    Ok(())
+}

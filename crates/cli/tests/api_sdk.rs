@@ -1,0 +1,205 @@
+//! The official `openai` Python SDK against `batchdrop api` (the real binary, with its embedded
+//! sandbox, polling its own jobs) on a temporary root: `api_sdk_check.py` uploads a file of
+//! more requests than a batch takes, creates, retrieves, lists and cancels batches, reads the
+//! ordered output, and checks keys and tenants.
+//!
+//! The Python is `$BATCHDROP_PYTHON`, else the workspace's `.venv/bin/python` (`make venv`);
+//! without it the test fails.
+
+mod common;
+
+use common::{TestResult, batchdrop, workspace};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const REQUESTS: usize = 10;
+const MAX_PER_BATCH: usize = 4;
+
+/// A running `batchdrop api`, killed when dropped; what it printed is kept.
+struct Server {
+    child: Child,
+    printed: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn printed(&self) -> String {
+        self.printed
+            .lock()
+            .map(|p| p.join("\n"))
+            .unwrap_or_default()
+    }
+}
+
+/// `batchdrop api keygen`: the key it printed and the keys-file entry.
+fn keygen(tenant: &str) -> Result<(String, String), common::Error> {
+    let out = common::run(&["api", "keygen", "--tenant", tenant, "--route", "sandbox"])?;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let key = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("key for tenant {tenant}: ")))
+        .ok_or("no key printed")?
+        .to_string();
+    let entry = out.stdout[out.stdout.find("[[tenant]]").ok_or("no entry printed")?..].to_string();
+    assert!(
+        !entry.contains(&key),
+        "the keys file entry must not hold the key"
+    );
+    Ok((key, entry))
+}
+
+fn start(
+    root: &std::path::Path,
+    config: &std::path::Path,
+    keys: &std::path::Path,
+) -> Result<(Server, String), common::Error> {
+    let mut child = batchdrop()
+        .args([
+            "api",
+            "--addr",
+            "127.0.0.1:0",
+            "--poll-interval",
+            "0.2",
+            "--sandbox-step-ms",
+            "300",
+        ])
+        .arg("--root")
+        .arg(root)
+        .arg("--config")
+        .arg(config)
+        .arg("--keys")
+        .arg(keys)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let printed = Arc::new(Mutex::new(Vec::new()));
+    let (first, url) = mpsc::channel();
+    let keep = printed.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("batchdrop api: http://") {
+                let addr = rest.split('/').next().unwrap_or_default().to_string();
+                let _ = first.send(format!("http://{addr}"));
+            }
+            if let Ok(mut p) = keep.lock() {
+                p.push(line);
+            }
+        }
+    });
+    let server = Server { child, printed };
+    let url = url
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| format!("batchdrop api did not start:\n{}", server.printed()))?;
+    Ok((server, url))
+}
+
+fn python() -> PathBuf {
+    match std::env::var_os("BATCHDROP_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => workspace().join(".venv/bin/python"),
+    }
+}
+
+#[test]
+fn the_official_openai_sdk_runs_batches_through_batchdrop_api() -> TestResult {
+    // GIVEN two tenants' keys, a sandbox route taking 4 requests per batch, and the server
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("bucket");
+    let config = dir.path().join("batchdrop.toml");
+    std::fs::write(
+        &config,
+        format!("[routes.sandbox]\nmax_requests_per_batch = {MAX_PER_BATCH}\n"),
+    )?;
+    let (acme, acme_entry) = keygen("acme")?;
+    let (globex, globex_entry) = keygen("globex")?;
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, format!("{acme_entry}\n{globex_entry}"))?;
+    let (server, url) = start(&root, &config, &keys)?;
+
+    // WHEN the SDK check runs against it
+    let output = Command::new(python())
+        .arg(workspace().join("crates/cli/tests/api_sdk_check.py"))
+        .args([
+            &url,
+            &acme,
+            &globex,
+            &REQUESTS.to_string(),
+            &MAX_PER_BATCH.to_string(),
+        ])
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .output()
+        .map_err(|e| format!("cannot run {} ({e}): make venv", python().display()))?;
+
+    // THEN every check passed
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the SDK check failed:\n{stdout}\n{stderr}\nbatchdrop api printed:\n{}",
+        server.printed()
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    let passed = last
+        .strip_prefix("api sdk: ")
+        .and_then(|r| r.strip_suffix(" checks passed"))
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(
+        passed.is_some_and(|n| n > 20),
+        "unexpected last line {last:?}"
+    );
+    // AND the job was split into batches of at most 4 requests, and nothing went to inbox/
+    let printed = server.printed();
+    let submitted = printed
+        .lines()
+        .filter(|l| l.contains("submitted: batch_"))
+        .count();
+    assert!(submitted >= REQUESTS.div_ceil(MAX_PER_BATCH), "{printed}");
+    let inbox = root.join("inbox");
+    assert!(
+        !inbox.exists() || std::fs::read_dir(&inbox)?.next().is_none(),
+        "something was written under inbox/"
+    );
+    assert!(root.join("results/sandbox/api/acme").is_dir());
+    // AND the operator's commands see the two jobs: one completed, one cancelled
+    let root_arg = root.to_string_lossy().to_string();
+    let status = common::run(&["status", "--json", "--root", &root_arg])?;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let jobs: serde_json::Value = serde_json::from_str(&status.stdout)?;
+    let mut states: Vec<&str> = jobs
+        .as_array()
+        .ok_or("status --json is not an array")?
+        .iter()
+        .filter(|j| {
+            j["key"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("_batchdrop/api/acme/files/"))
+        })
+        .filter_map(|j| j["status"].as_str())
+        .collect();
+    states.sort();
+    assert_eq!(states, ["cancelled", "completed"], "{}", status.stdout);
+    let completed = jobs
+        .as_array()
+        .and_then(|a| a.iter().find(|j| j["status"] == "completed"))
+        .and_then(|j| j["job_id"].as_str())
+        .ok_or("no completed job")?;
+    let results = common::run(&["results", completed, "--root", &root_arg])?;
+    assert_eq!(results.code, 0, "{}", results.stderr);
+    assert_eq!(results.stdout.lines().count(), REQUESTS);
+    drop(server);
+    Ok(())
+}
