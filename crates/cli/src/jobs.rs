@@ -173,7 +173,7 @@ fn batches_of(m: &Manifest) -> Vec<(String, u64)> {
     counts.into_iter().map(|(_, w, n)| (w, n)).collect()
 }
 
-fn parse_time(s: &str) -> Option<OffsetDateTime> {
+pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
@@ -211,32 +211,6 @@ pub fn view(m: &Manifest, config: &Config, now: OffsetDateTime) -> JobView {
         cost: cost::job_cost(m, &config.prices, default_model),
         deadline: m.deadline.clone(),
     }
-}
-
-/// "by 2026-12-02T07:00:00Z (route): met", "… 2h 10m left", "… cut at …: the rest runs
-/// on the synchronous lane", for status.
-pub fn deadline_words(v: &JobView, now: OffsetDateTime) -> Option<String> {
-    let d = v.deadline.as_ref()?;
-    let at = parse_time(&d.at);
-    let mut words = format!("by {} ({})", d.at, d.source);
-    match (&v.finished_at, at) {
-        (Some(finished), Some(at)) if v.status != "running" => {
-            let met = parse_time(finished).is_some_and(|f| f <= at);
-            words.push_str(if met { ": met" } else { ": missed" });
-        }
-        (_, Some(at)) if at > now => {
-            let left = crate::commands::status::elapsed_words((at - now).whole_seconds());
-            words.push_str(&format!(", {left} left"));
-        }
-        (_, Some(_)) => words.push_str(", passed"),
-        _ => {}
-    }
-    if let Some(cut) = &d.cut_at {
-        words.push_str(&format!(
-            "; cut at {cut}: what the batches had not answered went through the synchronous lane"
-        ));
-    }
-    Some(words)
 }
 
 /// `running`, `completed`, …; `planning (42%)` while the upload is still being read.

@@ -4,7 +4,7 @@
 
 use crate::bucket::{Bucket, Target};
 use crate::error::Error;
-use crate::jobs::{JobView, Requests, deadline_words, load_jobs, view};
+use crate::jobs::{self, JobView, Requests, load_jobs, view};
 use crate::selector::{Selector, route_hint};
 use crate::signal::shutdown_signal;
 use crate::text::usd;
@@ -127,6 +127,32 @@ fn cost_words(c: &Cost) -> String {
         s.push_str(&format!("; no price for {}", names.join(", ")));
     }
     s
+}
+
+/// "by 2026-12-02T07:00:00Z (route): met", "… 2h 10m left", "… cut at …: the rest runs
+/// on the synchronous lane", for status.
+pub fn deadline_words(v: &JobView, now: OffsetDateTime) -> Option<String> {
+    let d = v.deadline.as_ref()?;
+    let at = jobs::parse_time(&d.at);
+    let mut words = format!("by {} ({})", d.at, d.source);
+    match (&v.finished_at, at) {
+        (Some(finished), Some(at)) if v.status != "running" => {
+            let met = jobs::parse_time(finished).is_some_and(|f| f <= at);
+            words.push_str(if met { ": met" } else { ": missed" });
+        }
+        (_, Some(at)) if at > now => {
+            let left = elapsed_words((at - now).whole_seconds());
+            words.push_str(&format!(", {left} left"));
+        }
+        (_, Some(_)) => words.push_str(", passed"),
+        _ => {}
+    }
+    if let Some(cut) = &d.cut_at {
+        words.push_str(&format!(
+            "; cut at {cut}: what the batches had not answered went through the synchronous lane"
+        ));
+    }
+    Some(words)
 }
 
 /// The block of one job on a terminal.
