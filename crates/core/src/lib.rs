@@ -7,7 +7,8 @@
 //!   registry of them by name.
 //! - [`clock`]: the clock port.
 //! - [`config`]: routes ([`route`]), read once at start.
-//! - [`cost`]: price table and job costs (batch, synchronous equivalent, saved).
+//! - [`cost`]: price table and job costs (batch, synchronous equivalent, saved); [`tokens`]:
+//!   a request's tokens counted offline (input exactly for OpenAI models, output bound).
 //! - [`layout`]: what each key of the bucket means.
 //! - [`input`]: line validation, over [`scan`] (one pass over a JSON line), [`fields`] and
 //!   [`prompt`]; [`ids`]: duplicate custom_ids in bounded memory; [`plan`]: chunk planning
@@ -35,6 +36,7 @@ pub mod scan;
 mod staging;
 pub mod store;
 pub mod summary;
+pub mod tokens;
 pub mod types;
 mod writer;
 
