@@ -14,6 +14,7 @@
 //!   [`prompt`]; [`ids`]: duplicate custom_ids in bounded memory; [`plan`]: chunk planning
 //!   (`staging` stages one segment).
 //! - [`manifest`]: the job manifest (plain data); [`summary`]: the summary.json it ends as.
+//! - [`spend`]: spending caps and queue-aware admission (estimates, the day's spend object).
 //! - [`engine`]: the engine that submit and poll run (`chunk_files`: a staged chunk's files).
 //! - [`types`]: plain data shared by the modules above (a leaf).
 
@@ -33,6 +34,7 @@ pub mod provider;
 pub mod providers;
 pub mod route;
 pub mod scan;
+pub mod spend;
 mod staging;
 pub mod store;
 pub mod summary;
