@@ -13,10 +13,10 @@
 use crate::bucket::load_config;
 use crate::error::Error;
 use crate::text::usd;
-use batchdrop_core::tokens::{Counted, count_request};
 use batchdrop_core::config::Route;
 use batchdrop_core::cost::{self, PRICES_AS_OF, Tally};
 use batchdrop_core::input::{Outcome, Validator};
+use batchdrop_core::tokens::{Counted, count_request};
 use clap::Args;
 use serde::Serialize;
 use std::collections::BTreeMap;

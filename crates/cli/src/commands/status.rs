@@ -4,7 +4,7 @@
 
 use crate::bucket::{Bucket, Target};
 use crate::error::Error;
-use crate::jobs::{JobView, Requests, deadline_words, load_jobs, view};
+use crate::jobs::{JobView, Requests, budget_words, deadline_words, load_jobs, view, with_spend};
 use crate::selector::{Selector, route_hint};
 use crate::signal::shutdown_signal;
 use crate::text::usd;
@@ -160,6 +160,12 @@ pub fn render_block(v: &JobView) -> String {
     if let Some(deadline) = deadline_words(v, OffsetDateTime::now_utc()) {
         out.push_str(&format!("  deadline: {deadline}\n"));
     }
+    if let Some(budget) = budget_words(v) {
+        out.push_str(&format!("  budget:  {budget}\n"));
+    }
+    if let Some(waiting) = &v.waiting {
+        out.push_str(&format!("  waiting: {waiting}\n"));
+    }
     if let Some(reason) = &v.reason {
         out.push_str(&format!("  reason:  {reason}\n"));
     }
@@ -191,6 +197,12 @@ pub fn render_line(v: &JobView) -> String {
     );
     if let Some(deadline) = deadline_words(v, OffsetDateTime::now_utc()) {
         line.push_str(&format!("; deadline {deadline}"));
+    }
+    if let Some(budget) = budget_words(v) {
+        line.push_str(&format!("; budget {budget}"));
+    }
+    if let Some(waiting) = &v.waiting {
+        line.push_str(&format!("; waiting: {waiting}"));
     }
     if let Some(reason) = &v.reason {
         line.push_str(&format!("; reason: {reason}"));
@@ -226,11 +238,21 @@ pub async fn run(args: StatusArgs) -> Result<(), Error> {
             args.limit
         };
         let now = OffsetDateTime::now_utc();
-        let views: Vec<JobView> = jobs
-            .iter()
-            .take(limit)
-            .map(|m| view(m, &config, now))
-            .collect();
+        let shown = &jobs[..jobs.len().min(limit)];
+        let mut views: Vec<JobView> = shown.iter().map(|m| view(m, &config, now)).collect();
+        // The provider's queue is shared by every job of a route: count them all.
+        let queued = shown.iter().any(|m| {
+            config
+                .route(&m.route)
+                .is_some_and(|r| r.spend.max_enqueued_tokens.is_some())
+        });
+        let all = if queued && selector.is_some() {
+            load_jobs(&bucket, None).await?
+        } else {
+            Vec::new()
+        };
+        let all = if all.is_empty() { &jobs[..] } else { &all[..] };
+        with_spend(&bucket, &config, &mut views, shown, all).await?;
         if views.is_empty() && !args.watch {
             return match &args.what {
                 Some(what) => Err(Error::Job(format!(
