@@ -362,7 +362,7 @@ pub fn deadline_words(v: &JobView, now: OffsetDateTime) -> Option<String> {
             words.push_str(if met { ": met" } else { ": missed" });
         }
         (_, Some(at)) if at > now => {
-            let left = crate::commands::status::elapsed_words((at - now).whole_seconds());
+            let left = crate::text::elapsed_words((at - now).whole_seconds());
             words.push_str(&format!(", {left} left"));
         }
         (_, Some(_)) => words.push_str(", passed"),

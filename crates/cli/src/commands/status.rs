@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::jobs::{JobView, Requests, budget_words, deadline_words, load_jobs, view, with_spend};
 use crate::selector::{Selector, route_hint};
 use crate::signal::shutdown_signal;
-use crate::text::usd;
+use crate::text::{elapsed_words, usd};
 use batchdrop_core::cost::Cost;
 use clap::Args;
 use std::io::IsTerminal;
@@ -46,21 +46,6 @@ pub struct StatusArgs {
     limit: usize,
     #[command(flatten)]
     target: Target,
-}
-
-/// A duration as a clock: `1:02:05`, `1d 01:01:01`.
-pub fn elapsed_words(seconds: i64) -> String {
-    let (d, h, m, s) = (
-        seconds / 86_400,
-        (seconds / 3600) % 24,
-        (seconds / 60) % 60,
-        seconds % 60,
-    );
-    if d > 0 {
-        format!("{d}d {h:02}:{m:02}:{s:02}")
-    } else {
-        format!("{h}:{m:02}:{s:02}")
-    }
 }
 
 /// A bar of `width` cells: done, in flight, waiting.
