@@ -4,7 +4,10 @@
 //!
 //! A request is done once its batch has been collected, in flight while its batch is at the
 //! provider, waiting while its chunk is staged. Batches are counted by the provider's status
-//! word. The cost so far is the collected batches' usage at the price table.
+//! word. The cost so far is the collected batches' usage at the price table. On a route with
+//! spending caps a job also shows its budget check and the day's spend object; on a route
+//! with `max_enqueued_tokens`, a chunk held back says how full the provider's queue is
+//! ([`with_spend`]: the only part that reads more than the job's manifest).
 
 use crate::bucket::Bucket;
 use crate::error::Error;
@@ -12,7 +15,8 @@ use crate::selector::Selector;
 use batchdrop_core::config::Config;
 use batchdrop_core::cost::{self, Cost};
 use batchdrop_core::layout::{self, JobKeys};
-use batchdrop_core::manifest::{ChunkState, Deadline, Manifest, Usage};
+use batchdrop_core::manifest::{Budget, ChunkState, Deadline, Manifest, Usage};
+use batchdrop_core::spend;
 use batchdrop_core::store::ObjectStoreExt;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -91,6 +95,26 @@ pub struct JobView {
     /// When the job must be done by, if it must (see `deadline_words`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Deadline>,
+    /// The spending check (a route with a cap), once made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+    /// The route's spend on the job's day (a route with `max_usd_per_day`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub day_spend: Option<DaySpendView>,
+    /// Why staged chunks wait: the provider's queue for their model is full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+}
+
+/// A route's spend on one UTC day, against its cap.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DaySpendView {
+    pub day: String,
+    /// USD, by jobs finished.
+    pub spent: f64,
+    /// USD, reserved by jobs still running.
+    pub reserved: f64,
+    pub max_usd_per_day: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -210,7 +234,146 @@ pub fn view(m: &Manifest, config: &Config, now: OffsetDateTime) -> JobView {
         usage: m.usage(),
         cost: cost::job_cost(m, &config.prices, default_model),
         deadline: m.deadline.clone(),
+        budget: m.budget.clone(),
+        day_spend: None,
+        waiting: None,
     }
+}
+
+/// Adds to each view of `jobs` (in the same order) the day's spend of its route, for a route
+/// with `max_usd_per_day`, and why its staged chunks wait, for a route with
+/// `max_enqueued_tokens` (counted over `all`: every job of the bucket).
+pub async fn with_spend(
+    bucket: &Bucket,
+    config: &Config,
+    views: &mut [JobView],
+    jobs: &[Manifest],
+    all: &[Manifest],
+) -> Result<(), Error> {
+    let mut days: std::collections::BTreeMap<(String, String), Option<spend::DaySpend>> =
+        Default::default();
+    for (v, m) in views.iter_mut().zip(jobs) {
+        let Some(route) = config.route(&m.route) else {
+            continue;
+        };
+        if let Some(cap) = route.spend.max_usd_per_day
+            && let Ok(day) = spend::day_of(&m.created_at)
+        {
+            let slot = (m.route.clone(), day.clone());
+            if !days.contains_key(&slot) {
+                let found = spend::read_day(bucket.store.as_ref(), &m.route, &day)
+                    .await
+                    .map_err(|e| bucket.store_error("read the day's spend", e))?;
+                days.insert(slot.clone(), found.map(|(s, _)| s));
+            }
+            let found = days.get(&slot).cloned().flatten().unwrap_or_default();
+            v.day_spend = Some(DaySpendView {
+                day,
+                spent: found.spent(),
+                reserved: found.reserved(),
+                max_usd_per_day: cap,
+            });
+        }
+        if let Some(limit) = route.spend.max_enqueued_tokens
+            && !m.status.is_finished()
+            && m.planning.is_none()
+        {
+            v.waiting = queue_words(m, all, limit, spend::fallback_output(route));
+        }
+    }
+    Ok(())
+}
+
+/// "1.2M enqueued tokens of 2M for gpt-4o-mini", when a staged chunk of `m` would not fit in
+/// the queue of its model beside the route's batches in flight.
+fn queue_words(m: &Manifest, all: &[Manifest], limit: u64, fallback: u64) -> Option<String> {
+    let mut words = Vec::new();
+    let mut models: Vec<&str> = Vec::new();
+    for c in m.chunks.iter().filter(|c| c.state == ChunkState::Staged) {
+        let model = c.plan.model.as_str();
+        if models.contains(&model) {
+            continue;
+        }
+        let in_flight: u64 = all
+            .iter()
+            .filter(|o| o.route == m.route && !o.status.is_finished())
+            .map(|o| spend::enqueued_tokens(o, model, fallback))
+            .sum();
+        let mine = spend::chunk_tokens(&c.plan, fallback).input_tokens;
+        if in_flight > 0 && in_flight.saturating_add(mine) > limit {
+            models.push(model);
+            words.push(format!(
+                "{} enqueued tokens of {} for {model}",
+                tokens_words(in_flight),
+                tokens_words(limit)
+            ));
+        }
+    }
+    (!words.is_empty()).then(|| words.join("; "))
+}
+
+/// 1234 → "1,234"; 1_200_000 → "1.2M".
+fn tokens_words(n: u64) -> String {
+    if n >= 1_000_000 {
+        let m = format!("{:.1}", n as f64 / 1e6);
+        format!("{}M", m.trim_end_matches(".0"))
+    } else if n >= 10_000 {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
+}
+
+/// "estimate $0.42 of max_usd_per_job $5.00; on 2026-01-01 (UTC) $1.20 spent and $0.42
+/// reserved of max_usd_per_day $10.00", for status.
+pub fn budget_words(v: &JobView) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(b) = &v.budget {
+        let mut words = format!("estimate {}", crate::text::usd(b.estimate));
+        if let Some(cap) = b.max_usd_per_job {
+            words.push_str(&format!(" of max_usd_per_job {}", crate::text::usd(cap)));
+        }
+        if b.refused.is_some() {
+            words.push_str(": over budget, nothing sent");
+        }
+        parts.push(words);
+    }
+    if let Some(d) = &v.day_spend {
+        parts.push(format!(
+            "on {} (UTC) {} spent and {} reserved of max_usd_per_day {}",
+            d.day,
+            crate::text::usd(d.spent),
+            crate::text::usd(d.reserved),
+            crate::text::usd(d.max_usd_per_day)
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// "by 2026-12-02T07:00:00Z (route): met", "… 2h 10m left", "… cut at …: the rest runs
+/// on the synchronous lane", for status.
+pub fn deadline_words(v: &JobView, now: OffsetDateTime) -> Option<String> {
+    let d = v.deadline.as_ref()?;
+    let at = parse_time(&d.at);
+    let mut words = format!("by {} ({})", d.at, d.source);
+    match (&v.finished_at, at) {
+        (Some(finished), Some(at)) if v.status != "running" => {
+            let met = parse_time(finished).is_some_and(|f| f <= at);
+            words.push_str(if met { ": met" } else { ": missed" });
+        }
+        (_, Some(at)) if at > now => {
+            let left = crate::text::elapsed_words((at - now).whole_seconds());
+            words.push_str(&format!(", {left} left"));
+        }
+        (_, Some(_)) => words.push_str(", passed"),
+        _ => {}
+    }
+    if let Some(cut) = &d.cut_at {
+        words.push_str(&format!(
+            "; cut at {cut}: what the batches had not answered went through the synchronous lane"
+        ));
+    }
+    Some(words)
 }
 
 /// `running`, `completed`, …; `planning (42%)` while the upload is still being read.

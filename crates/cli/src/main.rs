@@ -6,9 +6,9 @@
 //! Each command has its module under `commands/`; the modules beside this file are what the
 //! commands share and import none of them: `error` (the one error type and its exit codes),
 //! `bucket` (opening `--root`/`--bucket`, loading `--config`), `selector` (naming a job by path
-//! or id), `jobs` (the bucket's job manifests and what each shows), `tokens` (offline token
-//! counts), `printer` (local mode's event lines), `embedded` (the sandbox run inside a command),
-//! `signal` (Ctrl-C), `text` (formatting) and `memory` (the allocator's set-up).
+//! or id), `jobs` (the bucket's job manifests and what each shows), `printer` (local mode's
+//! event lines), `embedded` (the sandbox run inside a command), `signal` (Ctrl-C), `text`
+//! (formatting) and `memory` (the allocator's set-up).
 //! `main` alone turns an error into its message and exit code.
 
 mod bucket;
@@ -21,7 +21,6 @@ mod printer;
 mod selector;
 mod signal;
 mod text;
-mod tokens;
 
 use clap::Parser;
 use error::Error;

@@ -1,4 +1,4 @@
-//! Small text helpers shared by the commands: sizes, dollar amounts, shell quoting.
+//! Small text helpers shared by the commands: sizes, dollar amounts, durations, shell quoting.
 
 /// Human-readable size.
 pub fn bytes_human(n: u64) -> String {
@@ -29,6 +29,21 @@ pub fn usd(amount: f64) -> String {
         format!("${amount:.2}")
     } else {
         format!("${s}")
+    }
+}
+
+/// A duration as a clock: `1:02:05`, `1d 01:01:01`.
+pub fn elapsed_words(seconds: i64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        (seconds / 3600) % 24,
+        (seconds / 60) % 60,
+        seconds % 60,
+    );
+    if d > 0 {
+        format!("{d}d {h:02}:{m:02}:{s:02}")
+    } else {
+        format!("{h}:{m:02}:{s:02}")
     }
 }
 

@@ -25,6 +25,10 @@
 //! deadline_hours = 6               # jobs must be done 6 h after they start (an upload may
 //! deadline_margin_minutes = 30     #   say otherwise); batches are given up for the
 //!                                  #   synchronous lane this long before, plus its time
+//! max_usd_per_job = 20.0           # spending caps (USD, batch prices): a job over either
+//! max_usd_per_day = 100.0          #   sends nothing and fails over_budget (`spend` module)
+//! max_enqueued_tokens = 2_000_000  # the provider's batch queue limit per model: chunks wait
+//! assumed_output_tokens = 512      # output per request without max_tokens (default 1024)
 //! [routes.labelling.defaults]      # fill in prompt lines and lines without a model
 //! model = "gpt-4o-mini"
 //! max_tokens = 512
@@ -35,7 +39,8 @@
 //! ```
 
 pub use crate::route::{
-    BelowMinimum, ChunkLimits, DEFAULT_SANDBOX_URL, Deadlines, Defaults, KeySource, Retries, Route,
+    BelowMinimum, ChunkLimits, DEFAULT_ASSUMED_OUTPUT_TOKENS, DEFAULT_SANDBOX_URL, Deadlines,
+    Defaults, KeySource, Retries, Route, Spend,
 };
 
 use crate::cost::{PriceOverride, PriceTable};
@@ -95,6 +100,10 @@ struct FileRoute {
     deadline_margin_minutes: Option<f64>,
     requests_per_minute: Option<i64>,
     tokens_per_minute: Option<i64>,
+    max_usd_per_job: Option<f64>,
+    max_usd_per_day: Option<f64>,
+    max_enqueued_tokens: Option<i64>,
+    assumed_output_tokens: Option<i64>,
     defaults: Option<Defaults>,
 }
 
@@ -158,6 +167,7 @@ impl Config {
                         deadlines: Default::default(),
                         requests_per_minute: None,
                         tokens_per_minute: None,
+                        spend: Default::default(),
                     },
                 },
                 (None, None) => {
@@ -279,6 +289,47 @@ impl Config {
                     Some(u64::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
                         route_err(format!("tokens_per_minute = {n} must be at least 1"))
                     })?);
+            }
+            for (field, value, slot) in [
+                (
+                    "max_usd_per_job",
+                    fr.max_usd_per_job,
+                    &mut route.spend.max_usd_per_job,
+                ),
+                (
+                    "max_usd_per_day",
+                    fr.max_usd_per_day,
+                    &mut route.spend.max_usd_per_day,
+                ),
+            ] {
+                if let Some(usd) = value {
+                    if !(usd.is_finite() && usd > 0.0) {
+                        return Err(route_err(format!(
+                            "{field} must be an amount in USD above 0 (got {usd})"
+                        )));
+                    }
+                    *slot = Some(usd);
+                }
+            }
+            for (field, value, slot) in [
+                (
+                    "max_enqueued_tokens",
+                    fr.max_enqueued_tokens,
+                    &mut route.spend.max_enqueued_tokens,
+                ),
+                (
+                    "assumed_output_tokens",
+                    fr.assumed_output_tokens,
+                    &mut route.spend.assumed_output_tokens,
+                ),
+            ] {
+                if let Some(n) = value {
+                    let n = u64::try_from(n)
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| route_err(format!("{field} = {n} must be at least 1")))?;
+                    *slot = Some(n);
+                }
             }
             if route.limits.max_line_bytes > route.limits.max_bytes_per_batch {
                 route.limits.max_line_bytes = route.limits.max_bytes_per_batch;
@@ -526,6 +577,57 @@ mod tests {
             )
             .unwrap_err();
             assert!(err.to_string().contains(key), "{key} = {value}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_route_takes_spending_caps_and_an_admission_limit() {
+        let c = Config::from_toml(
+            "[routes.sandbox]\nmax_usd_per_job = 2.5\nmax_usd_per_day = 10\nmax_enqueued_tokens = 2_000_000\nassumed_output_tokens = 300\n",
+            "t.toml",
+            &no_env,
+        )
+        .unwrap();
+        let spend = c.route("sandbox").unwrap().spend;
+        assert_eq!(
+            spend,
+            Spend {
+                max_usd_per_job: Some(2.5),
+                max_usd_per_day: Some(10.0),
+                max_enqueued_tokens: Some(2_000_000),
+                assumed_output_tokens: Some(300),
+            }
+        );
+        assert!(spend.has_cap() && spend.estimates());
+        let builtin = Config::builtin(&no_env);
+        assert!(!builtin.route("sandbox").unwrap().spend.estimates());
+    }
+
+    #[test]
+    fn spending_caps_and_token_limits_must_be_positive() {
+        for (key, value) in [
+            ("max_usd_per_job", "0"),
+            ("max_usd_per_job", "-1.5"),
+            ("max_usd_per_job", "nan"),
+            ("max_usd_per_job", "inf"),
+            ("max_usd_per_day", "0.0"),
+            ("max_usd_per_day", "-3"),
+            ("max_usd_per_day", "nan"),
+            ("max_enqueued_tokens", "0"),
+            ("max_enqueued_tokens", "-100"),
+            ("assumed_output_tokens", "0"),
+            ("assumed_output_tokens", "-1"),
+        ] {
+            let err = Config::from_toml(
+                &format!("[routes.sandbox]\n{key} = {value}\n"),
+                "t.toml",
+                &no_env,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Route { .. }) && err.to_string().contains(key),
+                "{key} = {value}: {err}"
+            );
         }
     }
 

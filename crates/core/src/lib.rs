@@ -7,12 +7,14 @@
 //!   registry of them by name.
 //! - [`clock`]: the clock port.
 //! - [`config`]: routes ([`route`]), read once at start.
-//! - [`cost`]: price table and job costs (batch, synchronous equivalent, saved).
+//! - [`cost`]: price table and job costs (batch, synchronous equivalent, saved); [`tokens`]:
+//!   a request's tokens counted offline (input exactly for OpenAI models, output bound).
 //! - [`layout`]: what each key of the bucket means.
 //! - [`input`]: line validation, over [`scan`] (one pass over a JSON line), [`fields`] and
 //!   [`prompt`]; [`ids`]: duplicate custom_ids in bounded memory; [`plan`]: chunk planning
 //!   (`staging` stages one segment).
 //! - [`manifest`]: the job manifest (plain data); [`summary`]: the summary.json it ends as.
+//! - [`spend`]: spending caps and queue-aware admission (estimates, the day's spend object).
 //! - [`engine`]: the engine that submit and poll run (`chunk_files`: a staged chunk's files).
 //! - [`types`]: plain data shared by the modules above (a leaf).
 
@@ -32,9 +34,11 @@ pub mod provider;
 pub mod providers;
 pub mod route;
 pub mod scan;
+pub mod spend;
 mod staging;
 pub mod store;
 pub mod summary;
+pub mod tokens;
 pub mod types;
 mod writer;
 

@@ -90,6 +90,38 @@ pub struct Usage {
     pub output_tokens: u64,
 }
 
+/// A chunk's tokens as estimated before it is sent: its input counted offline, its output
+/// bounded by the requests' `max_tokens` (see the `spend` module for the rules).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenEstimate {
+    pub input_tokens: u64,
+    /// An upper bound when every request sets its `max_tokens`; else the route's assumption.
+    pub output_tokens: u64,
+}
+
+impl TokenEstimate {
+    pub fn add(&mut self, more: TokenEstimate) {
+        self.input_tokens += more.input_tokens;
+        self.output_tokens += more.output_tokens;
+    }
+
+    /// The share of `part` requests out of `whole` (rounded down): what a chunk cut from
+    /// another one carries, in proportion to its requests.
+    pub fn share(self, part: u64, whole: u64) -> TokenEstimate {
+        let of = |tokens: u64| {
+            if whole == 0 {
+                0
+            } else {
+                (u128::from(tokens) * u128::from(part.min(whole)) / u128::from(whole)) as u64
+            }
+        };
+        TokenEstimate {
+            input_tokens: of(self.input_tokens),
+            output_tokens: of(self.output_tokens),
+        }
+    }
+}
+
 /// A chunk as planned: what it holds and what it weighs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkPlan {
@@ -99,6 +131,10 @@ pub struct ChunkPlan {
     pub requests: u64,
     /// Bytes of the chunk file, newlines included.
     pub bytes: u64,
+    /// Its tokens, estimated at planning; only when the route has a spending cap or an
+    /// admission limit (absent in manifests written before, or without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<TokenEstimate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +232,30 @@ pub struct Deadline {
     pub cut_at: Option<String>,
 }
 
+/// A job's spending check, made once its planning ended and before anything was sent (routes
+/// with `max_usd_per_job` or `max_usd_per_day`). Amounts in USD.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    /// The job's cost bound: estimated input tokens and output bounds at batch prices (at
+    /// synchronous prices for chunks that go on demand).
+    pub estimate: f64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_usd_per_job: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_usd_per_day: Option<f64>,
+    /// The UTC day (`YYYY-MM-DD`, the job's start) whose spend object holds its reservation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
+    /// What the route's other jobs had reserved or spent that day when this one was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day_spent_before: Option<f64>,
+    /// Why nothing was sent (`over_budget: …`); None: the job was let through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
 /// Who may act on a job until when (unix seconds). Renewed on every save.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
@@ -203,7 +263,7 @@ pub struct Lease {
     pub until: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub job_id: String,
     pub route: String,
@@ -230,6 +290,9 @@ pub struct Manifest {
     /// When the job must be done by, if it must.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Deadline>,
+    /// The spending check, once made (routes with a cap only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
     pub chunks: Vec<ChunkRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,

@@ -68,6 +68,7 @@ impl Planner {
                     model: group.model.clone(),
                     requests: 0,
                     bytes: 0,
+                    estimate: None,
                 },
                 units: 0,
             }

@@ -78,6 +78,41 @@ pub struct Route {
     pub tokens_per_minute: Option<u64>,
     /// When its jobs must be done by, unless an upload says (see [`Deadlines`]).
     pub deadlines: Deadlines,
+    /// Spending caps and the provider's queue limit (see [`Spend`]).
+    pub spend: Spend,
+}
+
+/// A route's spending caps and its admission limit (the `spend` module applies them). All
+/// `None` by default: then planning records no estimates and costs nothing more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Spend {
+    /// USD: a job whose cost bound is above this sends nothing and fails `over_budget`.
+    pub max_usd_per_job: Option<f64>,
+    /// USD: the route's jobs started on one UTC day reserve their cost bound against this; a
+    /// job that would pass it sends nothing and fails `over_budget`.
+    pub max_usd_per_day: Option<f64>,
+    /// The provider's batch queue limit per model (OpenAI's enqueued tokens of the user's
+    /// tier): a staged chunk waits while the input tokens of the route's batches in flight for
+    /// its model plus its own would pass it.
+    pub max_enqueued_tokens: Option<u64>,
+    /// Output tokens assumed for a request that sets no `max_tokens` (nor the route's
+    /// defaults): None: [`DEFAULT_ASSUMED_OUTPUT_TOKENS`].
+    pub assumed_output_tokens: Option<u64>,
+}
+
+/// Output tokens assumed per request without any `max_tokens`, unless the route says.
+pub const DEFAULT_ASSUMED_OUTPUT_TOKENS: u64 = 1024;
+
+impl Spend {
+    /// Whether the route caps spending.
+    pub fn has_cap(&self) -> bool {
+        self.max_usd_per_job.is_some() || self.max_usd_per_day.is_some()
+    }
+
+    /// Whether planning records each chunk's estimated tokens: a cap or an admission limit.
+    pub fn estimates(&self) -> bool {
+        self.has_cap() || self.max_enqueued_tokens.is_some()
+    }
 }
 
 /// A route's deadline rules: how long after it starts a job must be done (`deadline_hours`),

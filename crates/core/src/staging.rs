@@ -7,15 +7,19 @@
 //! remembered for the duplicate check ([`crate::ids`]). When the segment ends, every open chunk
 //! is sealed: the next segment starts new ones, so nothing half-written is carried over.
 //! Memory is bounded by the open chunks' write buffers and the id buffer, not by the upload.
+//! On a route with a spending cap or an admission limit, each accepted request's tokens are
+//! estimated too ([`crate::spend::ChunkEstimator`]) and its chunk's plan carries their sum.
 
 use crate::chunk_files::ChunkWriter;
 use crate::ids::IdRuns;
 use crate::input::{Outcome, Validator};
 use crate::layout::JobKeys;
 use crate::manifest::Counts;
+use crate::manifest::TokenEstimate;
 use crate::plan::{ChunkPlan, Planner};
 use crate::provider::Dialect;
 use crate::route::Route;
+use crate::spend::ChunkEstimator;
 use crate::store::{ObjectStore, PutMode, StoreError};
 use crate::writer::StreamWriter;
 use std::collections::HashMap;
@@ -40,6 +44,10 @@ pub struct Stager {
     rejected: StreamWriter,
     open: HashMap<u32, ChunkWriter>,
     staged: Staged,
+    /// Only on a route that needs estimates.
+    estimator: Option<ChunkEstimator>,
+    /// The estimated tokens of each open chunk.
+    estimates: HashMap<u32, TokenEstimate>,
 }
 
 impl Stager {
@@ -65,6 +73,8 @@ impl Stager {
             rejected,
             open: HashMap::new(),
             staged: Staged::default(),
+            estimator: ChunkEstimator::for_route(route, dialect),
+            estimates: HashMap::new(),
             store,
             keys,
         })
@@ -88,11 +98,16 @@ impl Stager {
         let place = self
             .planner
             .place(&acc.group, acc.request.len() as u64, acc.units);
-        if let Some(sealed) = place.seals {
+        if let Some(mut sealed) = place.seals {
             if let Some(chunk) = self.open.remove(&sealed.index) {
                 chunk.finish().await?;
             }
+            sealed.estimate = self.estimates.remove(&sealed.index);
             self.staged.chunks.push(sealed);
+        }
+        if let Some(estimator) = &self.estimator {
+            let tokens = estimator.request(&acc.request);
+            self.estimates.entry(place.chunk).or_default().add(tokens);
         }
         let chunk = self
             .open
@@ -112,7 +127,13 @@ impl Stager {
         }
         self.rejected.finish().await?;
         self.ids.finish().await?;
-        self.staged.chunks.extend(self.planner.finish());
+        let estimates = &mut self.estimates;
+        self.staged
+            .chunks
+            .extend(self.planner.finish().into_iter().map(|mut plan| {
+                plan.estimate = estimates.remove(&plan.index);
+                plan
+            }));
         self.staged.chunks.sort_by_key(|p| p.index);
         Ok(self.staged)
     }

@@ -55,6 +55,12 @@ pub fn summary(manifest: &Manifest, config: &Config) -> serde_json::Value {
     if let Some(deadline) = deadline(manifest, config, default_model) {
         v["deadline"] = deadline;
     }
+    if let Some(budget) = &manifest.budget {
+        // The spending check: the estimate, the caps, the day's spend before this job, and
+        // why nothing was sent when it was refused.
+        v["budget"] = serde_json::to_value(budget).unwrap_or_default();
+        v["budget"]["within"] = budget.refused.is_none().into();
+    }
     if let Some(reason) = &manifest.reason {
         v["reason"] = serde_json::Value::String(reason.clone());
     }

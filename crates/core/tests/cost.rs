@@ -88,6 +88,7 @@ fn chunk(model: &str, usage: (u64, u64), by_model: &[(&str, u64, u64)]) -> Chunk
         model: model.into(),
         requests: 1,
         bytes: 1,
+        estimate: None,
     });
     c.state = ChunkState::Collected;
     c.usage = Usage {

@@ -195,6 +195,7 @@ mod tests {
             chunks: Vec::new(),
             lease: None,
             deadline: None,
+            budget: None,
         }
     }
 
@@ -205,6 +206,7 @@ mod tests {
             model: "gpt-4o-mini".into(),
             requests: 2,
             bytes: 10,
+            estimate: None,
         });
         c.state = state;
         c.succeeded = succeeded;

@@ -4,7 +4,7 @@
 //! counted are exactly those batchdrop would send (prompt lines built with the route's
 //! defaults, Anthropic lines translated for an OpenAI route, …), and rejected lines are named.
 //!
-//! Input tokens are counted offline (see [`crate::tokens`]): exact for OpenAI models on text,
+//! Input tokens are counted offline (see [`batchdrop_core::tokens`]): exact for OpenAI models on text,
 //! approximate for Claude, images, tool definitions and the Responses API's framing.
 //!
 //! Output tokens cannot be known before the model answers: the estimate uses each request's
@@ -13,10 +13,10 @@
 use crate::bucket::load_config;
 use crate::error::Error;
 use crate::text::usd;
-use crate::tokens::{Counted, count_request};
 use batchdrop_core::config::Route;
 use batchdrop_core::cost::{self, PRICES_AS_OF, Tally};
 use batchdrop_core::input::{Outcome, Validator};
+use batchdrop_core::tokens::{Counted, count_request};
 use clap::Args;
 use serde::Serialize;
 use std::collections::BTreeMap;

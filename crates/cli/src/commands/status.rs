@@ -4,10 +4,10 @@
 
 use crate::bucket::{Bucket, Target};
 use crate::error::Error;
-use crate::jobs::{self, JobView, Requests, load_jobs, view};
+use crate::jobs::{JobView, Requests, budget_words, deadline_words, load_jobs, view, with_spend};
 use crate::selector::{Selector, route_hint};
 use crate::signal::shutdown_signal;
-use crate::text::usd;
+use crate::text::{elapsed_words, usd};
 use batchdrop_core::cost::Cost;
 use clap::Args;
 use std::io::IsTerminal;
@@ -46,21 +46,6 @@ pub struct StatusArgs {
     limit: usize,
     #[command(flatten)]
     target: Target,
-}
-
-/// A duration as a clock: `1:02:05`, `1d 01:01:01`.
-pub fn elapsed_words(seconds: i64) -> String {
-    let (d, h, m, s) = (
-        seconds / 86_400,
-        (seconds / 3600) % 24,
-        (seconds / 60) % 60,
-        seconds % 60,
-    );
-    if d > 0 {
-        format!("{d}d {h:02}:{m:02}:{s:02}")
-    } else {
-        format!("{h}:{m:02}:{s:02}")
-    }
 }
 
 /// A bar of `width` cells: done, in flight, waiting.
@@ -129,32 +114,6 @@ fn cost_words(c: &Cost) -> String {
     s
 }
 
-/// "by 2026-12-02T07:00:00Z (route): met", "… 2h 10m left", "… cut at …: the rest runs
-/// on the synchronous lane", for status.
-pub fn deadline_words(v: &JobView, now: OffsetDateTime) -> Option<String> {
-    let d = v.deadline.as_ref()?;
-    let at = jobs::parse_time(&d.at);
-    let mut words = format!("by {} ({})", d.at, d.source);
-    match (&v.finished_at, at) {
-        (Some(finished), Some(at)) if v.status != "running" => {
-            let met = jobs::parse_time(finished).is_some_and(|f| f <= at);
-            words.push_str(if met { ": met" } else { ": missed" });
-        }
-        (_, Some(at)) if at > now => {
-            let left = elapsed_words((at - now).whole_seconds());
-            words.push_str(&format!(", {left} left"));
-        }
-        (_, Some(_)) => words.push_str(", passed"),
-        _ => {}
-    }
-    if let Some(cut) = &d.cut_at {
-        words.push_str(&format!(
-            "; cut at {cut}: what the batches had not answered went through the synchronous lane"
-        ));
-    }
-    Some(words)
-}
-
 /// The block of one job on a terminal.
 pub fn render_block(v: &JobView) -> String {
     let r = &v.requests;
@@ -185,6 +144,12 @@ pub fn render_block(v: &JobView) -> String {
     ));
     if let Some(deadline) = deadline_words(v, OffsetDateTime::now_utc()) {
         out.push_str(&format!("  deadline: {deadline}\n"));
+    }
+    if let Some(budget) = budget_words(v) {
+        out.push_str(&format!("  budget:  {budget}\n"));
+    }
+    if let Some(waiting) = &v.waiting {
+        out.push_str(&format!("  waiting: {waiting}\n"));
     }
     if let Some(reason) = &v.reason {
         out.push_str(&format!("  reason:  {reason}\n"));
@@ -217,6 +182,12 @@ pub fn render_line(v: &JobView) -> String {
     );
     if let Some(deadline) = deadline_words(v, OffsetDateTime::now_utc()) {
         line.push_str(&format!("; deadline {deadline}"));
+    }
+    if let Some(budget) = budget_words(v) {
+        line.push_str(&format!("; budget {budget}"));
+    }
+    if let Some(waiting) = &v.waiting {
+        line.push_str(&format!("; waiting: {waiting}"));
     }
     if let Some(reason) = &v.reason {
         line.push_str(&format!("; reason: {reason}"));
@@ -252,11 +223,21 @@ pub async fn run(args: StatusArgs) -> Result<(), Error> {
             args.limit
         };
         let now = OffsetDateTime::now_utc();
-        let views: Vec<JobView> = jobs
-            .iter()
-            .take(limit)
-            .map(|m| view(m, &config, now))
-            .collect();
+        let shown = &jobs[..jobs.len().min(limit)];
+        let mut views: Vec<JobView> = shown.iter().map(|m| view(m, &config, now)).collect();
+        // The provider's queue is shared by every job of a route: count them all.
+        let queued = shown.iter().any(|m| {
+            config
+                .route(&m.route)
+                .is_some_and(|r| r.spend.max_enqueued_tokens.is_some())
+        });
+        let all = if queued && selector.is_some() {
+            load_jobs(&bucket, None).await?
+        } else {
+            Vec::new()
+        };
+        let all = if all.is_empty() { &jobs[..] } else { &all[..] };
+        with_spend(&bucket, &config, &mut views, shown, all).await?;
         if views.is_empty() && !args.watch {
             return match &args.what {
                 Some(what) => Err(Error::Job(format!(

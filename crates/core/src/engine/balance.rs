@@ -9,12 +9,13 @@
 //!
 //! Like taking out reused ids, this only writes new objects, under new indices fixed by the
 //! manifest as it was saved; the manifest names them once planning is over, and the old files
-//! go afterwards. A crash in between is simply redone.
+//! go afterwards. A crash in between is simply redone. The new chunks share the sources'
+//! estimated tokens (when they have them) in proportion to their requests.
 
 use super::JobError;
 use super::run::{JobRun, next_chunk_index};
 use crate::chunk_files::merge_chunks;
-use crate::manifest::{ChunkPlan, ChunkRecord, Manifest};
+use crate::manifest::{ChunkPlan, ChunkRecord, Manifest, TokenEstimate};
 use crate::route::ChunkLimits;
 use std::collections::BTreeMap;
 
@@ -86,8 +87,16 @@ impl JobRun<'_> {
                 sources.push(biggest);
             }
             let requests: u64 = sources.iter().map(|c| c.plan.requests).sum();
+            let total_requests = requests;
             let bytes: u64 = sources.iter().map(|c| c.plan.bytes).sum();
             let from: Vec<u32> = sources.iter().map(|c| c.plan.index).collect();
+            // The sources' estimates, shared out in proportion to each new chunk's requests.
+            let estimate = sources
+                .iter()
+                .try_fold(TokenEstimate::default(), |mut sum, c| {
+                    sum.add(c.plan.estimate?);
+                    Some(sum)
+                });
             let to: Vec<(u32, u64)> = cut(requests, bytes, limits)
                 .into_iter()
                 .enumerate()
@@ -113,6 +122,7 @@ impl JobRun<'_> {
                             model: model.to_string(),
                             requests,
                             bytes,
+                            estimate: estimate.map(|e| e.share(requests, total_requests)),
                         }),
                 );
             balanced.replaced.extend(from);

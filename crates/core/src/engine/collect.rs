@@ -29,6 +29,9 @@ pub(super) enum Ending<'a> {
         /// What the batch as a whole failed with, if anything.
         error: Option<BatchError>,
     },
+    /// It never became a batch because batchdrop withheld it (over budget): every request
+    /// fails with the error's own code and message, and the chunk takes the code as its status.
+    Withheld(BatchError),
 }
 
 impl Ending<'_> {
@@ -58,6 +61,7 @@ impl Ending<'_> {
         match self {
             Ending::Batch(info) => info.state,
             Ending::NeverSent { state, .. } => *state,
+            Ending::Withheld(_) => BatchState::Failed,
         }
     }
 
@@ -66,6 +70,7 @@ impl Ending<'_> {
         match self {
             Ending::Batch(info) => &info.status,
             Ending::NeverSent { status, .. } => status,
+            Ending::Withheld(error) => &error.code,
         }
     }
 
@@ -74,6 +79,7 @@ impl Ending<'_> {
         match self {
             Ending::Batch(info) => &info.errors,
             Ending::NeverSent { error, .. } => error.as_slice(),
+            Ending::Withheld(error) => std::slice::from_ref(error),
         }
     }
 
@@ -81,7 +87,7 @@ impl Ending<'_> {
     fn files(&self) -> &[ResultFile] {
         match self {
             Ending::Batch(info) => &info.result_files,
-            Ending::NeverSent { .. } => &[],
+            Ending::NeverSent { .. } | Ending::Withheld(_) => &[],
         }
     }
 }
@@ -178,23 +184,24 @@ impl JobRun<'_> {
                 "provider result lines that match no request of the batch were left out"
             );
         }
-        let (code, why) = match ending.state() {
-            BatchState::Expired => (
+        let (code, why) = match (&ending, ending.state()) {
+            (Ending::Withheld(error), _) => (error.code.as_str(), error.message.clone()),
+            (_, BatchState::Expired) => (
                 "batch_expired",
                 "the batch expired before this request ran".to_string(),
             ),
-            BatchState::Cancelled => (
+            (_, BatchState::Cancelled) => (
                 "batch_cancelled",
                 "the batch was cancelled before this request ran".to_string(),
             ),
-            BatchState::Failed => (
+            (_, BatchState::Failed) => (
                 "batch_failed",
                 match ending.errors().iter().find(|e| e.line.is_none()) {
                     Some(e) => format!("the batch failed: {}: {}", e.code, e.message),
                     None => "the batch failed validation".to_string(),
                 },
             ),
-            BatchState::Completed | BatchState::Pending => (
+            (_, BatchState::Completed | BatchState::Pending) => (
                 "missing_result",
                 "the provider returned no result for this request".to_string(),
             ),

@@ -19,7 +19,10 @@
 //! - `run`: one advance of one job, its order of steps, and the job's lease.
 //! - `planning`: reading and staging the upload, taking out reused custom_ids; `balance`:
 //!   no chunk below the provider's batch minimum where the file holds that many.
-//! - `step`: the steps of one chunk (submit, watch, cancel, retry).
+//! - `step`: the steps of one chunk (submit, watch, cancel, retry); `admission`: whether the
+//!   provider's batch queue has room for a chunk (`max_enqueued_tokens`).
+//! - `budget`: the spending check before anything is sent, and the day's spend settled at
+//!   the end.
 //! - `on_demand`: a chunk below the provider's batch minimum, sent request by request.
 //! - `deadline`: when a job must be done by; past its cutoff, batches give way to the lane.
 //! - `on_demand`: a chunk below the provider's batch minimum, sent request by request;
@@ -29,7 +32,9 @@
 //! - `output`: output.jsonl, errors.jsonl and summary.json; closing the job.
 //! - The chunk files themselves (requests + line-number sidecar) are `crate::chunk_files`'.
 
+mod admission;
 mod balance;
+mod budget;
 mod collect;
 mod deadline;
 pub mod error;
@@ -267,6 +272,7 @@ impl Engine {
             chunks: Vec::new(),
             lease: None,
             deadline: None,
+            budget: None,
         };
 
         let route = match self.config.route(&route_name) {

@@ -15,7 +15,8 @@ use std::collections::BinaryHeap;
 use tokio::io::AsyncBufReadExt;
 
 impl JobRun<'_> {
-    /// Writes output.jsonl (input order), errors.jsonl, then summary.json; closes the job.
+    /// Writes output.jsonl (input order), errors.jsonl, settles the job's spend of the day
+    /// (a route with `max_usd_per_day`), then summary.json; closes the job.
     pub(super) async fn finish(&mut self, manifest: &mut Manifest) -> Result<(), JobError> {
         self.acquire(manifest).await?;
         let engine = self.engine;
@@ -32,6 +33,7 @@ impl JobRun<'_> {
             self.write_errors(manifest).await?;
             format!("{}summary.json", manifest.results_prefix)
         };
+        self.settle_spend(manifest).await?;
         self.close(manifest, &summary_key, |done| {
             done.counts.succeeded = done.chunks.iter().map(|c| c.succeeded).sum();
             done.counts.failed = done.chunks.iter().map(|c| c.failed).sum();
@@ -39,6 +41,11 @@ impl JobRun<'_> {
             if let Some(why) = &done.cancel_requested {
                 done.status = JobStatus::Cancelled;
                 done.reason = Some(why.clone());
+            }
+            // Refused for its cost: nothing was sent.
+            if let Some(why) = done.budget.as_ref().and_then(|b| b.refused.clone()) {
+                done.status = JobStatus::Failed;
+                done.reason = Some(why);
             }
             if superseded {
                 done.status = JobStatus::Cancelled;

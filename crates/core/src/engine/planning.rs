@@ -35,6 +35,8 @@ impl Deduplicated {
         }
         for &(i, to, requests, bytes) in &self.copies {
             let plan = &mut manifest.chunks[i].plan;
+            // The lines taken out carry their share of the estimate away.
+            plan.estimate = plan.estimate.map(|e| e.share(requests, plan.requests));
             (plan.index, plan.requests, plan.bytes) = (to, requests, bytes);
         }
         manifest.chunks.retain(|c| c.plan.requests > 0);

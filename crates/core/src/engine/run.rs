@@ -24,7 +24,8 @@ pub(super) struct JobRun<'e> {
 }
 
 impl JobRun<'_> {
-    /// Moves the job as far as it can go now: planning, each chunk one step, the end.
+    /// Moves the job as far as it can go now: planning, the spending check, the deadline,
+    /// each chunk one step, the end.
     pub(super) async fn run(
         &mut self,
         manifest: &mut Manifest,
@@ -36,6 +37,7 @@ impl JobRun<'_> {
                 done => Advance::Finished(done),
             });
         }
+        self.check_budget(manifest, provider).await?;
         self.check_deadline(manifest).await?;
         // Follow-up chunks staged on the way are taken in the same pass.
         let mut i = 0;

@@ -1,5 +1,6 @@
 //! The steps of one chunk: staged → submitting → submitted → collected. A staged chunk goes
-//! out when the route's cap on batches in flight allows ([`JobRun::may_submit`]); an
+//! out when the route's cap on batches in flight and the provider's queue allow
+//! ([`JobRun::may_submit`]); an
 //! interrupted submit looks for its batch before sending again; a submitted batch is watched
 //! (and cancelled when the job is) until it ends and is collected ([`super::collect`]); the
 //! requests worth another attempt go into a follow-up chunk ([`JobRun::stage_retry`]). A chunk
@@ -162,7 +163,9 @@ impl JobRun<'_> {
     }
 
     /// Whether a staged chunk may go out now: not while a capacity refusal waits for the job's
-    /// other batches to drain, nor beyond the route's cap on batches in flight.
+    /// other batches to drain, nor while the provider's queue for its model is full
+    /// (`max_enqueued_tokens`, [`super::admission`]), nor beyond the route's cap on batches in
+    /// flight.
     async fn may_submit(&self, manifest: &Manifest, i: usize) -> Result<bool, JobError> {
         let in_flight_here = manifest
             .chunks
@@ -172,11 +175,21 @@ impl JobRun<'_> {
         if manifest.chunks[i].after_drain && in_flight_here > 0 {
             return Ok(false);
         }
-        let cap = self
-            .engine
-            .config
-            .route(&manifest.route)
-            .and_then(|r| r.max_batches_in_flight);
+        let route = self.engine.config.route(&manifest.route);
+        if let Some(route) = route
+            && let Some(queued) = self.engine.queue_full(manifest, i, route).await?
+        {
+            tracing::debug!(
+                job_id = manifest.job_id,
+                chunk = manifest.chunks[i].plan.index,
+                in_flight = queued.in_flight,
+                tokens = queued.chunk,
+                limit = queued.limit,
+                "chunk waits for the provider's queue"
+            );
+            return Ok(false);
+        }
+        let cap = route.and_then(|r| r.max_batches_in_flight);
         let Some(cap) = cap else {
             return Ok(true);
         };
@@ -232,6 +245,10 @@ impl JobRun<'_> {
             model: parent.plan.model.clone(),
             requests: positions.len() as u64,
             bytes,
+            estimate: parent
+                .plan
+                .estimate
+                .map(|e| e.share(positions.len() as u64, parent.plan.requests)),
         });
         record.attempt = parent.attempt + 1;
         record.retry_of = Some(parent.plan.index);

@@ -39,6 +39,8 @@ struct State {
     batches: Vec<Batch>,
     files: HashMap<String, Bytes>,
     calls: Calls,
+    /// After each accepted submit: the ids of the batches not ended then (it included).
+    open_at_submits: Vec<Vec<String>>,
 }
 
 /// An in-memory OpenAI-like batch provider driven by [`Script`]s.
@@ -95,6 +97,12 @@ impl ScriptedProvider {
             .iter()
             .map(|b| b.record.clone())
             .collect()
+    }
+
+    /// For each batch accepted, in order: the ids of the batches that had not ended right after
+    /// it was created (it included) — what the provider's queue held.
+    pub fn open_at_submits(&self) -> Vec<Vec<String>> {
+        self.lock().open_at_submits.clone()
     }
 
     /// The raw content of a file the provider produced (output or error file).
@@ -190,6 +198,13 @@ impl Provider for ScriptedProvider {
             cancelled: false,
             ended: None,
         });
+        let open = state
+            .batches
+            .iter()
+            .filter(|b| b.ended.is_none())
+            .map(|b| b.record.id.clone())
+            .collect();
+        state.open_at_submits.push(open);
         Ok(submitted)
     }
 

@@ -66,6 +66,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
             deadlines: Default::default(),
             requests_per_minute: None,
             tokens_per_minute: None,
+            spend: Default::default(),
         },
     )]
 }

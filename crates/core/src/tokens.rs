@@ -1,4 +1,5 @@
-//! Counting a request's tokens offline, for `batchdrop estimate`.
+//! Counting a request's tokens offline: for `batchdrop estimate`, and for the estimates planning
+//! records per chunk when a route has a spending cap or an admission limit (the `spend` module).
 //!
 //! Input tokens: OpenAI models are counted with their own BPE (o200k_base for the gpt-4o /
 //! gpt-4.1 / gpt-5 / o-series families, cl100k_base for gpt-4, gpt-3.5 and the
@@ -10,7 +11,7 @@
 //! Output tokens cannot be known before the model answers: the output bound is each request's
 //! `max_tokens` (or the endpoint's default).
 
-use batchdrop_core::provider::Dialect;
+use crate::provider::Dialect;
 use serde_json::Value;
 use tiktoken_rs::CoreBPE;
 
@@ -225,7 +226,7 @@ mod tests {
     use super::*;
 
     fn dialect(name: &str) -> &'static dyn Dialect {
-        batchdrop_core::providers::dialect(name).expect("a registered provider")
+        crate::providers::dialect(name).expect("a registered provider")
     }
 
     #[test]
