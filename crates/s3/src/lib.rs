@@ -20,6 +20,7 @@ mod error;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use batchdrop_core::store::{
@@ -420,9 +421,12 @@ impl Drop for Upload<'_> {
     }
 }
 
-#[async_trait]
-impl ObjectStore for S3Store {
-    async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+impl S3Store {
+    /// One `HeadObject` of `key`: its answer, and the request (for errors about it).
+    async fn head_object<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> Result<(HeadObjectOutput, Request<'a>), StoreError> {
         validate_key(key)?;
         let request = self.request("HeadObject", key);
         let out = self
@@ -433,6 +437,14 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| request.error(e))?;
+        Ok((out, request))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+        let (out, request) = self.head_object(key).await?;
         Ok(ObjectMeta {
             key: key.to_string(),
             size: out.content_length().unwrap_or(0).max(0) as u64,
@@ -444,16 +456,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn user_metadata(&self, key: &str) -> Result<BTreeMap<String, String>, StoreError> {
-        validate_key(key)?;
-        let request = self.request("HeadObject", key);
-        let out = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| request.error(e))?;
+        let (out, _) = self.head_object(key).await?;
         Ok(out
             .metadata()
             .into_iter()

@@ -5,12 +5,9 @@
 //! its model is in flight (the provider may still refuse it; that refusal is retried after
 //! drain as before). Tokens are the chunks' estimates from planning (see the `spend` module).
 
-use super::{Engine, JobError};
-use crate::layout::{self, JobKeys};
 use crate::manifest::Manifest;
 use crate::route::Route;
 use crate::spend;
-use crate::store::{ObjectStoreExt, StoreError};
 
 /// Why a staged chunk waits for the provider's queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,61 +19,26 @@ pub(super) struct Queued {
     pub(super) limit: u64,
 }
 
-impl Engine {
-    /// Whether chunk `i` of `manifest` must wait for the queue of its model to drain (None:
-    /// it may go, or the route sets no limit).
-    pub(super) async fn queue_full(
-        &self,
-        manifest: &Manifest,
-        i: usize,
-        route: &Route,
-    ) -> Result<Option<Queued>, JobError> {
-        let Some(limit) = route.spend.max_enqueued_tokens else {
-            return Ok(None);
-        };
-        let fallback = spend::fallback_output(route);
-        let plan = &manifest.chunks[i].plan;
-        let chunk = spend::chunk_tokens(plan, fallback).input_tokens;
-        let here = spend::enqueued_tokens(manifest, &plan.model, fallback);
-        let in_flight = here
-            + self
-                .enqueued_elsewhere(&manifest.route, &plan.model, &manifest.job_id, fallback)
-                .await?;
-        let fits = in_flight == 0 || in_flight.saturating_add(chunk) <= limit;
-        Ok((!fits).then_some(Queued {
-            in_flight,
-            chunk,
-            limit,
-        }))
-    }
-
-    /// Input tokens of `route`'s batches in flight for `model` in active jobs other than
-    /// `except`.
-    async fn enqueued_elsewhere(
-        &self,
-        route: &str,
-        model: &str,
-        except: &str,
-        fallback_output: u64,
-    ) -> Result<u64, JobError> {
-        let mut total = 0;
-        for entry in self.store.list(layout::ACTIVE).await? {
-            let Some(job_id) = entry.key.strip_prefix(layout::ACTIVE) else {
-                continue;
-            };
-            if job_id == except {
-                continue;
-            }
-            let manifest: Manifest =
-                match self.store.get_json(&JobKeys::new(job_id).manifest()).await {
-                    Ok((m, _)) => m,
-                    Err(StoreError::NotFound { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-            if manifest.route == route && !manifest.status.is_finished() {
-                total += spend::enqueued_tokens(&manifest, model, fallback_output);
-            }
-        }
-        Ok(total)
-    }
+/// Whether chunk `i` of `manifest` must wait for the queue of its model to drain, beside the
+/// route's `others` unfinished jobs (None: it may go, or the route sets no limit).
+pub(super) fn queue_full(
+    manifest: &Manifest,
+    i: usize,
+    route: &Route,
+    others: &[Manifest],
+) -> Option<Queued> {
+    let limit = route.spend.max_enqueued_tokens?;
+    let fallback = spend::fallback_output(route);
+    let plan = &manifest.chunks[i].plan;
+    let chunk = spend::chunk_tokens(plan, fallback).input_tokens;
+    let in_flight: u64 = std::iter::once(manifest)
+        .chain(others)
+        .map(|m| spend::enqueued_tokens(m, &plan.model, fallback))
+        .sum();
+    let fits = in_flight == 0 || in_flight.saturating_add(chunk) <= limit;
+    (!fits).then_some(Queued {
+        in_flight,
+        chunk,
+        limit,
+    })
 }

@@ -56,7 +56,7 @@ use crate::clock::{Clock, rfc3339};
 use crate::config::Config;
 use crate::input::{RejectCode, Rejection};
 use crate::layout::{self, InboxKey, JobKeys};
-use crate::manifest::{ChunkState, Counts, InputRef, JobStatus, Manifest, PlanCursor};
+use crate::manifest::{Counts, InputRef, JobStatus, Manifest, PlanCursor};
 use crate::provider::{ProviderError, Providers};
 use crate::store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, StoreError};
 use crate::summary::summary;
@@ -600,9 +600,15 @@ impl Engine {
         }
     }
 
-    /// Batches of `route` in flight in active jobs other than `except`.
-    async fn in_flight(&self, route: &str, except: &str) -> Result<usize, JobError> {
-        let mut total = 0;
+    /// The unfinished jobs of `route` other than `except`, as their manifests say now: what
+    /// the caps on a route's work in flight count (`step`'s batches in flight, `admission`'s
+    /// enqueued tokens).
+    async fn other_active_jobs(
+        &self,
+        route: &str,
+        except: &str,
+    ) -> Result<Vec<Manifest>, JobError> {
+        let mut jobs = Vec::new();
         for entry in self.store.list(layout::ACTIVE).await? {
             let Some(job_id) = entry.key.strip_prefix(layout::ACTIVE) else {
                 continue;
@@ -617,14 +623,10 @@ impl Engine {
                     Err(e) => return Err(e.into()),
                 };
             if manifest.route == route && !manifest.status.is_finished() {
-                total += manifest
-                    .chunks
-                    .iter()
-                    .filter(|c| matches!(c.state, ChunkState::Submitted | ChunkState::Submitting))
-                    .count();
+                jobs.push(manifest);
             }
         }
-        Ok(total)
+        Ok(jobs)
     }
 
     fn finished_event(&self, manifest: &Manifest) {

@@ -167,18 +167,23 @@ impl JobRun<'_> {
     /// (`max_enqueued_tokens`, [`super::admission`]), nor beyond the route's cap on batches in
     /// flight.
     async fn may_submit(&self, manifest: &Manifest, i: usize) -> Result<bool, JobError> {
-        let in_flight_here = manifest
-            .chunks
-            .iter()
-            .filter(|c| matches!(c.state, ChunkState::Submitted | ChunkState::Submitting))
-            .count();
+        let in_flight_here = batches_in_flight(manifest);
         if manifest.chunks[i].after_drain && in_flight_here > 0 {
             return Ok(false);
         }
-        let route = self.engine.config.route(&manifest.route);
-        if let Some(route) = route
-            && let Some(queued) = self.engine.queue_full(manifest, i, route).await?
-        {
+        let Some(route) = self.engine.config.route(&manifest.route) else {
+            return Ok(true);
+        };
+        let cap = route.max_batches_in_flight;
+        if cap.is_none() && route.spend.max_enqueued_tokens.is_none() {
+            return Ok(true);
+        }
+        // The route's other unfinished jobs, read once for both caps.
+        let others = self
+            .engine
+            .other_active_jobs(&manifest.route, &manifest.job_id)
+            .await?;
+        if let Some(queued) = super::admission::queue_full(manifest, i, route, &others) {
             tracing::debug!(
                 job_id = manifest.job_id,
                 chunk = manifest.chunks[i].plan.index,
@@ -189,14 +194,10 @@ impl JobRun<'_> {
             );
             return Ok(false);
         }
-        let cap = route.and_then(|r| r.max_batches_in_flight);
         let Some(cap) = cap else {
             return Ok(true);
         };
-        let elsewhere = self
-            .engine
-            .in_flight(&manifest.route, &manifest.job_id)
-            .await?;
+        let elsewhere: usize = others.iter().map(batches_in_flight).sum();
         Ok(in_flight_here + elsewhere < cap as usize)
     }
 
@@ -257,4 +258,13 @@ impl JobRun<'_> {
         manifest.counts.retried += positions.len() as u64;
         Ok(())
     }
+}
+
+/// Chunks of `manifest` being submitted or at the provider.
+fn batches_in_flight(manifest: &Manifest) -> usize {
+    manifest
+        .chunks
+        .iter()
+        .filter(|c| matches!(c.state, ChunkState::Submitted | ChunkState::Submitting))
+        .count()
 }
