@@ -16,6 +16,7 @@
 //! - [`manifest`]: the job manifest (plain data); [`summary`]: the summary.json it ends as.
 //! - [`spend`]: spending caps and queue-aware admission (estimates, the day's spend object).
 //! - [`engine`]: the engine that submit and poll run (`chunk_files`: a staged chunk's files).
+//! - [`webhooks`]: webhooks in and out (the Standard Webhooks signature).
 //! - [`types`]: plain data shared by the modules above (a leaf).
 
 mod chunk_files;
@@ -40,6 +41,7 @@ pub mod store;
 pub mod summary;
 pub mod tokens;
 pub mod types;
+pub mod webhooks;
 mod writer;
 
 pub use engine::{Engine, JobEvent, Observer, SubmitOutcome};
