@@ -16,12 +16,17 @@
 //! Every request needs a key ([`authenticate`]); `/v1/…` runs batches on the tenant's default
 //! route, `/routes/<route>/v1/…` on another of its routes.
 
+pub mod anthropic;
+mod array_body;
 pub mod auth;
 mod engine_calls;
 pub mod ids;
+mod inline_input;
 pub mod layout;
 pub mod openai;
+pub mod prompt_batches;
 pub mod records;
+pub mod result_lines;
 pub mod tenant_store;
 
 use auth::{Keys, Tenant};
@@ -87,7 +92,9 @@ impl Caller {
 
 /// The Batch API's router: `/v1/…` and `/routes/{route}/v1/…`, every request authenticated.
 pub fn router(state: ApiState) -> Router {
-    let v1 = openai::routes();
+    let v1 = openai::routes()
+        .merge(anthropic::routes())
+        .merge(prompt_batches::routes());
     Router::new()
         .nest("/v1", v1.clone())
         .nest("/routes/{route}/v1", v1)
@@ -104,6 +111,9 @@ pub async fn authenticate(
 ) -> Response {
     let tenant = auth::key_of(request.headers()).and_then(|key| state.keys.tenant_of(key));
     let Some(tenant) = tenant else {
+        if anthropic::is_anthropic_path(request.uri().path()) {
+            return anthropic::errors::AnthropicError(ApiError::Unauthorized).into_response();
+        }
         return ApiError::Unauthorized.into_response();
     };
     let route = route_in_path(request.uri().path());

@@ -28,14 +28,6 @@ pub enum ApiError {
         param: Option<&'static str>,
         code: Option<&'static str>,
     },
-    #[error(
-        "The output of route {route:?} (provider {provider:?}) is in that provider's result shape; translating it to OpenAI's batch output lines is not there yet. Read it from the bucket at {key}."
-    )]
-    OutputNotTranslated {
-        route: String,
-        provider: String,
-        key: String,
-    },
     #[error("The bucket could not be used: {0}")]
     Store(#[from] StoreError),
     #[error("The batch job could not be started or moved: {0}")]
@@ -55,14 +47,12 @@ impl ApiError {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::ForbiddenRoute { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } | ApiError::UnknownUrl { .. } => StatusCode::NOT_FOUND,
-            ApiError::BadRequest { .. } | ApiError::OutputNotTranslated { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Job(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_)
@@ -78,8 +68,7 @@ impl ApiError {
             ApiError::ForbiddenRoute { .. } => "permission_error",
             ApiError::NotFound { .. }
             | ApiError::UnknownUrl { .. }
-            | ApiError::BadRequest { .. }
-            | ApiError::OutputNotTranslated { .. } => "invalid_request_error",
+            | ApiError::BadRequest { .. } => "invalid_request_error",
             ApiError::Store(_)
             | ApiError::Job(_)
             | ApiError::Random(_)
@@ -94,7 +83,6 @@ impl ApiError {
             ApiError::NotFound { .. } => Some("not_found"),
             ApiError::UnknownUrl { .. } => Some("unknown_url"),
             ApiError::BadRequest { code, .. } => *code,
-            ApiError::OutputNotTranslated { .. } => Some("output_not_translated"),
             ApiError::Store(_)
             | ApiError::Job(_)
             | ApiError::Random(_)

@@ -3,9 +3,9 @@
 //! (create, retrieve, list, cancel), [`batch_object`] (a job shown as OpenAI's Batch object),
 //! [`error_file`] (errors.jsonl as OpenAI's error-file lines), [`errors`] (the error shape).
 //!
-//! Not served yet: the Uploads API (`/v1/uploads`, for files above what one request carries),
-//! and the output of routes whose provider's result lines are not OpenAI's (see
-//! [`files::serves_output_as_is`]).
+//! Not served yet: the Uploads API (`/v1/uploads`, for files above what one request carries).
+//! The output of routes whose provider's result lines are not OpenAI's is translated
+//! ([`crate::result_lines`]).
 
 pub mod batch_object;
 pub mod batches;
