@@ -17,8 +17,10 @@ import json
 import sys
 import time
 
+import urllib.error
+import urllib.request
+
 import anthropic
-import httpx
 import openai
 
 checks = 0
@@ -192,14 +194,19 @@ def openai_side(base, acme_key, requests):
 
 def prompt_batch(base, acme_key):
     """A prompt batch, read through both APIs."""
-    answer = httpx.post(
+    body = {"route": "sandbox-anthropic", "prompts": ["Say hi.", {"prompt": "Bye.", "custom_id": "b"}]}
+    request = urllib.request.Request(
         f"{base}/v1/prompt-batches",
-        headers={"x-api-key": acme_key},
-        json={"route": "sandbox-anthropic", "prompts": ["Say hi.", {"prompt": "Bye.", "custom_id": "b"}]},
-        timeout=60,
+        data=json.dumps(body).encode(),
+        headers={"x-api-key": acme_key, "content-type": "application/json"},
+        method="POST",
     )
-    check(answer.status_code == 200, f"prompt batch created: {answer.text}")
-    created = answer.json()
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            created = json.loads(answer.read())
+    except urllib.error.HTTPError as e:
+        check(False, f"prompt batch created: {e.code} {e.read()!r}")
+    check(created["object"] == "prompt_batch", f"prompt batch created: {created}")
     client = anthropic.Anthropic(base_url=base, api_key=acme_key, max_retries=0, timeout=60)
     done = until_ended(client, created["message_batch_id"])
     check(done.processing_status == "ended", "the prompt batch ends")

@@ -18,7 +18,7 @@ use crate::{ApiState, Caller};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
-use batchdrop_core::engine::{JobStart, SubmitOutcome};
+use batchdrop_core::engine::{JobError, JobStart, SubmitOutcome};
 use batchdrop_core::layout::JobKeys;
 use batchdrop_core::manifest::Manifest;
 use batchdrop_core::store::{ObjectStoreExt, StoreError};
@@ -301,10 +301,16 @@ async fn start_job(state: &ApiState, record: &BatchRecord) -> Result<Option<Mani
         input_key: record.input_key.clone(),
         results_prefix: record.results_prefix.clone(),
     };
-    let outcome = on_engine(&state.engine, move |engine| async move {
+    let outcome = match on_engine(&state.engine, move |engine| async move {
         engine.start(start).await
     })
-    .await??;
+    .await?
+    {
+        Ok(outcome) => outcome,
+        // A poller took the new job over while it was being planned: it exists, and moves on.
+        Err(JobError::LostLease { .. }) => return Ok(job_manifest(state, &record.job_id).await?),
+        Err(e) => return Err(e.into()),
+    };
     if let SubmitOutcome::Ignored { .. } = outcome {
         return Ok(None);
     }
