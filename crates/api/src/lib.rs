@@ -11,7 +11,12 @@
 //!   them through the `ObjectStore` port;
 //! - `engine_calls`: how a handler runs an engine call (off the request's task);
 //! - [`openai`]: the routes, handlers and wire shapes (files, batches, the batch object, the
-//!   error file, the error shape).
+//!   error file, the error shape);
+//! - [`anthropic`]: Anthropic's Message Batches over the same batches (`msgbatch_<token>` is
+//!   `batch_<token>`), errors in Anthropic's shape; [`prompt_batches`]: a batch from an array
+//!   of prompts; `array_body` + `inline_input`: such inline arrays streamed into an upload;
+//! - [`result_lines`]: a job's output in the API's own shape, translated from the route's
+//!   provider's where they differ.
 //!
 //! Every request needs a key ([`authenticate`]); `/v1/…` runs batches on the tenant's default
 //! route, `/routes/<route>/v1/…` on another of its routes.
