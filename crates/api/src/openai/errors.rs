@@ -36,6 +36,8 @@ pub enum ApiError {
         provider: String,
         key: String,
     },
+    #[error("{what} may hold at most {limit} bytes.")]
+    TooLarge { what: &'static str, limit: u64 },
     #[error("The bucket could not be used: {0}")]
     Store(#[from] StoreError),
     #[error("The batch job could not be started or moved: {0}")]
@@ -63,6 +65,7 @@ impl ApiError {
             ApiError::BadRequest { .. } | ApiError::OutputNotTranslated { .. } => {
                 StatusCode::BAD_REQUEST
             }
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Job(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_)
@@ -79,6 +82,7 @@ impl ApiError {
             ApiError::NotFound { .. }
             | ApiError::UnknownUrl { .. }
             | ApiError::BadRequest { .. }
+            | ApiError::TooLarge { .. }
             | ApiError::OutputNotTranslated { .. } => "invalid_request_error",
             ApiError::Store(_)
             | ApiError::Job(_)
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::UnknownUrl { .. } => Some("unknown_url"),
             ApiError::BadRequest { code, .. } => *code,
             ApiError::OutputNotTranslated { .. } => Some("output_not_translated"),
+            ApiError::TooLarge { .. } => Some("too_large"),
             ApiError::Store(_)
             | ApiError::Job(_)
             | ApiError::Random(_)
