@@ -33,6 +33,7 @@ pub mod plan;
 pub mod prompt;
 pub mod provider;
 pub mod providers;
+pub mod reuse;
 pub mod route;
 pub mod scan;
 pub mod spend;

@@ -26,6 +26,8 @@ struct Deduplicated {
     replaced: Vec<u32>,
     /// Lines rejected as duplicates.
     rejected: u64,
+    /// Their line numbers.
+    lines: std::collections::HashSet<u64>,
 }
 
 impl Deduplicated {
@@ -137,17 +139,31 @@ impl JobRun<'_> {
         let deduplicated = self.drop_duplicates(manifest).await?;
         let mut deduplicated_manifest = manifest.clone();
         deduplicated.apply(&mut deduplicated_manifest);
+        // Requests answered before, and repeats within the file (routes with reuse_results).
+        let mut reused = self
+            .find_reused(&deduplicated_manifest, &deduplicated.lines)
+            .await?;
+        reused.take_out(&mut deduplicated_manifest);
         let balanced = self.balance(&deduplicated_manifest, &route.limits).await?;
+        let mut balanced_manifest = deduplicated_manifest;
+        balanced.apply(&mut balanced_manifest);
+        let answers_index = next_chunk_index(&balanced_manifest);
+        self.write_reused(&balanced_manifest, &mut reused, answers_index)
+            .await?;
         let finish_planning = |planned: &mut Manifest| {
             deduplicated.apply(planned);
+            reused.take_out(planned);
             balanced.apply(planned);
+            reused.add_answers(planned);
             planned.planning = None;
         };
         self.update(manifest, finish_planning, None).await?;
-        for &index in deduplicated.replaced.iter().chain(&balanced.replaced) {
+        let replaced = deduplicated.replaced.iter().chain(&reused.replaced);
+        for &index in replaced.chain(&balanced.replaced) {
             chunk_files::delete(engine.store.as_ref(), &self.keys, index).await?;
         }
         ids::remove_runs(engine.store.as_ref(), &self.keys).await?;
+        self.remove_reuse_work().await?;
         engine.observer.event(&JobEvent::Started {
             job_id: manifest.job_id.clone(),
             key: manifest.input.key.clone(),
@@ -236,6 +252,7 @@ impl JobRun<'_> {
         }
         out.finish().await?;
         deduplicated.rejected = rejections.len() as u64;
+        deduplicated.lines = rejections.iter().map(|r| r.line).collect();
         Ok(deduplicated)
     }
 
