@@ -31,6 +31,11 @@ struct Deduplicated {
 }
 
 impl Deduplicated {
+    /// The lowest index no copy of it uses (0 without copies).
+    fn next_index(&self) -> u32 {
+        self.copies.iter().map(|c| c.1 + 1).max().unwrap_or(0)
+    }
+
     fn apply(&self, manifest: &mut Manifest) {
         if self.copies.is_empty() && self.rejected == 0 {
             return;
@@ -140,8 +145,10 @@ impl JobRun<'_> {
         let mut deduplicated_manifest = manifest.clone();
         deduplicated.apply(&mut deduplicated_manifest);
         // Requests answered before, and repeats within the file (routes with reuse_results).
+        // New chunks never take an index a replaced one had (its files go afterwards).
+        let first_index = next_chunk_index(manifest).max(deduplicated.next_index());
         let mut reused = self
-            .find_reused(&deduplicated_manifest, &deduplicated.lines)
+            .find_reused(&deduplicated_manifest, &deduplicated.lines, first_index)
             .await?;
         reused.take_out(&mut deduplicated_manifest);
         let balanced = self.balance(&deduplicated_manifest, &route.limits).await?;
@@ -155,6 +162,9 @@ impl JobRun<'_> {
             reused.take_out(planned);
             balanced.apply(planned);
             reused.add_answers(planned);
+            // Chunks left empty by reuse are dropped only now: until here their indices stay
+            // taken.
+            planned.chunks.retain(|c| c.plan.requests > 0);
             planned.planning = None;
         };
         self.update(manifest, finish_planning, None).await?;

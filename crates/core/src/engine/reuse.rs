@@ -51,17 +51,14 @@ pub(super) struct Reused {
 }
 
 impl Reused {
-    /// Takes the reused and repeated lines out of the manifest's chunks.
+    /// Takes the reused and repeated lines out of the manifest's chunks. A chunk left empty
+    /// stays (its index taken) until planning drops every empty chunk at its end.
     pub(super) fn take_out(&self, manifest: &mut Manifest) {
-        if self.copies.is_empty() {
-            return;
-        }
         for &(i, to, requests, bytes) in &self.copies {
             let plan = &mut manifest.chunks[i].plan;
             plan.estimate = plan.estimate.map(|e| e.share(requests, plan.requests));
             (plan.index, plan.requests, plan.bytes) = (to, requests, bytes);
         }
-        manifest.chunks.retain(|c| c.plan.requests > 0);
     }
 
     /// Adds the chunk of answers found in the index.
@@ -127,10 +124,12 @@ impl JobRun<'_> {
     /// lines are `rejected`) answered in the route's index, and the repeats of a content
     /// earlier in the file; copies the chunks holding them without them, and writes the
     /// repeats down for the end of the job. Nothing when the route does not reuse answers.
+    /// The copies take indices from `first_index` on (above any replaced before).
     pub(super) async fn find_reused(
         &mut self,
         planned: &Manifest,
         rejected: &HashSet<u64>,
+        first_index: u32,
     ) -> Result<Reused, JobError> {
         let Some(days) = self.reuses(planned) else {
             return Ok(Reused::default());
@@ -191,7 +190,7 @@ impl JobRun<'_> {
         if taken.is_empty() {
             return Ok(Reused::default());
         }
-        let (copies, ids) = self.copy_without(planned, &taken).await?;
+        let (copies, ids) = self.copy_without(planned, &taken, first_index).await?;
         let mut reused = Reused::default();
         for (i, from, to, requests, bytes) in copies {
             reused.copies.push((i, to, requests, bytes));
@@ -229,10 +228,11 @@ impl JobRun<'_> {
         &self,
         planned: &Manifest,
         taken: &HashMap<u64, Option<Location>>,
+        first_index: u32,
     ) -> Result<(Vec<(usize, u32, u32, u64, u64)>, HashMap<u64, String>), JobError> {
         let store = self.engine.store.clone();
         let mut plans = Vec::new();
-        let mut next = next_chunk_index(planned);
+        let mut next = next_chunk_index(planned).max(first_index);
         for (i, chunk) in planned.chunks.iter().enumerate() {
             if chunk.state != ChunkState::Staged {
                 continue;
