@@ -23,6 +23,8 @@ use time::OffsetDateTime;
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type TestResult = Result<(), Error>;
 
+/// Requests in the file dropped twice.
+const N: usize = 10_000;
 const DAY: Duration = Duration::from_secs(86_400);
 
 /// The sandbox, and an engine over an in-memory bucket and a manual clock whose `sandbox`
@@ -157,18 +159,18 @@ fn reused_from(line: &Value) -> &Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_file_under_a_second_name_sends_nothing_and_gets_the_same_answers() -> TestResult {
-    // GIVEN a route that reuses answers, and a file of 40 requests answered once
-    let bed = Bed::start(10, 30).await?;
-    let (first, first_summary) = bed.run("first", &file("a", 40)).await?;
-    assert_eq!(bed.requests_sent().await?, 40);
+    // GIVEN a route that reuses answers, and a file of 10,000 requests answered once
+    let bed = Bed::start(2_500, 30).await?;
+    let (first, first_summary) = bed.run("first", &file("a", N)).await?;
+    assert_eq!(bed.requests_sent().await?, N as u64);
 
     // WHEN the same requests are dropped again under another name and other ids
-    let (second, summary) = bed.run("second", &file("b", 40)).await?;
+    let (second, summary) = bed.run("second", &file("b", N)).await?;
 
     // THEN nothing more was sent
-    assert_eq!(bed.requests_sent().await?, 40);
+    assert_eq!(bed.requests_sent().await?, N as u64);
     // AND every line has the first run's answer, under its own id, in input order
-    assert_eq!(ids(&second), (1..=40).map(|i| format!("b{i:04}")).collect::<Vec<_>>());
+    assert_eq!(ids(&second), (1..=N).map(|i| format!("b{i:04}")).collect::<Vec<_>>());
     assert_eq!(answers(&second), answers(&first));
     assert!(second.iter().all(|l| l["response"]["status_code"] == 200));
     // AND each says where it came from: the first job, the same line
@@ -177,9 +179,9 @@ async fn the_same_file_under_a_second_name_sends_nothing_and_gets_the_same_answe
     assert_eq!(reused_from(&second[6])["line"], 7);
     assert!(first.iter().all(|l| l.get("batchdrop").is_none()));
     // AND the summary counts them at no cost, saving what the first run cost
-    assert_eq!(summary["counts"]["succeeded"], 40);
-    assert_eq!(summary["reuse"]["requests"], 40);
-    assert_eq!(summary["reuse"]["from_earlier_jobs"], 40);
+    assert_eq!(summary["counts"]["succeeded"], N);
+    assert_eq!(summary["reuse"]["requests"], N);
+    assert_eq!(summary["reuse"]["from_earlier_jobs"], N);
     assert_eq!(summary["batches"].as_array().map(Vec::len), Some(0));
     assert_eq!(summary["cost"]["batch"], 0.0);
     let paid = first_summary["cost"]["batch"].as_f64().ok_or("no cost")?;
