@@ -38,6 +38,11 @@ struct Bed {
 
 impl Bed {
     async fn start(per_batch: u64, days: u32) -> Result<Bed, Error> {
+        Self::start_with(per_batch, days, None).await
+    }
+
+    /// Same, with a spending cap per job.
+    async fn start_with(per_batch: u64, days: u32, max_usd: Option<f64>) -> Result<Bed, Error> {
         let sandbox = Sandbox::start("127.0.0.1:0".parse()?, SandboxConfig::default()).await?;
         let mut config = Config::builtin(&|_| None);
         let route = config.routes.get_mut("sandbox").ok_or("no sandbox route")?;
@@ -45,6 +50,7 @@ impl Bed {
         route.retries.max_attempts = 1;
         route.reuse.enabled = true;
         route.reuse.days = days;
+        route.spend.max_usd_per_job = max_usd;
         let provider: Arc<dyn Provider> = Arc::new(OpenAiProvider::new(
             &sandbox.base_url(),
             Some(SecretString::from("sk-test")),
@@ -334,5 +340,27 @@ async fn a_route_without_reuse_sends_everything_again() -> TestResult {
     assert!(out.iter().all(|l| l.get("batchdrop").is_none()));
     assert!(summary.get("reuse").is_none());
     assert!(plain.store.list("_batchdrop/reuse/").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_route_counts_only_what_is_sent_against_its_cap() -> TestResult {
+    // GIVEN a route with reuse and a spending cap per job, and 20 requests answered
+    let bed = Bed::start_with(10, 30, Some(1.0)).await?;
+    let (_, first) = bed.run("first", &file("a", 20)).await?;
+    assert_eq!(first["status"], "completed", "{first}");
+
+    // WHEN the same 20 requests and 5 new ones are dropped
+    let body = file("b", 25);
+    let (out, summary) = bed.run("second", &body).await?;
+
+    // THEN the job ran within its cap, its estimate covering only the 5 sent
+    assert_eq!(summary["status"], "completed", "{summary}");
+    assert_eq!(bed.requests_sent().await?, 25);
+    assert_eq!(summary["budget"]["within"], true, "{summary}");
+    let estimate = summary["budget"]["estimate"].as_f64().ok_or("no estimate")?;
+    let first_estimate = first["budget"]["estimate"].as_f64().ok_or("no estimate")?;
+    assert!(estimate > 0.0 && estimate < first_estimate / 2.0, "{estimate} vs {first_estimate}");
+    assert!(out.iter().all(|l| l["response"]["status_code"] == 200));
     Ok(())
 }
