@@ -10,7 +10,9 @@ use batchdrop_core::engine::Engine;
 use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::provider::{Provider, Providers};
 use batchdrop_core::providers::OpenAiProvider;
+use batchdrop_core::engine::LEASE;
 use batchdrop_core::store::{MemoryStore, ObjectStore, ObjectStoreExt, PutMode};
+use batchdrop_core::testing::{FaultyStore, ScriptedProvider, TestBed, small_config};
 use batchdrop_sandbox::{MODEL_NOT_FOUND, Sandbox, SandboxConfig};
 use bytes::Bytes;
 use secrecy::SecretString;
@@ -362,5 +364,111 @@ async fn a_capped_route_counts_only_what_is_sent_against_its_cap() -> TestResult
     let first_estimate = first["budget"]["estimate"].as_f64().ok_or("no estimate")?;
     assert!(estimate > 0.0 && estimate < first_estimate / 2.0, "{estimate} vs {first_estimate}");
     assert!(out.iter().all(|l| l["response"]["status_code"] == 200));
+    Ok(())
+}
+
+/// The first job of the crash test: q1…q4 answered, on a bed whose `sandbox` route (2
+/// requests per batch) reuses answers, over the scripted provider.
+async fn answered_bed() -> Result<TestBed, Error> {
+    let mut config = small_config(2, 1 << 20);
+    if let Some(route) = config.routes.get_mut("sandbox") {
+        route.reuse.enabled = true;
+    }
+    let bed = TestBed::with_config(ScriptedProvider::new(), config);
+    let body: String = (1..=4)
+        .map(|i| line(&format!("a{i}"), "gpt-4o-mini", &format!("q{i}")))
+        .collect();
+    let meta = bed.upload("inbox/sandbox/first.jsonl", body).await?;
+    let engine = bed.engine("worker-a");
+    engine.submit("inbox/sandbox/first.jsonl", Some(&meta.etag)).await?;
+    for _ in 0..10 {
+        engine.poll().await?;
+    }
+    if !bed.store.list(ACTIVE).await?.is_empty() {
+        return Err("the first job never finished".into());
+    }
+    Ok(bed)
+}
+
+/// The second file: q1 and q2 answered before, q5 three times, q6 once.
+const SECOND: [(&str, &str); 6] = [
+    ("b1", "q1"),
+    ("b2", "q5"),
+    ("b3", "q5"),
+    ("b4", "q2"),
+    ("b5", "q6"),
+    ("b6", "q5"),
+];
+
+/// Drops the second file through an engine that dies after its `dies_after`-th write; returns
+/// the upload's ETag and the writes made.
+async fn second_with_crash(bed: &TestBed, dies_after: Option<u64>) -> Result<(String, u64), Error> {
+    let body: String = SECOND
+        .iter()
+        .map(|(id, q)| line(id, "gpt-4o-mini", q))
+        .collect();
+    let meta = bed.upload("inbox/sandbox/second.jsonl", body).await?;
+    let faulty = Arc::new(FaultyStore::new(bed.store.clone()));
+    if let Some(n) = dies_after {
+        faulty.die_after_writes(n);
+    }
+    let dying = bed.engine_over(faulty.clone(), "worker-a");
+    let _ = dying.submit("inbox/sandbox/second.jsonl", Some(&meta.etag)).await;
+    for _ in 0..6 {
+        let _ = dying.poll().await;
+    }
+    Ok((meta.etag, faulty.writes()))
+}
+
+#[tokio::test]
+async fn a_crash_after_any_write_of_a_reusing_job_loses_nothing_and_sends_nothing_twice()
+-> TestResult {
+    let clean = answered_bed().await?;
+    let (_, total_writes) = second_with_crash(&clean, None).await?;
+    assert!(total_writes > 10, "{total_writes}");
+    for n in 0..total_writes {
+        // GIVEN answers to q1…q4, and a process that dies after the n-th write of the job of
+        // a file asking q1 and q2 again, q5 three times and q6
+        let bed = answered_bed().await?;
+        let first_job_batches = bed.provider.batches().len();
+        let (etag, _) = second_with_crash(&bed, Some(n)).await?;
+
+        // WHEN a new process takes over and the event comes again
+        bed.clock.advance(LEASE + Duration::from_secs(1));
+        let engine = bed.engine("worker-b");
+        engine.submit("inbox/sandbox/second.jsonl", Some(&etag)).await?;
+        for _ in 0..10 {
+            engine.poll().await?;
+        }
+        assert!(bed.store.list(ACTIVE).await?.is_empty(), "crash after write {n}: not finished");
+
+        // THEN only q5 and q6 were sent, once each
+        let sent: Vec<String> = bed.provider.batches()[first_job_batches..]
+            .iter()
+            .flat_map(|b| b.custom_ids.clone())
+            .collect();
+        assert_eq!(sent.len(), 2, "crash after write {n}: sent {sent:?}");
+        // AND every line has its answer once, in order, the reused ones marked
+        let out = bed
+            .store
+            .get_bytes("results/sandbox/second/output.jsonl")
+            .await?;
+        let out: Vec<Value> = out
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(serde_json::from_slice)
+            .collect::<Result<_, _>>()?;
+        let expected: Vec<String> = SECOND.iter().map(|(id, _)| id.to_string()).collect();
+        assert_eq!(ids(&out), expected, "crash after write {n}");
+        let marked: Vec<bool> = out.iter().map(|l| l.get("batchdrop").is_some()).collect();
+        assert_eq!(marked, [true, false, true, true, false, true], "crash after write {n}");
+        let summary: Value = serde_json::from_slice(
+            &bed.store
+                .get_bytes("results/sandbox/second/summary.json")
+                .await?,
+        )?;
+        assert_eq!(summary["counts"]["succeeded"], 6, "crash after write {n}: {summary}");
+        assert_eq!(summary["reuse"]["requests"], 4, "crash after write {n}: {summary}");
+    }
     Ok(())
 }
