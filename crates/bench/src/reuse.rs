@@ -153,7 +153,8 @@ async fn run_way(
             .unwrap_or(0);
         let cost = &summary["cost"];
         way.sent += sent;
-        way.paid_usd += cost["batch"].as_f64().unwrap_or(0.0) + cost["on_demand"].as_f64().unwrap_or(0.0);
+        way.paid_usd +=
+            cost["batch"].as_f64().unwrap_or(0.0) + cost["on_demand"].as_f64().unwrap_or(0.0);
         way.saved_usd += summary["reuse"]["saved_usd"].as_f64().unwrap_or(0.0);
         way.reused += summary["reuse"]["requests"].as_u64().unwrap_or(0);
         if key == SECOND {
@@ -177,13 +178,18 @@ async fn run_file(engine: &Engine, root: &Path, key: &str) -> Result<Value, Benc
     let summary = root.join(format!("results/sandbox/{name}/summary.json"));
     for _ in 0..100_000 {
         if summary.exists() {
-            let text = std::fs::read(&summary).context(|| format!("reading {}", summary.display()))?;
-            return serde_json::from_slice(&text).context(|| format!("reading {}", summary.display()));
+            let text =
+                std::fs::read(&summary).context(|| format!("reading {}", summary.display()))?;
+            return serde_json::from_slice(&text)
+                .context(|| format!("reading {}", summary.display()));
         }
         engine
             .poll()
             .await
             .context(|| format!("polling the job of {key}"))?;
     }
-    Err(BenchError::program("the engine", format!("the job of {key} never finished")))
+    Err(BenchError::program(
+        "the engine",
+        format!("the job of {key} never finished"),
+    ))
 }

@@ -238,12 +238,7 @@ pub async fn merged_pairs(
     dir: &str,
     mut each: impl AsyncFnMut((u128, u64)) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let mut runs: Vec<String> = store
-        .list(dir)
-        .await?
-        .into_iter()
-        .map(|m| m.key)
-        .collect();
+    let mut runs: Vec<String> = store.list(dir).await?.into_iter().map(|m| m.key).collect();
     // Merged runs are named as segment u32::MAX (never a planning segment; listed last),
     // numbered after any a crashed earlier merge left.
     let mut merged = runs

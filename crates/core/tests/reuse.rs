@@ -7,10 +7,10 @@
 use batchdrop_core::clock::ManualClock;
 use batchdrop_core::config::Config;
 use batchdrop_core::engine::Engine;
+use batchdrop_core::engine::LEASE;
 use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::provider::{Provider, Providers};
 use batchdrop_core::providers::OpenAiProvider;
-use batchdrop_core::engine::LEASE;
 use batchdrop_core::store::{MemoryStore, ObjectStore, ObjectStoreExt, PutMode};
 use batchdrop_core::testing::{FaultyStore, ScriptedProvider, TestBed, small_config};
 use batchdrop_sandbox::{MODEL_NOT_FOUND, Sandbox, SandboxConfig};
@@ -145,7 +145,13 @@ fn line(id: &str, model: &str, question: &str) -> String {
 /// `n` distinct questions, ids `<prefix>0001`….
 fn file(prefix: &str, n: usize) -> String {
     (1..=n)
-        .map(|i| line(&format!("{prefix}{i:04}"), "gpt-4o-mini", &format!("question {i}")))
+        .map(|i| {
+            line(
+                &format!("{prefix}{i:04}"),
+                "gpt-4o-mini",
+                &format!("question {i}"),
+            )
+        })
         .collect()
 }
 
@@ -158,7 +164,10 @@ fn ids(lines: &[Value]) -> Vec<String> {
 
 /// The answer's content, whatever line it is on.
 fn answers(lines: &[Value]) -> Vec<Value> {
-    lines.iter().map(|l| l["response"]["body"].clone()).collect()
+    lines
+        .iter()
+        .map(|l| l["response"]["body"].clone())
+        .collect()
 }
 
 fn reused_from(line: &Value) -> &Value {
@@ -178,7 +187,10 @@ async fn the_same_file_under_a_second_name_sends_nothing_and_gets_the_same_answe
     // THEN nothing more was sent
     assert_eq!(bed.requests_sent().await?, N as u64);
     // AND every line has the first run's answer, under its own id, in input order
-    assert_eq!(ids(&second), (1..=N).map(|i| format!("b{i:04}")).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&second),
+        (1..=N).map(|i| format!("b{i:04}")).collect::<Vec<_>>()
+    );
     assert_eq!(answers(&second), answers(&first));
     assert!(second.iter().all(|l| l["response"]["status_code"] == 200));
     // AND each says where it came from: the first job, the same line
@@ -220,8 +232,14 @@ async fn a_file_with_30_percent_answered_requests_sends_70_percent() -> TestResu
 
     // THEN 70 requests were sent, and every line has its answer in order
     assert_eq!(bed.requests_sent().await? - before, 70);
-    assert_eq!(ids(&out), (1..=100).map(|i| format!("n{i:04}")).collect::<Vec<_>>());
-    assert_eq!(out.iter().filter(|l| l.get("batchdrop").is_some()).count(), 30);
+    assert_eq!(
+        ids(&out),
+        (1..=100).map(|i| format!("n{i:04}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        out.iter().filter(|l| l.get("batchdrop").is_some()).count(),
+        30
+    );
     assert!(out.iter().all(|l| l["response"]["status_code"] == 200));
     // AND the costs add up: the 70 sent cost about 70/30 of the first job, the 30 reused
     // saved exactly what they cost then
@@ -251,7 +269,10 @@ async fn identical_requests_in_one_file_are_sent_once_and_answered_to_each() -> 
 
     // THEN 4 requests were sent, and each of the 12 lines has its request's answer
     assert_eq!(bed.requests_sent().await?, 4);
-    assert_eq!(ids(&out), (1..=12).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&out),
+        (1..=12).map(|i| format!("r{i:02}")).collect::<Vec<_>>()
+    );
     for i in 4..12 {
         assert_eq!(out[i]["response"]["body"], out[i % 4]["response"]["body"]);
         assert_eq!(reused_from(&out[i])["line"], (i % 4 + 1) as u64);
@@ -360,9 +381,14 @@ async fn a_capped_route_counts_only_what_is_sent_against_its_cap() -> TestResult
     assert_eq!(summary["status"], "completed", "{summary}");
     assert_eq!(bed.requests_sent().await?, 25);
     assert_eq!(summary["budget"]["within"], true, "{summary}");
-    let estimate = summary["budget"]["estimate"].as_f64().ok_or("no estimate")?;
+    let estimate = summary["budget"]["estimate"]
+        .as_f64()
+        .ok_or("no estimate")?;
     let first_estimate = first["budget"]["estimate"].as_f64().ok_or("no estimate")?;
-    assert!(estimate > 0.0 && estimate < first_estimate / 2.0, "{estimate} vs {first_estimate}");
+    assert!(
+        estimate > 0.0 && estimate < first_estimate / 2.0,
+        "{estimate} vs {first_estimate}"
+    );
     assert!(out.iter().all(|l| l["response"]["status_code"] == 200));
     Ok(())
 }
@@ -380,7 +406,9 @@ async fn answered_bed() -> Result<TestBed, Error> {
         .collect();
     let meta = bed.upload("inbox/sandbox/first.jsonl", body).await?;
     let engine = bed.engine("worker-a");
-    engine.submit("inbox/sandbox/first.jsonl", Some(&meta.etag)).await?;
+    engine
+        .submit("inbox/sandbox/first.jsonl", Some(&meta.etag))
+        .await?;
     for _ in 0..10 {
         engine.poll().await?;
     }
@@ -413,7 +441,9 @@ async fn second_with_crash(bed: &TestBed, dies_after: Option<u64>) -> Result<(St
         faulty.die_after_writes(n);
     }
     let dying = bed.engine_over(faulty.clone(), "worker-a");
-    let _ = dying.submit("inbox/sandbox/second.jsonl", Some(&meta.etag)).await;
+    let _ = dying
+        .submit("inbox/sandbox/second.jsonl", Some(&meta.etag))
+        .await;
     for _ in 0..6 {
         let _ = dying.poll().await;
     }
@@ -436,11 +466,16 @@ async fn a_crash_after_any_write_of_a_reusing_job_loses_nothing_and_sends_nothin
         // WHEN a new process takes over and the event comes again
         bed.clock.advance(LEASE + Duration::from_secs(1));
         let engine = bed.engine("worker-b");
-        engine.submit("inbox/sandbox/second.jsonl", Some(&etag)).await?;
+        engine
+            .submit("inbox/sandbox/second.jsonl", Some(&etag))
+            .await?;
         for _ in 0..10 {
             engine.poll().await?;
         }
-        assert!(bed.store.list(ACTIVE).await?.is_empty(), "crash after write {n}: not finished");
+        assert!(
+            bed.store.list(ACTIVE).await?.is_empty(),
+            "crash after write {n}: not finished"
+        );
 
         // THEN only q5 and q6 were sent, once each
         let sent: Vec<String> = bed.provider.batches()[first_job_batches..]
@@ -461,14 +496,24 @@ async fn a_crash_after_any_write_of_a_reusing_job_loses_nothing_and_sends_nothin
         let expected: Vec<String> = SECOND.iter().map(|(id, _)| id.to_string()).collect();
         assert_eq!(ids(&out), expected, "crash after write {n}");
         let marked: Vec<bool> = out.iter().map(|l| l.get("batchdrop").is_some()).collect();
-        assert_eq!(marked, [true, false, true, true, false, true], "crash after write {n}");
+        assert_eq!(
+            marked,
+            [true, false, true, true, false, true],
+            "crash after write {n}"
+        );
         let summary: Value = serde_json::from_slice(
             &bed.store
                 .get_bytes("results/sandbox/second/summary.json")
                 .await?,
         )?;
-        assert_eq!(summary["counts"]["succeeded"], 6, "crash after write {n}: {summary}");
-        assert_eq!(summary["reuse"]["requests"], 4, "crash after write {n}: {summary}");
+        assert_eq!(
+            summary["counts"]["succeeded"], 6,
+            "crash after write {n}: {summary}"
+        );
+        assert_eq!(
+            summary["reuse"]["requests"], 4,
+            "crash after write {n}: {summary}"
+        );
     }
     Ok(())
 }

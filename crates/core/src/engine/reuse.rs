@@ -139,7 +139,8 @@ impl JobRun<'_> {
         // Each distinct content's first line goes to the leaders (in hash order), the later
         // ones are its followers.
         let leaders_key = self.keys.reuse_leaders();
-        let mut leaders = StreamWriter::open(store.clone(), leaders_key.clone(), PutMode::Overwrite);
+        let mut leaders =
+            StreamWriter::open(store.clone(), leaders_key.clone(), PutMode::Overwrite);
         let mut followers: Vec<(u64, u64)> = Vec::new();
         let mut current: Option<(u128, u64)> = None;
         ids::merged_pairs(&store, &self.keys.content_runs(), async |(hash, line)| {
@@ -158,9 +159,14 @@ impl JobRun<'_> {
         .await?;
         leaders.finish().await?;
         let not_before = engine.clock.now().unix_timestamp() - i64::from(days) * DAY;
-        let mut found =
-            index::lookup(&store, &planned.route, &leaders_key, not_before, &planned.job_id)
-                .await?;
+        let mut found = index::lookup(
+            &store,
+            &planned.route,
+            &leaders_key,
+            not_before,
+            &planned.job_id,
+        )
+        .await?;
         // An answer whose job's files are gone is not reused.
         let mut present: HashMap<String, bool> = HashMap::new();
         for location in found.values() {
@@ -210,9 +216,8 @@ impl JobRun<'_> {
                 leader,
                 custom_id: ids.get(&line).cloned().unwrap_or_default(),
             };
-            let mut json = serde_json::to_vec(&follower).map_err(|e| {
-                StoreError::io_at(&self.keys.reuse_followers(), e.into())
-            })?;
+            let mut json = serde_json::to_vec(&follower)
+                .map_err(|e| StoreError::io_at(&self.keys.reuse_followers(), e.into()))?;
             json.push(b'\n');
             out.write(&json).await?;
         }
@@ -335,7 +340,10 @@ impl JobRun<'_> {
 
     /// Answers each line that repeats an earlier line of the file with that line's final
     /// answer, in one more collected chunk (once: a job that has it is not changed).
-    pub(super) async fn answer_followers(&mut self, manifest: &mut Manifest) -> Result<(), JobError> {
+    pub(super) async fn answer_followers(
+        &mut self,
+        manifest: &mut Manifest,
+    ) -> Result<(), JobError> {
         if self.reuses(manifest).is_none()
             || manifest.chunks.iter().any(|c| {
                 c.reused

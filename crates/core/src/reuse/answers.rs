@@ -97,7 +97,11 @@ mod tests {
     async fn answers_are_read_by_range_adjacent_or_not() -> Result<(), StoreError> {
         let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
         store
-            .put("r", Bytes::from_static(b"aaa\nbb\ncccc\nd\n"), PutMode::Overwrite)
+            .put(
+                "r",
+                Bytes::from_static(b"aaa\nbb\ncccc\nd\n"),
+                PutMode::Overwrite,
+            )
             .await?;
         let mut f = Fetcher::new(store);
         assert_eq!(f.fetch("r", 4, 2).await?, b"bb");

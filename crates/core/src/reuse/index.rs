@@ -242,7 +242,10 @@ mod tests {
         }
     }
 
-    async fn leaders(store: &Arc<dyn ObjectStore>, pairs: &[(u128, u64)]) -> Result<(), StoreError> {
+    async fn leaders(
+        store: &Arc<dyn ObjectStore>,
+        pairs: &[(u128, u64)],
+    ) -> Result<(), StoreError> {
         let mut body = Vec::new();
         for &(h, l) in pairs {
             body.extend_from_slice(&encode_pair(h, l));
@@ -262,15 +265,28 @@ mod tests {
     #[tokio::test]
     async fn the_newest_answer_since_the_cutoff_is_found_in_any_object() -> Result<(), StoreError> {
         let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
-        write(store.as_ref(), &key("r", "j1", 0), vec![entry(5, 100, 1), entry(9, 100, 2)]).await?;
-        write(store.as_ref(), &key("r", "j2", 0), vec![entry(5, 300, 7), entry(7, 50, 3)]).await?;
+        write(
+            store.as_ref(),
+            &key("r", "j1", 0),
+            vec![entry(5, 100, 1), entry(9, 100, 2)],
+        )
+        .await?;
+        write(
+            store.as_ref(),
+            &key("r", "j2", 0),
+            vec![entry(5, 300, 7), entry(7, 50, 3)],
+        )
+        .await?;
         leaders(&store, &[(5, 10), (7, 11), (8, 12), (9, 13)]).await?;
         let found = lookup(&store, "r", "w/leaders.bin", 80, "j9").await?;
         // 5: both jobs answered it, j2 last; 7: too old; 8: never answered; 9: j1.
         assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!((found[&10].job.as_str(), found[&10].line), ("j2", 7));
         assert_eq!((found[&13].job.as_str(), found[&13].line), ("j1", 2));
-        assert_eq!(found[&13].results_key(), "_batchdrop/jobs/j1/results/00002.jsonl");
+        assert_eq!(
+            found[&13].results_key(),
+            "_batchdrop/jobs/j1/results/00002.jsonl"
+        );
         Ok(())
     }
 
@@ -289,7 +305,11 @@ mod tests {
         let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
         write(store.as_ref(), &key("r", "j1", 0), vec![entry(5, 100, 1)]).await?;
         leaders(&store, &[(5, 10)]).await?;
-        assert!(lookup(&store, "r", "w/leaders.bin", 0, "j1").await?.is_empty());
+        assert!(
+            lookup(&store, "r", "w/leaders.bin", 0, "j1")
+                .await?
+                .is_empty()
+        );
         Ok(())
     }
 }
