@@ -171,9 +171,9 @@ impl JobRun<'_> {
         let mut present: HashMap<String, bool> = HashMap::new();
         for location in found.values() {
             let key = location.results_key();
-            if !present.contains_key(&key) {
-                let exists = store.exists(&key).await?;
-                present.insert(key, exists);
+            if let std::collections::hash_map::Entry::Vacant(slot) = present.entry(key) {
+                let exists = store.exists(slot.key()).await?;
+                slot.insert(exists);
             }
         }
         found.retain(|_, l| present.get(&l.results_key()).copied().unwrap_or(false));
