@@ -9,7 +9,9 @@
 //!   tenant listed in key order come newest first;
 //! - `msgbatch_<token>`: the same batch as `batch_<token>`, as the Anthropic API names it
 //!   (every batch is served by both APIs);
-//! - `file-out-<batch token>` and `file-err-<batch token>`: a batch's output and error files.
+//! - `file-out-<batch token>` and `file-err-<batch token>`: a batch's output and error files;
+//! - `upload_<token>` and `part_<token>`: an upload in parts (the Uploads API) and one of its
+//!   parts (random tokens; a part is only looked up under its upload).
 //!
 //! An id that is not exactly one of these (`../x`, `file-%2F..`, an upper-case token) names
 //! nothing: the caller answers 404 without touching the bucket. A token is only ever looked
@@ -22,6 +24,8 @@ const OUTPUT: &str = "file-out-";
 const ERRORS: &str = "file-err-";
 const BATCH: &str = "batch_";
 const MESSAGE_BATCH: &str = "msgbatch_";
+const UPLOAD: &str = "upload_";
+const PART: &str = "part_";
 /// Milliseconds are counted down from here (16¹² ms is year 10889).
 const TIME_TOP: i64 = 0xffff_ffff_ffff;
 
@@ -80,7 +84,27 @@ pub fn batch_id(token: &str) -> String {
     format!("{BATCH}{token}")
 }
 
-/// A new random file token.
+/// An upload id's token, if `id` is exactly `upload_<token>`.
+pub fn upload_token(id: &str) -> Option<&str> {
+    id.strip_prefix(UPLOAD).filter(|t| is_token(t))
+}
+
+/// The id of the upload with this token.
+pub fn upload_id(token: &str) -> String {
+    format!("{UPLOAD}{token}")
+}
+
+/// A part id's token, if `id` is exactly `part_<token>`.
+pub fn part_token(id: &str) -> Option<&str> {
+    id.strip_prefix(PART).filter(|t| is_token(t))
+}
+
+/// The id of the part with this token.
+pub fn part_id(token: &str) -> String {
+    format!("{PART}{token}")
+}
+
+/// A new random file token (also an upload's and a part's).
 pub fn new_file_token() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; TOKEN_LEN / 2];
     getrandom::getrandom(&mut bytes)?;
@@ -161,6 +185,18 @@ mod tests {
         ] {
             assert_eq!(batch_token(id), None, "{id:?}");
         }
+    }
+
+    #[test]
+    fn upload_and_part_ids_take_only_their_own_form() -> Result<(), getrandom::Error> {
+        let token = new_file_token()?;
+        assert_eq!(upload_token(&upload_id(&token)), Some(token.as_str()));
+        assert_eq!(part_token(&part_id(&token)), Some(token.as_str()));
+        for id in ["upload_../x", "upload_", "part_%2F", &part_id(&token)] {
+            assert_eq!(upload_token(id), None, "{id:?}");
+        }
+        assert_eq!(part_token(&upload_id(&token)), None);
+        Ok(())
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! _batchdrop/api/<tenant>/files/<token>/content      an uploaded file, byte for byte
 //! _batchdrop/api/<tenant>/files/<token>/file.json    what describes it (name, size, purpose)
 //! _batchdrop/api/<tenant>/batches/<token>.json       a batch: its request, route and job
+//! _batchdrop/api/<tenant>/uploads/<token>/upload.json an upload in parts (Uploads API)
+//! _batchdrop/api/<tenant>/uploads/<token>/parts/<part token>   one part, byte for byte
 //! results/<route>/api/<tenant>/<batch id>/            the job's output.jsonl, errors.jsonl,
 //!                                                     summary.json
 //! ```
@@ -34,6 +36,19 @@ impl TenantKeys {
 
     pub fn file_record(&self, token: &str) -> String {
         format!("{}files/{token}/file.json", self.dir)
+    }
+
+    pub fn upload_record(&self, token: &str) -> String {
+        format!("{}uploads/{token}/upload.json", self.dir)
+    }
+
+    /// The prefix of an upload's parts.
+    pub fn upload_parts(&self, token: &str) -> String {
+        format!("{}uploads/{token}/parts/", self.dir)
+    }
+
+    pub fn upload_part(&self, token: &str, part: &str) -> String {
+        format!("{}{part}", self.upload_parts(token))
     }
 
     /// The prefix of every batch record: listed in key order, newest first (see `ids`).

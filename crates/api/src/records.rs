@@ -33,3 +33,32 @@ pub struct BatchRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelling_at: Option<i64>,
 }
+
+/// An upload in parts (OpenAI's Uploads API): what was announced, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub id: String,
+    /// The size announced at creation; the parts must add up to it.
+    pub bytes: u64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub filename: String,
+    pub mime_type: String,
+    pub purpose: String,
+    pub state: UploadState,
+    /// The parts it was completed with, in order (set with [`UploadState::Completed`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_ids: Vec<String>,
+    /// The file it became (set with [`UploadState::Completed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+}
+
+/// Where an upload is. An upload past its `expires_at` while pending shows as expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadState {
+    Pending,
+    Completed,
+    Cancelled,
+}

@@ -3,10 +3,11 @@
 //! (`ids`) first. A missing object is `Ok(None)`, for the caller to answer 404.
 
 use crate::layout::TenantKeys;
-use crate::records::{BatchRecord, FileRecord};
+use crate::records::{BatchRecord, FileRecord, UploadRecord};
 use batchdrop_core::store::{
     ByteStream, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, StoreError,
 };
+use futures::StreamExt;
 use std::sync::Arc;
 
 /// A page of a tenant's batches, newest first.
@@ -97,6 +98,86 @@ impl TenantStore {
             )
             .await
             .map(|_| ())
+    }
+
+    pub async fn put_upload(&self, token: &str, record: &UploadRecord) -> Result<(), StoreError> {
+        self.store
+            .put_json(&self.keys.upload_record(token), record, PutMode::Create)
+            .await
+            .map(|_| ())
+    }
+
+    /// An upload record and its ETag, for [`Self::update_upload`].
+    pub async fn upload(&self, token: &str) -> Result<Option<(UploadRecord, String)>, StoreError> {
+        found(self.store.get_json(&self.keys.upload_record(token)).await)
+    }
+
+    /// Replaces an upload record if it is still at `etag` ([`StoreError::Precondition`] if
+    /// not): of two completes (or a complete and a cancel) at once, one wins.
+    pub async fn update_upload(
+        &self,
+        token: &str,
+        record: &UploadRecord,
+        etag: String,
+    ) -> Result<(), StoreError> {
+        self.store
+            .put_json(
+                &self.keys.upload_record(token),
+                record,
+                PutMode::Update(etag),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Streams one part of an upload into the bucket.
+    pub async fn put_part(
+        &self,
+        upload: &str,
+        part: &str,
+        body: ByteStream,
+    ) -> Result<ObjectMeta, StoreError> {
+        self.store
+            .put_stream(&self.keys.upload_part(upload, part), body, PutMode::Create)
+            .await
+    }
+
+    /// The size of a part of this upload, if it exists.
+    pub async fn part_size(&self, upload: &str, part: &str) -> Result<Option<u64>, StoreError> {
+        found(self.store.head(&self.keys.upload_part(upload, part)).await)
+            .map(|m| m.map(|m| m.size))
+    }
+
+    /// The parts of an upload one after the other, each read as the previous one ends.
+    pub fn parts_stream(&self, upload: &str, parts: Vec<String>) -> ByteStream {
+        let store = self.store.clone();
+        let keys: Vec<String> = parts
+            .iter()
+            .map(|part| self.keys.upload_part(upload, part))
+            .collect();
+        futures::stream::iter(keys)
+            .then(move |key| {
+                let store = store.clone();
+                async move {
+                    match store.get(&key).await {
+                        Ok(got) => got.body,
+                        Err(e) => futures::stream::once(async move {
+                            Err(std::io::Error::other(e.to_string()))
+                        })
+                        .boxed(),
+                    }
+                }
+            })
+            .flatten()
+            .boxed()
+    }
+
+    /// Removes every part of an upload (completed or cancelled).
+    pub async fn delete_parts(&self, upload: &str) -> Result<(), StoreError> {
+        for part in self.store.list(&self.keys.upload_parts(upload)).await? {
+            self.store.delete(&part.key).await?;
+        }
+        Ok(())
     }
 
     /// Up to `limit` batches, newest first, after the batch with token `after` (from the

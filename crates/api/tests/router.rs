@@ -484,3 +484,330 @@ async fn a_deleted_file_is_gone() -> TestResult {
     );
     Ok(())
 }
+
+// ---- The Uploads API: a file sent in parts ----
+
+impl Api {
+    /// `POST /v1/uploads` for a batch file of `bytes`; the Upload object.
+    async fn new_upload(&self, key: &str, bytes: usize) -> Result<Value, Error> {
+        let (status, upload) = self
+            .post(
+                key,
+                "/v1/uploads",
+                json!({"bytes": bytes, "filename": "big.jsonl",
+                       "mime_type": "application/jsonl", "purpose": "batch"}),
+            )
+            .await?;
+        assert_eq!(status, StatusCode::OK, "{upload}");
+        Ok(upload)
+    }
+
+    /// `POST /v1/uploads/{id}/parts` with `data`; the status and the answer.
+    async fn add_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        data: Body,
+    ) -> Result<(StatusCode, Value), Error> {
+        let head = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"data\"; filename=\"data\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        );
+        let tail = format!("\r\n--{BOUNDARY}--\r\n");
+        let pieces = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(head))])
+            .chain(
+                data.into_data_stream()
+                    .map(|p| p.map_err(std::io::Error::other)),
+            )
+            .chain(futures::stream::iter([Ok(bytes::Bytes::from(tail))]));
+        self.json(
+            Request::post(format!("/v1/uploads/{upload_id}/parts"))
+                .header("authorization", format!("Bearer {key}"))
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={BOUNDARY}"),
+                )
+                .body(Body::from_stream(pieces))?,
+        )
+        .await
+    }
+
+    /// Sends each piece of `content` as a part; their ids in order.
+    async fn parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        pieces: &[&str],
+    ) -> Result<Vec<String>, Error> {
+        let mut ids = Vec::new();
+        for piece in pieces {
+            let (status, part) = self
+                .add_part(key, upload_id, Body::from(piece.to_string()))
+                .await?;
+            assert_eq!(status, StatusCode::OK, "{part}");
+            assert_eq!(part["object"], "upload.part");
+            assert_eq!(part["upload_id"], upload_id);
+            ids.push(str_of(&part, "id")?);
+        }
+        Ok(ids)
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        body: Value,
+    ) -> Result<(StatusCode, Value), Error> {
+        self.post(key, &format!("/v1/uploads/{upload_id}/complete"), body)
+            .await
+    }
+
+    async fn content_of(&self, key: &str, file_id: &str) -> Result<String, Error> {
+        let (status, content) = self
+            .send(
+                Request::get(format!("/v1/files/{file_id}/content"))
+                    .header("x-api-key", key)
+                    .body(Body::empty())?,
+            )
+            .await?;
+        assert_eq!(status, StatusCode::OK);
+        Ok(String::from_utf8(content)?)
+    }
+}
+
+use futures::StreamExt;
+
+/// `lines` cut into three pieces at arbitrary byte offsets (not at line ends).
+fn thirds(lines: &str) -> [&str; 3] {
+    let (a, rest) = lines.split_at(lines.len() / 3);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    [a, b, c]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_in_parts_becomes_a_file_that_a_batch_runs_on() -> TestResult {
+    // GIVEN an upload of 5 requests sent in three parts cut mid-line
+    let api = api(2)?;
+    let lines = format!("{}\n", chat_lines(5));
+    let upload = api.new_upload(ACME, lines.len()).await?;
+    assert_eq!(upload["status"], "pending", "{upload}");
+    assert_eq!(upload["object"], "upload");
+    let upload_id = str_of(&upload, "id")?;
+    let parts = api.parts(ACME, &upload_id, &thirds(&lines)).await?;
+
+    // WHEN it is completed with its parts in order
+    let (status, done) = api
+        .complete(ACME, &upload_id, json!({"part_ids": parts}))
+        .await?;
+
+    // THEN it is completed with a file holding the parts joined, byte for byte
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["file"]["bytes"], lines.len());
+    assert_eq!(done["file"]["filename"], "big.jsonl");
+    let file_id = str_of(&done["file"], "id")?;
+    assert_eq!(api.content_of(ACME, &file_id).await?, lines);
+    // AND the parts are gone from the bucket
+    let keys: Vec<String> = api
+        .bed
+        .store
+        .list("_batchdrop/api/acme/uploads/")
+        .await?
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].ends_with("/upload.json"));
+    // AND a batch runs on the file to the end
+    let (status, batch) = api.create_batch(ACME, "/v1/batches", &file_id).await?;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    api.poll_to_end().await?;
+    let (_, batch) = api
+        .get(ACME, &format!("/v1/batches/{}", str_of(&batch, "id")?))
+        .await?;
+    assert_eq!(batch["status"], "completed", "{batch}");
+    assert_eq!(batch["request_counts"]["completed"], 5);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_are_joined_in_the_order_the_completion_gives() -> TestResult {
+    let api = api(10)?;
+    let upload_id = str_of(&api.new_upload(ACME, 6).await?, "id")?;
+    let parts = api.parts(ACME, &upload_id, &["abc", "def"]).await?;
+    let (status, done) = api
+        .complete(ACME, &upload_id, json!({"part_ids": [parts[1], parts[0]]}))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let file_id = str_of(&done["file"], "id")?;
+    assert_eq!(api.content_of(ACME, &file_id).await?, "defabc");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_that_do_not_add_up_to_the_announced_size_are_refused_and_the_upload_stays_pending()
+-> TestResult {
+    let api = api(10)?;
+    let upload_id = str_of(&api.new_upload(ACME, 6).await?, "id")?;
+    let parts = api.parts(ACME, &upload_id, &["abc", "def"]).await?;
+    let (status, body) = api
+        .complete(ACME, &upload_id, json!({"part_ids": [parts[0]]}))
+        .await?;
+    assert_openai_error(status, &body, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["param"], "part_ids");
+    assert!(
+        str_of(&body["error"], "message")?.contains("hold 3 bytes"),
+        "{body}"
+    );
+    let (status, done) = api
+        .complete(ACME, &upload_id, json!({"part_ids": parts}))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert!(
+        api.bed
+            .store
+            .list("_batchdrop/api/acme/files/")
+            .await?
+            .len()
+            == 2
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_md5_is_refused_and_keeps_no_file() -> TestResult {
+    let api = api(10)?;
+    let upload_id = str_of(&api.new_upload(ACME, 6).await?, "id")?;
+    let parts = api.parts(ACME, &upload_id, &["abc", "def"]).await?;
+    let (status, body) = api
+        .complete(
+            ACME,
+            &upload_id,
+            json!({"part_ids": parts, "md5": "00000000000000000000000000000000"}),
+        )
+        .await?;
+    assert_openai_error(status, &body, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["param"], "md5");
+    assert!(
+        api.bed
+            .store
+            .list("_batchdrop/api/acme/files/")
+            .await?
+            .is_empty()
+    );
+    // md5("abcdef")
+    let (status, done) = api
+        .complete(
+            ACME,
+            &upload_id,
+            json!({"part_ids": parts, "md5": "e80b5017098950fc58aad83c8c14978e"}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completing_again_with_the_same_parts_answers_the_same_file() -> TestResult {
+    let api = api(10)?;
+    let upload_id = str_of(&api.new_upload(ACME, 3).await?, "id")?;
+    let parts = api.parts(ACME, &upload_id, &["abc"]).await?;
+    let (_, first) = api
+        .complete(ACME, &upload_id, json!({"part_ids": parts}))
+        .await?;
+    let (status, again) = api
+        .complete(ACME, &upload_id, json!({"part_ids": parts}))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["file"]["id"], first["file"]["id"]);
+    let (status, body) = api
+        .complete(ACME, &upload_id, json!({"part_ids": []}))
+        .await?;
+    assert_openai_error(status, &body, StatusCode::BAD_REQUEST);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_upload_takes_no_parts_and_cannot_complete() -> TestResult {
+    let api = api(10)?;
+    let upload_id = str_of(&api.new_upload(ACME, 3).await?, "id")?;
+    let parts = api.parts(ACME, &upload_id, &["abc"]).await?;
+    api.bed.clock.advance(Duration::from_secs(3600));
+    let (status, body) = api.add_part(ACME, &upload_id, Body::from("x")).await?;
+    assert_openai_error(status, &body, StatusCode::BAD_REQUEST);
+    assert!(str_of(&body["error"], "message")?.contains("has expired"));
+    let (status, body) = api
+        .complete(ACME, &upload_id, json!({"part_ids": parts}))
+        .await?;
+    assert_openai_error(status, &body, StatusCode::BAD_REQUEST);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_upload_drops_its_parts_and_takes_no_more() -> TestResult {
+    let api = api(10)?;
+    let upload_id = str_of(&api.new_upload(ACME, 3).await?, "id")?;
+    api.parts(ACME, &upload_id, &["abc"]).await?;
+    let (status, cancelled) = api
+        .post(ACME, &format!("/v1/uploads/{upload_id}/cancel"), json!({}))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    let left = api.bed.store.list("_batchdrop/api/acme/uploads/").await?;
+    assert_eq!(left.len(), 1, "only the record is left: {left:?}");
+    let (status, body) = api.add_part(ACME, &upload_id, Body::from("x")).await?;
+    assert_openai_error(status, &body, StatusCode::BAD_REQUEST);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_upload_and_crafted_upload_ids_are_404() -> TestResult {
+    let api = api(10)?;
+    let upload_id = str_of(&api.new_upload(ACME, 3).await?, "id")?;
+    let parts = api.parts(ACME, &upload_id, &["abc"]).await?;
+    let (status, body) = api.add_part(GLOBEX, &upload_id, Body::from("abc")).await?;
+    assert_openai_error(status, &body, StatusCode::NOT_FOUND);
+    let (status, body) = api
+        .complete(GLOBEX, &upload_id, json!({"part_ids": parts}))
+        .await?;
+    assert_openai_error(status, &body, StatusCode::NOT_FOUND);
+    let (status, body) = api
+        .post(
+            GLOBEX,
+            &format!("/v1/uploads/{upload_id}/cancel"),
+            json!({}),
+        )
+        .await?;
+    assert_openai_error(status, &body, StatusCode::NOT_FOUND);
+    for crafted in [
+        "upload_..%2F..%2Fx",
+        "upload_0123",
+        "file-0123456789abcdef01234567",
+    ] {
+        let (status, body) = api
+            .post(ACME, &format!("/v1/uploads/{crafted}/cancel"), json!({}))
+            .await?;
+        assert_openai_error(status, &body, StatusCode::NOT_FOUND);
+    }
+    // AND a part id of another upload is not one of this upload's parts
+    let other = str_of(&api.new_upload(ACME, 3).await?, "id")?;
+    let (status, body) = api
+        .complete(ACME, &other, json!({"part_ids": parts}))
+        .await?;
+    assert_openai_error(status, &body, StatusCode::BAD_REQUEST);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_above_64_mb_is_413_and_stores_nothing() -> TestResult {
+    let api = api(10)?;
+    let upload_id = str_of(&api.new_upload(ACME, 65 << 20).await?, "id")?;
+    let mebibyte = bytes::Bytes::from(vec![b'x'; 1 << 20]);
+    let body = Body::from_stream(futures::stream::iter(
+        (0..65).map(move |_| Ok::<_, std::io::Error>(mebibyte.clone())),
+    ));
+    let (status, body) = api.add_part(ACME, &upload_id, body).await?;
+    assert_openai_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE);
+    let left = api.bed.store.list("_batchdrop/api/acme/uploads/").await?;
+    assert_eq!(left.len(), 1, "no part kept: {left:?}");
+    Ok(())
+}

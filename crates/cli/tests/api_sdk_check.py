@@ -13,7 +13,9 @@ exits 1. Run by tests/api_sdk.rs.
 
 import json
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import openai
 
@@ -74,6 +76,23 @@ def main():
     check(uploaded.status == "processed" and uploaded.purpose == "batch", "file status, purpose")
     check(acme.files.retrieve(uploaded.id).filename == "requests.jsonl", "retrieved filename")
     check(acme.files.content(uploaded.id).read() == content, "file content byte for byte")
+
+    # The Uploads API: the same content in parts, as the SDK's chunked upload sends it.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "chunked.jsonl"
+        path.write_bytes(content)
+        part_size = len(content) // 3 + 1
+        chunked = acme.uploads.upload_file_chunked(
+            file=path, mime_type="application/jsonl", purpose="batch", part_size=part_size
+        )
+    check(chunked.status == "completed", f"chunked upload status {chunked.status}")
+    check(chunked.file is not None and chunked.file.bytes == len(content), "chunked upload file")
+    check(acme.files.content(chunked.file.id).read() == content, "chunked file byte for byte")
+    raises(
+        openai.NotFoundError,
+        lambda: globex.uploads.cancel(chunked.id),
+        "another tenant's upload",
+    )
 
     # A batch, split by batchdrop, completed, its output in input order.
     batch = acme.batches.create(

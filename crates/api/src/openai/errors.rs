@@ -28,6 +28,8 @@ pub enum ApiError {
         param: Option<&'static str>,
         code: Option<&'static str>,
     },
+    #[error("{what} may hold at most {limit} bytes.")]
+    TooLarge { what: &'static str, limit: u64 },
     #[error("The bucket could not be used: {0}")]
     Store(#[from] StoreError),
     #[error("The batch job could not be started or moved: {0}")]
@@ -53,6 +55,7 @@ impl ApiError {
             ApiError::ForbiddenRoute { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } | ApiError::UnknownUrl { .. } => StatusCode::NOT_FOUND,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Job(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_)
@@ -68,7 +71,8 @@ impl ApiError {
             ApiError::ForbiddenRoute { .. } => "permission_error",
             ApiError::NotFound { .. }
             | ApiError::UnknownUrl { .. }
-            | ApiError::BadRequest { .. } => "invalid_request_error",
+            | ApiError::BadRequest { .. }
+            | ApiError::TooLarge { .. } => "invalid_request_error",
             ApiError::Store(_)
             | ApiError::Job(_)
             | ApiError::Random(_)
@@ -83,6 +87,7 @@ impl ApiError {
             ApiError::NotFound { .. } => Some("not_found"),
             ApiError::UnknownUrl { .. } => Some("unknown_url"),
             ApiError::BadRequest { code, .. } => *code,
+            ApiError::TooLarge { .. } => Some("too_large"),
             ApiError::Store(_)
             | ApiError::Job(_)
             | ApiError::Random(_)
