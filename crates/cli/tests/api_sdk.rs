@@ -41,9 +41,9 @@ impl Server {
     }
 }
 
-/// `batchdrop api keygen`: the key it printed and the keys-file entry.
-fn keygen(tenant: &str) -> Result<(String, String), common::Error> {
-    let out = common::run(&["api", "keygen", "--tenant", tenant, "--route", "sandbox"])?;
+/// `batchdrop api keygen` for a tenant of `route`: the key it printed and the keys-file entry.
+fn keygen(tenant: &str, route: &str) -> Result<(String, String), common::Error> {
+    let out = common::run(&["api", "keygen", "--tenant", tenant, "--route", route])?;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let key = out
         .stdout
@@ -122,8 +122,8 @@ fn the_official_openai_sdk_runs_batches_through_batchdrop_api() -> TestResult {
         &config,
         format!("[routes.sandbox]\nmax_requests_per_batch = {MAX_PER_BATCH}\n"),
     )?;
-    let (acme, acme_entry) = keygen("acme")?;
-    let (globex, globex_entry) = keygen("globex")?;
+    let (acme, acme_entry) = keygen("acme", "sandbox")?;
+    let (globex, globex_entry) = keygen("globex", "sandbox")?;
     let keys = dir.path().join("keys.toml");
     std::fs::write(&keys, format!("{acme_entry}\n{globex_entry}"))?;
     let (server, url) = start(&root, &config, &keys)?;
@@ -200,6 +200,67 @@ fn the_official_openai_sdk_runs_batches_through_batchdrop_api() -> TestResult {
     let results = common::run(&["results", completed, "--root", &root_arg])?;
     assert_eq!(results.code, 0, "{}", results.stderr);
     assert_eq!(results.stdout.lines().count(), REQUESTS);
+    drop(server);
+    Ok(())
+}
+
+/// Requests of the scale check: more than OpenAI's 50,000 per batch file.
+const SCALE_REQUESTS: usize = 120_000;
+/// The chunked upload's part size: 5 MB, under a Lambda function URL's 6 MB request cap.
+const SCALE_PART_BYTES: usize = 5_000_000;
+
+#[test]
+fn the_openai_sdk_runs_120000_requests_uploaded_in_5_mb_parts_on_an_anthropic_route() -> TestResult
+{
+    // GIVEN a tenant of the route to the sandbox's Anthropic side, and the server
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("bucket");
+    let config = dir.path().join("batchdrop.toml");
+    std::fs::write(&config, "")?;
+    let (key, entry) = keygen("acme", "sandbox-anthropic")?;
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, entry)?;
+    let (server, url) = start(&root, &config, &keys)?;
+
+    // WHEN the SDK uploads 120,000 OpenAI batch lines in 5 MB parts and runs a batch on them
+    let output = Command::new(python())
+        .arg(workspace().join("crates/cli/tests/api_sdk_scale_check.py"))
+        .args([
+            &url,
+            &key,
+            "sandbox-anthropic",
+            &SCALE_REQUESTS.to_string(),
+            &SCALE_PART_BYTES.to_string(),
+        ])
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .output()
+        .map_err(|e| format!("cannot run {} ({e}): make venv", python().display()))?;
+
+    // THEN every check passed: 120,000 OpenAI-shaped answers, in input order
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the SDK scale check failed:\n{stdout}\n{stderr}\nbatchdrop api printed:\n{}",
+        server.printed()
+    );
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .ends_with(" checks passed"),
+        "{stdout}"
+    );
+    // AND the job went to the provider as more than one batch (Anthropic takes 100,000 at most)
+    let printed = server.printed();
+    let submitted = printed
+        .lines()
+        .filter(|l| l.contains("submitted: "))
+        .count();
+    assert!(submitted >= 2, "{printed}");
     drop(server);
     Ok(())
 }

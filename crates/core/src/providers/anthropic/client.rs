@@ -114,7 +114,10 @@ impl MessageBatch {
 
 /// `{"requests":[` + the lines joined by commas + `]}`, streaming.
 fn requests_body(lines: ByteStream) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
+    // A comma is owed once a line with content has ended; whether the line being read has
+    // content yet is kept across pieces (its newline may start the next piece).
     let mut pending_comma = false;
+    let mut line_has_content = false;
     let middle = lines.map_ok(move |piece| {
         let mut out = BytesMut::with_capacity(piece.len() + 1);
         for part in piece.split_inclusive(|b| *b == b'\n') {
@@ -128,9 +131,11 @@ fn requests_body(lines: ByteStream) -> impl Stream<Item = std::io::Result<Bytes>
                     pending_comma = false;
                 }
                 out.extend_from_slice(content);
+                line_has_content = true;
             }
-            if ends_line && !content.is_empty() {
-                pending_comma = true;
+            if ends_line {
+                pending_comma |= line_has_content;
+                line_has_content = false;
             }
         }
         out.freeze()
@@ -298,6 +303,12 @@ mod tests {
         assert_eq!(body, r#"{"requests":[{"a":1},{"b":2},{"c":3}]}"#);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["requests"].as_array().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_newline_at_the_start_of_a_piece_still_ends_the_line_before() {
+        let body = body_of(&[b"{\"a\":1}", b"\n{\"b\":2}", b"\n", b"\n{\"c\":3}\n"]).await;
+        assert_eq!(body, r#"{"requests":[{"a":1},{"b":2},{"c":3}]}"#);
     }
 
     #[tokio::test]
