@@ -29,6 +29,9 @@
 //! max_usd_per_day = 100.0          #   sends nothing and fails over_budget (`spend` module)
 //! max_enqueued_tokens = 2_000_000  # the provider's batch queue limit per model: chunks wait
 //! assumed_output_tokens = 512      # output per request without max_tokens (default 1024)
+//! webhook_url = "https://hooks.example.com/batchdrop"  # signed POST when a job ends
+//! webhook_secret_env = "LABELLING_WEBHOOK_SECRET"   # whsec_…; or webhook_secret_arn = "arn:…"
+//! webhook_events = ["job", "batch"]                # also one per collected batch (default ["job"])
 //! [routes.labelling.defaults]      # fill in prompt lines and lines without a model
 //! model = "gpt-4o-mini"
 //! max_tokens = 512
@@ -40,7 +43,7 @@
 
 pub use crate::route::{
     BelowMinimum, ChunkLimits, DEFAULT_ASSUMED_OUTPUT_TOKENS, DEFAULT_SANDBOX_URL, Deadlines,
-    Defaults, KeySource, Retries, Route, Spend,
+    Defaults, KeySource, Retries, Route, Spend, WebhookTarget,
 };
 
 use crate::cost::{PriceOverride, PriceTable};
@@ -104,6 +107,10 @@ struct FileRoute {
     max_usd_per_day: Option<f64>,
     max_enqueued_tokens: Option<i64>,
     assumed_output_tokens: Option<i64>,
+    webhook_url: Option<String>,
+    webhook_secret_env: Option<String>,
+    webhook_secret_arn: Option<String>,
+    webhook_events: Option<Vec<String>>,
     defaults: Option<Defaults>,
 }
 
@@ -168,6 +175,7 @@ impl Config {
                         requests_per_minute: None,
                         tokens_per_minute: None,
                         spend: Default::default(),
+                        webhook: None,
                     },
                 },
                 (None, None) => {
@@ -331,6 +339,17 @@ impl Config {
                     *slot = Some(n);
                 }
             }
+            if let Some(webhook) = webhook_of(
+                fr.webhook_url,
+                fr.webhook_secret_env,
+                fr.webhook_secret_arn,
+                fr.webhook_events,
+                route.webhook.take(),
+            )
+            .map_err(route_err)?
+            {
+                route.webhook = Some(webhook);
+            }
             if route.limits.max_line_bytes > route.limits.max_bytes_per_batch {
                 route.limits.max_line_bytes = route.limits.max_bytes_per_batch;
             }
@@ -377,6 +396,62 @@ impl Config {
     pub fn route_names(&self) -> Vec<&str> {
         self.routes.keys().map(String::as_str).collect()
     }
+}
+
+/// A route's webhook from its `webhook_*` keys over the one it had (a built-in route has none):
+/// a URL (`http`/`https`, not a link-local or metadata address) needs exactly one secret
+/// reference; `webhook_events` lists `job` (always) and optionally `batch`.
+fn webhook_of(
+    url: Option<String>,
+    secret_env: Option<String>,
+    secret_arn: Option<String>,
+    events: Option<Vec<String>>,
+    had: Option<WebhookTarget>,
+) -> Result<Option<WebhookTarget>, String> {
+    let secret = match (secret_env, secret_arn) {
+        (Some(_), Some(_)) => {
+            return Err("set webhook_secret_env or webhook_secret_arn, not both".into());
+        }
+        (Some(var), None) => Some(KeySource::Env(var)),
+        (None, Some(arn)) => Some(KeySource::Secret(arn)),
+        (None, None) => None,
+    };
+    let batches = match &events {
+        None => None,
+        Some(names) => {
+            let mut batches = false;
+            for name in names {
+                match name.as_str() {
+                    "job" => {}
+                    "batch" => batches = true,
+                    other => {
+                        return Err(format!(
+                            "webhook_events: {other:?} is not an event group (use \"job\" and \"batch\")"
+                        ));
+                    }
+                }
+            }
+            Some(batches)
+        }
+    };
+    let Some(url) = url.or_else(|| had.as_ref().map(|h| h.url.clone())) else {
+        if secret.is_some() || batches.is_some() {
+            return Err("webhook_secret_env, webhook_secret_arn and webhook_events need webhook_url".into());
+        }
+        return Ok(None);
+    };
+    crate::webhooks::address::check_url(&url).map_err(|e| format!("webhook_url: {e}"))?;
+    let Some(secret) = secret.or_else(|| had.as_ref().map(|h| h.secret.clone())) else {
+        return Err(
+            "webhook_url needs webhook_secret_env or webhook_secret_arn (webhooks are always signed)"
+                .into(),
+        );
+    };
+    Ok(Some(WebhookTarget {
+        url,
+        secret,
+        batches: batches.unwrap_or(had.is_some_and(|h| h.batches)),
+    }))
 }
 
 /// Whether the provider's client finds its endpoint itself when `base_url` is empty.
