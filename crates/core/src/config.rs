@@ -436,7 +436,9 @@ fn webhook_of(
     };
     let Some(url) = url.or_else(|| had.as_ref().map(|h| h.url.clone())) else {
         if secret.is_some() || batches.is_some() {
-            return Err("webhook_secret_env, webhook_secret_arn and webhook_events need webhook_url".into());
+            return Err(
+                "webhook_secret_env, webhook_secret_arn and webhook_events need webhook_url".into(),
+            );
         }
         return Ok(None);
     };
@@ -470,6 +472,52 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn a_webhook_needs_an_http_url_and_one_secret_reference() {
+        let parse = |extra: &str| {
+            Config::from_toml(&format!("[routes.sandbox]\n{extra}"), "t.toml", &no_env)
+                .map(|c| c.routes["sandbox"].webhook.clone())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            parse(
+                "webhook_url = \"https://h.example/x\"\nwebhook_secret_arn = \"arn:s\"\nwebhook_events = [\"job\", \"batch\"]"
+            ),
+            Ok(Some(WebhookTarget {
+                url: "https://h.example/x".into(),
+                secret: KeySource::Secret("arn:s".into()),
+                batches: true,
+            }))
+        );
+        assert_eq!(parse(""), Ok(None));
+        for (extra, names) in [
+            (
+                "webhook_url = \"https://h.example/x\"",
+                "webhook_secret_env",
+            ),
+            (
+                "webhook_url = \"ftp://h.example/x\"\nwebhook_secret_env = \"S\"",
+                "webhook_url",
+            ),
+            (
+                "webhook_url = \"http://169.254.169.254/\"\nwebhook_secret_env = \"S\"",
+                "webhook_url",
+            ),
+            ("webhook_secret_env = \"S\"", "need webhook_url"),
+            (
+                "webhook_url = \"https://h/\"\nwebhook_secret_env = \"S\"\nwebhook_events = [\"all\"]",
+                "webhook_events",
+            ),
+            (
+                "webhook_url = \"https://h/\"\nwebhook_secret_env = \"S\"\nwebhook_secret_arn = \"a\"",
+                "not both",
+            ),
+        ] {
+            let err = parse(extra).err().unwrap_or_default();
+            assert!(err.contains(names), "{extra}: {err}");
+        }
     }
 
     #[test]

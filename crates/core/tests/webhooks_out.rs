@@ -170,8 +170,7 @@ fn now_of(bed: &TestBed) -> i64 {
 }
 
 #[tokio::test]
-async fn a_completed_job_sends_one_verified_completed_webhook_carrying_its_summary() -> TestResult
-{
+async fn a_completed_job_sends_one_verified_completed_webhook_carrying_its_summary() -> TestResult {
     let secret = WebhookSecret::generate();
     let receiver = Receiver::start(&secret)?;
     let (bed, engine) = bed_with_hook(&format!("{}/hooks", receiver.base), &secret, false);
@@ -226,7 +225,10 @@ async fn a_failed_attempt_is_retried_after_the_backoff_with_the_same_webhook_id(
     let got = receiver.received().await?;
     assert_eq!(got.len(), 2);
     assert!(got.iter().all(|h| h["verified"] == true), "{got:#?}");
-    assert_eq!(got[0]["headers"]["webhook-id"], got[1]["headers"]["webhook-id"]);
+    assert_eq!(
+        got[0]["headers"]["webhook-id"],
+        got[1]["headers"]["webhook-id"]
+    );
     assert_eq!(got[0]["body"], got[1]["body"]);
     let stamps: Vec<i64> = got
         .iter()
@@ -296,7 +298,11 @@ async fn a_metadata_address_is_refused_without_a_request_and_the_job_completes()
     assert_eq!(entry.state, DeliveryState::Failed);
     assert_eq!(entry.attempts, 1);
     assert!(
-        entry.last_error.as_deref().unwrap_or("").contains("169.254.169.254"),
+        entry
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("169.254.169.254"),
         "{entry:?}"
     );
     let failed = events.events().into_iter().find_map(|e| match e {
@@ -317,7 +323,9 @@ async fn a_metadata_address_is_refused_without_a_request_and_the_job_completes()
 #[tokio::test]
 async fn a_receiver_that_is_down_never_fails_or_holds_up_the_job() -> TestResult {
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let secret = WebhookSecret::generate();
     let (bed, engine) = bed_with_hook(&format!("http://127.0.0.1:{port}/"), &secret, true);
     let reports = run_job(&bed, &engine, 12).await?;
@@ -408,5 +416,21 @@ async fn the_secret_never_appears_in_debug_output_events_or_the_bucket() -> Test
         seen.push_str(&String::from_utf8_lossy(&bytes));
     }
     assert!(!seen.contains(key));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_receiver_holding_another_secret_refuses_the_webhook() -> TestResult {
+    let receiver = Receiver::start(&WebhookSecret::generate())?;
+    let (bed, engine) = bed_with_hook(
+        &format!("{}/hooks", receiver.base),
+        &WebhookSecret::generate(),
+        false,
+    );
+    receiver.set_now(now_of(&bed)).await?;
+    run_job(&bed, &engine, 1).await?;
+    let got = receiver.received().await?;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["verified"], false, "{got:#?}");
     Ok(())
 }

@@ -164,9 +164,8 @@ impl App {
             batchdrop_core::providers::clients_with_secrets(&config.routes, &lambda_env, &|arn| {
                 keys.get(arn).cloned()
             });
-        let webhooks = Webhooks::from_routes(&config.routes, &lambda_env, &|arn| {
-            keys.get(arn).cloned()
-        });
+        let webhooks =
+            Webhooks::from_routes(&config.routes, &lambda_env, &|arn| keys.get(arn).cloned());
         drop(keys);
         // The store for the poll bucket (or a placeholder name) carries the configured client.
         let s3 = S3Store::from_env("batchdrop").await.client().clone();

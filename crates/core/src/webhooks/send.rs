@@ -102,8 +102,9 @@ impl Webhooks {
                         .filter(|v| !v.trim().is_empty())
                         .map(SecretString::from)
                         .ok_or_else(|| format!("environment variable {var} is not set")),
-                    KeySource::Secret(arn) => secret(arn)
-                        .ok_or_else(|| format!("the secret {arn} was not read")),
+                    KeySource::Secret(arn) => {
+                        secret(arn).ok_or_else(|| format!("the secret {arn} was not read"))
+                    }
                 };
                 let parsed = text.and_then(|t| {
                     WebhookSecret::parse(t.expose_secret()).map_err(|e| e.to_string())
@@ -238,7 +239,9 @@ impl Webhooks {
         if entry.attempts >= super::outbox::MAX_ATTEMPTS {
             // The last attempt was claimed and never recorded (a crash).
             entry.state = DeliveryState::Failed;
-            entry.last_error.get_or_insert_with(|| "attempt interrupted".into());
+            entry
+                .last_error
+                .get_or_insert_with(|| "attempt interrupted".into());
             return self.record(store, entry, &etag, marker, None).await;
         }
         // Claim: the attempt is counted, and the next is scheduled, before it is made.
