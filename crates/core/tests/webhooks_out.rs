@@ -434,3 +434,33 @@ async fn a_receiver_holding_another_secret_refuses_the_webhook() -> TestResult {
     assert_eq!(got[0]["verified"], false, "{got:#?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_receiver_that_never_answers_costs_one_bounded_attempt() -> TestResult {
+    // Accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/", silent.local_addr()?);
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let secret = WebhookSecret::generate();
+    let (bed, _) = bed_with_hook(&url, &secret, false);
+    let env = |name: &str| (name == SECRET_VAR).then(|| secret.clone());
+    let webhooks = Webhooks::from_routes(&bed.config.routes, &env, &|_| None)
+        .with_timeout(Duration::from_millis(300));
+    let engine = bed.engine("worker-a").with_webhooks(Arc::new(webhooks));
+    let started = std::time::Instant::now();
+    run_job(&bed, &engine, 1).await?;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let entry = job_entry(&bed).await?;
+    assert_eq!((entry.state, entry.attempts), (DeliveryState::Pending, 1));
+    assert!(
+        entry.last_error.as_deref().unwrap_or("").contains("timed out"),
+        "{entry:?}"
+    );
+    held.abort();
+    Ok(())
+}

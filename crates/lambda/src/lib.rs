@@ -312,6 +312,9 @@ pub struct PollResponse {
     pub finished: Vec<String>,
     pub busy: usize,
     pub failures: Vec<String>,
+    /// Webhooks delivered by this tick, and attempts that failed (retried later or given up).
+    pub webhooks_delivered: usize,
+    pub webhooks_failed: usize,
 }
 
 /// Handles one scheduled tick: advances every active job of the bucket. A job that fails is
@@ -347,6 +350,8 @@ pub async fn handle_tick(
         finished: report.finished,
         busy: report.busy,
         failures,
+        webhooks_delivered: report.webhooks_delivered,
+        webhooks_failed: report.webhooks_failed,
     })
 }
 
