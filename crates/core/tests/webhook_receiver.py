@@ -1,7 +1,8 @@
 """A webhook receiver for crates/core/tests/webhooks_out.rs: verifies every POST with the
 `standardwebhooks` reference library and records what it got.
 
-Usage: webhook_receiver.py <secret>   (listens on 127.0.0.1, a free port, printed on stdout)
+Usage: webhook_receiver.py <secret> [<record file>]   (listens on 127.0.0.1, a free port,
+printed on stdout; with a record file, each POST's record is also appended to it as a line)
 
 - POST <any path>: verified with standardwebhooks.Webhook(secret).verify(body, headers) at the
   receiver's "now" (the real time, or the one set with /_now, so that a test on a manual clock
@@ -22,6 +23,7 @@ import standardwebhooks
 import standardwebhooks.webhooks as webhooks_module
 
 SECRET = sys.argv[1]
+RECORD_FILE = sys.argv[2] if len(sys.argv) > 2 else None
 LOCK = threading.Lock()
 RECEIVED = []
 SCRIPT = []
@@ -82,6 +84,9 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             RECEIVED.append(record)
             status = SCRIPT.pop(0) if SCRIPT else 200
+            if RECORD_FILE:
+                with open(RECORD_FILE, "a") as f:
+                    f.write(json.dumps(record) + "\n")
         if self.path == "/redirect":
             return self.answer(302, headers=[("location", "/landed")])
         self.answer(status)
