@@ -87,7 +87,10 @@ fn local_mode_sends_a_verified_webhook_and_status_shows_it_delivered() -> TestRe
     assert_eq!(hook["webhook_id"], got[0]["headers"]["webhook-id"]);
 
     let printed = local.stop();
-    assert!(printed.contains("webhook batch_job.completed delivered"), "{printed}");
+    assert!(
+        printed.contains("webhook batch_job.completed delivered"),
+        "{printed}"
+    );
     assert!(!printed.contains(SECRET.trim_start_matches("whsec_")));
     drop(receiver);
     Ok(())

@@ -458,7 +458,11 @@ async fn a_receiver_that_never_answers_costs_one_bounded_attempt() -> TestResult
     let entry = job_entry(&bed).await?;
     assert_eq!((entry.state, entry.attempts), (DeliveryState::Pending, 1));
     assert!(
-        entry.last_error.as_deref().unwrap_or("").contains("timed out"),
+        entry
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("timed out"),
         "{entry:?}"
     );
     held.abort();

@@ -231,6 +231,24 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_secret_variable_with_a_secret_arn_variable_reads_the_secret()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let toml = "[routes.sandbox]\nwebhook_url = \"https://h.example/x\"\nwebhook_secret_env = \"BATCHDROP_WEBHOOK_SECRET\"\n";
+        let mut config = Config::from_toml(toml, "test.toml", &|_| None)?;
+        let arns = secret_key_sources(
+            &mut config,
+            &env_with(&[("BATCHDROP_WEBHOOK_SECRET_SECRET_ARN", ARN)]),
+        );
+        assert!(arns.contains(ARN));
+        let hook = config.routes["sandbox"]
+            .webhook
+            .clone()
+            .ok_or("no webhook")?;
+        assert_eq!(hook.secret, KeySource::Secret(ARN.into()));
+        Ok(())
+    }
+
+    #[test]
     fn a_route_naming_a_secret_needs_it_once() -> Result<(), Box<dyn std::error::Error>> {
         let toml = format!(
             "[routes.a]\nprovider = \"openai\"\nbase_url = \"http://x/v1\"\napi_key_secret = \"{ARN}\"\n\

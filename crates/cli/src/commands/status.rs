@@ -5,8 +5,8 @@
 use crate::bucket::{Bucket, Target};
 use crate::error::Error;
 use crate::jobs::{
-    JobView, Requests, budget_words, deadline_words, load_jobs, view, webhook_words,
-    with_spend, with_webhooks,
+    JobView, Requests, budget_words, deadline_words, load_jobs, view, webhook_words, with_spend,
+    with_webhooks,
 };
 use crate::selector::{Selector, route_hint};
 use crate::signal::shutdown_signal;
