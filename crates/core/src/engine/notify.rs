@@ -92,7 +92,9 @@ impl Engine {
         let mut sent = Sent::default();
         let deliveries = match self
             .webhooks
-            .deliver_due(self.store.as_ref(), self.clock.as_ref(), only)
+            .deliver_due(self.store.as_ref(), self.clock.as_ref(), only, &|| {
+                self.near_deadline()
+            })
             .await
         {
             Ok(d) => d,

@@ -178,13 +178,15 @@ impl Webhooks {
 
     /// Sends every due pending entry (of job `only`, if given) once: claims it, posts it,
     /// records the outcome, and takes delivered or given-up entries off the pending list.
-    /// What each attempt came to, in key order. A store error stops the pass (the entries
-    /// left are tried by the next).
+    /// What each attempt came to, in key order. A store error stops the pass, and so does
+    /// `stop()` answering true before an attempt (the invocation's deadline is near): the
+    /// entries left are tried by the next.
     pub async fn deliver_due(
         &self,
         store: &dyn ObjectStore,
         clock: &dyn Clock,
         only: Option<&str>,
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Vec<Delivery>, StoreError> {
         let prefix = match only {
             Some(job) => format!("{PENDING}{job}/"),
@@ -192,6 +194,9 @@ impl Webhooks {
         };
         let mut done = Vec::new();
         for marker in store.list(&prefix).await? {
+            if stop() {
+                break;
+            }
             let Some((job_id, name)) = marker
                 .key
                 .strip_prefix(PENDING)
