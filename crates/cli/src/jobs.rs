@@ -104,6 +104,24 @@ pub struct JobView {
     /// Why staged chunks wait: the provider's queue for their model is full.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// The job's webhooks out (a route with `webhook_url`), see [`with_webhooks`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookView>,
+}
+
+/// One webhook about a job, as its outbox entry says.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookView {
+    pub event_type: String,
+    pub webhook_id: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    pub attempts: u32,
+    /// RFC 3339, while pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// A route's spend on one UTC day, against its cap.
@@ -237,7 +255,78 @@ pub fn view(m: &Manifest, config: &Config, now: OffsetDateTime) -> JobView {
         budget: m.budget.clone(),
         day_spend: None,
         waiting: None,
+        webhooks: Vec::new(),
     }
+}
+
+/// Adds to each view of `jobs` (same order) its webhooks' outbox entries
+/// (`_batchdrop/webhooks/<job>/`): one listing per job.
+pub async fn with_webhooks(
+    bucket: &Bucket,
+    views: &mut [JobView],
+    jobs: &[Manifest],
+) -> Result<(), Error> {
+    use batchdrop_core::webhooks::outbox::{self, DeliveryState, OutboxEntry};
+    for (v, m) in views.iter_mut().zip(jobs) {
+        let listed = bucket
+            .store
+            .list(&outbox::job_entries(&m.job_id))
+            .await
+            .map_err(|e| bucket.store_error("list the job's webhooks", e))?;
+        for object in listed {
+            let entry: OutboxEntry = match bucket.store.get_json(&object.key).await {
+                Ok((entry, _)) => entry,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(bucket.store_error("read a webhook's entry", e)),
+            };
+            let pending = entry.state == DeliveryState::Pending;
+            v.webhooks.push(WebhookView {
+                event_type: entry.event_type,
+                webhook_id: entry.webhook_id,
+                state: match entry.state {
+                    DeliveryState::Pending => "pending",
+                    DeliveryState::Delivered => "delivered",
+                    DeliveryState::Failed => "failed",
+                }
+                .to_string(),
+                attempts: entry.attempts,
+                next_attempt_at: pending
+                    .then(|| OffsetDateTime::from_unix_timestamp(entry.next_attempt_at).ok())
+                    .flatten()
+                    .and_then(|t| t.format(&Rfc3339).ok()),
+                last_error: entry.last_error,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// "batch_job.completed delivered (1 attempt)", one phrase per webhook, `; `-separated.
+pub fn webhook_words(v: &JobView) -> Option<String> {
+    if v.webhooks.is_empty() {
+        return None;
+    }
+    let words: Vec<String> = v
+        .webhooks
+        .iter()
+        .map(|w| {
+            let mut s = format!(
+                "{} {} ({} attempt{})",
+                w.event_type,
+                w.state,
+                w.attempts,
+                if w.attempts == 1 { "" } else { "s" }
+            );
+            if let Some(at) = &w.next_attempt_at {
+                s.push_str(&format!(", next at {at}"));
+            }
+            if let Some(error) = w.last_error.as_ref().filter(|_| w.state != "delivered") {
+                s.push_str(&format!(", last error: {error}"));
+            }
+            s
+        })
+        .collect();
+    Some(words.join("; "))
 }
 
 /// Adds to each view of `jobs` (in the same order) the day's spend of its route, for a route

@@ -93,6 +93,30 @@ impl Observer for Printer {
                 }
                 line
             }
+            JobEvent::WebhookDelivered {
+                job_id,
+                event_type,
+                attempt,
+                ..
+            } => format!(
+                "job {} webhook {event_type} delivered (attempt {attempt})",
+                short(job_id)
+            ),
+            JobEvent::WebhookFailed {
+                job_id,
+                event_type,
+                attempt,
+                error,
+                retry_at,
+                ..
+            } => format!(
+                "job {} webhook {event_type} attempt {attempt} failed: {error}; {}",
+                short(job_id),
+                match retry_at {
+                    Some(at) => format!("next attempt at {at}"),
+                    None => "given up".to_string(),
+                }
+            ),
         };
         println!("{line}");
     }

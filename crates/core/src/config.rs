@@ -31,6 +31,9 @@
 //! assumed_output_tokens = 512      # output per request without max_tokens (default 1024)
 //! reuse_results = true             # requests answered on this route before are not sent
 //! reuse_days = 30                  #   again: their stored answers are (`reuse` module)
+//! webhook_url = "https://hooks.example.com/batchdrop"  # signed POST when a job ends
+//! webhook_secret_env = "LABELLING_WEBHOOK_SECRET"   # whsec_…; or webhook_secret_arn = "arn:…"
+//! webhook_events = ["job", "batch"]                # also one per collected batch (default ["job"])
 //! [routes.labelling.defaults]      # fill in prompt lines and lines without a model
 //! model = "gpt-4o-mini"
 //! max_tokens = 512
@@ -42,7 +45,7 @@
 
 pub use crate::route::{
     BelowMinimum, ChunkLimits, DEFAULT_ASSUMED_OUTPUT_TOKENS, DEFAULT_SANDBOX_URL, Deadlines,
-    Defaults, KeySource, Retries, Reuse, Route, Spend,
+    Defaults, KeySource, Retries, Reuse, Route, Spend, WebhookTarget,
 };
 
 use crate::cost::{PriceOverride, PriceTable};
@@ -108,6 +111,10 @@ struct FileRoute {
     assumed_output_tokens: Option<i64>,
     reuse_results: Option<bool>,
     reuse_days: Option<i64>,
+    webhook_url: Option<String>,
+    webhook_secret_env: Option<String>,
+    webhook_secret_arn: Option<String>,
+    webhook_events: Option<Vec<String>>,
     defaults: Option<Defaults>,
 }
 
@@ -173,6 +180,7 @@ impl Config {
                         tokens_per_minute: None,
                         spend: Default::default(),
                         reuse: Default::default(),
+                        webhook: None,
                     },
                 },
                 (None, None) => {
@@ -347,6 +355,17 @@ impl Config {
                         route_err(format!("reuse_days = {days} must be between 1 and 3650"))
                     })?;
             }
+            if let Some(webhook) = webhook_of(
+                fr.webhook_url,
+                fr.webhook_secret_env,
+                fr.webhook_secret_arn,
+                fr.webhook_events,
+                route.webhook.take(),
+            )
+            .map_err(route_err)?
+            {
+                route.webhook = Some(webhook);
+            }
             if route.limits.max_line_bytes > route.limits.max_bytes_per_batch {
                 route.limits.max_line_bytes = route.limits.max_bytes_per_batch;
             }
@@ -395,6 +414,64 @@ impl Config {
     }
 }
 
+/// A route's webhook from its `webhook_*` keys over the one it had (a built-in route has none):
+/// a URL (`http`/`https`, not a link-local or metadata address) needs exactly one secret
+/// reference; `webhook_events` lists `job` (always) and optionally `batch`.
+fn webhook_of(
+    url: Option<String>,
+    secret_env: Option<String>,
+    secret_arn: Option<String>,
+    events: Option<Vec<String>>,
+    had: Option<WebhookTarget>,
+) -> Result<Option<WebhookTarget>, String> {
+    let secret = match (secret_env, secret_arn) {
+        (Some(_), Some(_)) => {
+            return Err("set webhook_secret_env or webhook_secret_arn, not both".into());
+        }
+        (Some(var), None) => Some(KeySource::Env(var)),
+        (None, Some(arn)) => Some(KeySource::Secret(arn)),
+        (None, None) => None,
+    };
+    let batches = match &events {
+        None => None,
+        Some(names) => {
+            let mut batches = false;
+            for name in names {
+                match name.as_str() {
+                    "job" => {}
+                    "batch" => batches = true,
+                    other => {
+                        return Err(format!(
+                            "webhook_events: {other:?} is not an event group (use \"job\" and \"batch\")"
+                        ));
+                    }
+                }
+            }
+            Some(batches)
+        }
+    };
+    let Some(url) = url.or_else(|| had.as_ref().map(|h| h.url.clone())) else {
+        if secret.is_some() || batches.is_some() {
+            return Err(
+                "webhook_secret_env, webhook_secret_arn and webhook_events need webhook_url".into(),
+            );
+        }
+        return Ok(None);
+    };
+    crate::webhooks::address::check_url(&url).map_err(|e| format!("webhook_url: {e}"))?;
+    let Some(secret) = secret.or_else(|| had.as_ref().map(|h| h.secret.clone())) else {
+        return Err(
+            "webhook_url needs webhook_secret_env or webhook_secret_arn (webhooks are always signed)"
+                .into(),
+        );
+    };
+    Ok(Some(WebhookTarget {
+        url,
+        secret,
+        batches: batches.unwrap_or(had.is_some_and(|h| h.batches)),
+    }))
+}
+
 /// Whether the provider's client finds its endpoint itself when `base_url` is empty.
 fn entry_finds_endpoint(provider: &str) -> bool {
     providers::get(provider).is_ok_and(|e| e.finds_endpoint)
@@ -411,6 +488,52 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn a_webhook_needs_an_http_url_and_one_secret_reference() {
+        let parse = |extra: &str| {
+            Config::from_toml(&format!("[routes.sandbox]\n{extra}"), "t.toml", &no_env)
+                .map(|c| c.routes["sandbox"].webhook.clone())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            parse(
+                "webhook_url = \"https://h.example/x\"\nwebhook_secret_arn = \"arn:s\"\nwebhook_events = [\"job\", \"batch\"]"
+            ),
+            Ok(Some(WebhookTarget {
+                url: "https://h.example/x".into(),
+                secret: KeySource::Secret("arn:s".into()),
+                batches: true,
+            }))
+        );
+        assert_eq!(parse(""), Ok(None));
+        for (extra, names) in [
+            (
+                "webhook_url = \"https://h.example/x\"",
+                "webhook_secret_env",
+            ),
+            (
+                "webhook_url = \"ftp://h.example/x\"\nwebhook_secret_env = \"S\"",
+                "webhook_url",
+            ),
+            (
+                "webhook_url = \"http://169.254.169.254/\"\nwebhook_secret_env = \"S\"",
+                "webhook_url",
+            ),
+            ("webhook_secret_env = \"S\"", "need webhook_url"),
+            (
+                "webhook_url = \"https://h/\"\nwebhook_secret_env = \"S\"\nwebhook_events = [\"all\"]",
+                "webhook_events",
+            ),
+            (
+                "webhook_url = \"https://h/\"\nwebhook_secret_env = \"S\"\nwebhook_secret_arn = \"a\"",
+                "not both",
+            ),
+        ] {
+            let err = parse(extra).err().unwrap_or_default();
+            assert!(err.contains(names), "{extra}: {err}");
+        }
     }
 
     #[test]

@@ -80,6 +80,8 @@ pub struct Route {
     pub deadlines: Deadlines,
     /// Spending caps and the provider's queue limit (see [`Spend`]).
     pub spend: Spend,
+    /// Where signed webhooks about the route's jobs go (`crate::webhooks`); None: nowhere.
+    pub webhook: Option<WebhookTarget>,
     /// Whether requests answered before are answered again from the bucket (see [`Reuse`]).
     pub reuse: Reuse,
 }
@@ -104,6 +106,17 @@ impl Default for Reuse {
             days: DEFAULT_REUSE_DAYS,
         }
     }
+}
+
+/// A route's webhook: the receiver's URL and the signing secret, by reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookTarget {
+    /// `http://` or `https://`; never a link-local or cloud metadata address.
+    pub url: String,
+    /// Where the `whsec_…` signing secret comes from (never [`KeySource::None`]).
+    pub secret: KeySource,
+    /// Also one `batch_job.batch_collected` per collected batch, not only the job's end.
+    pub batches: bool,
 }
 
 /// A route's spending caps and its admission limit (the `spend` module applies them). All

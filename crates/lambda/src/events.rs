@@ -311,7 +311,9 @@ fn job_of(event: &JobEvent) -> &str {
         | JobEvent::BatchSubmitted { job_id, .. }
         | JobEvent::BatchProgress { job_id, .. }
         | JobEvent::BatchCollected { job_id, .. }
-        | JobEvent::Finished { job_id, .. } => job_id,
+        | JobEvent::Finished { job_id, .. }
+        | JobEvent::WebhookDelivered { job_id, .. }
+        | JobEvent::WebhookFailed { job_id, .. } => job_id,
     }
 }
 

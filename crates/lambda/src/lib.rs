@@ -27,6 +27,7 @@ use batchdrop_core::engine::{Engine, JobError, SubmitOutcome};
 use batchdrop_core::layout::{InboxKey, decode_event_key};
 use batchdrop_core::provider::Providers;
 use batchdrop_core::store::ObjectStore;
+use batchdrop_core::webhooks::Webhooks;
 use batchdrop_s3::S3Store;
 use serde::Serialize;
 use std::sync::Arc;
@@ -74,6 +75,8 @@ pub struct App {
     completions: Arc<events::Completions>,
     /// Bucket polled by the poll function.
     pub bucket: Option<String>,
+    /// The routes' webhook signing secrets.
+    webhooks: Arc<Webhooks>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +130,14 @@ impl App {
             clock,
             completions,
             bucket: None,
+            webhooks: Arc::default(),
         }
+    }
+
+    /// The same app, signing its routes' webhooks with these secrets.
+    pub fn with_webhooks(mut self, webhooks: Webhooks) -> App {
+        self.webhooks = Arc::new(webhooks);
+        self
     }
 
     /// The same app, polling `bucket` on each tick.
@@ -154,6 +164,8 @@ impl App {
             batchdrop_core::providers::clients_with_secrets(&config.routes, &lambda_env, &|arn| {
                 keys.get(arn).cloned()
             });
+        let webhooks =
+            Webhooks::from_routes(&config.routes, &lambda_env, &|arn| keys.get(arn).cloned());
         drop(keys);
         // The store for the poll bucket (or a placeholder name) carries the configured client.
         let s3 = S3Store::from_env("batchdrop").await.client().clone();
@@ -166,7 +178,8 @@ impl App {
             Arc::new(providers),
             Arc::new(SystemClock),
             completions,
-        );
+        )
+        .with_webhooks(webhooks);
         Ok(match lambda_env("BATCHDROP_BUCKET") {
             Some(bucket) => app.polling(bucket),
             None => app,
@@ -185,6 +198,7 @@ impl App {
             self.clock.clone(),
         )
         .with_observer(observer)
+        .with_webhooks(self.webhooks.clone())
     }
 
     /// The engine for an invocation that must end by `deadline_ms` (ms since the epoch), if
@@ -298,6 +312,9 @@ pub struct PollResponse {
     pub finished: Vec<String>,
     pub busy: usize,
     pub failures: Vec<String>,
+    /// Webhooks delivered by this tick, and attempts that failed (retried later or given up).
+    pub webhooks_delivered: usize,
+    pub webhooks_failed: usize,
 }
 
 /// Handles one scheduled tick: advances every active job of the bucket. A job that fails is
@@ -333,6 +350,8 @@ pub async fn handle_tick(
         finished: report.finished,
         busy: report.busy,
         failures,
+        webhooks_delivered: report.webhooks_delivered,
+        webhooks_failed: report.webhooks_failed,
     })
 }
 

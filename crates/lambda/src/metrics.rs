@@ -14,6 +14,7 @@
 //! | file refused whole (unknown route) | `JobsFailed`, `RequestsRejected` (Count) |
 //! | each poll tick | `BatchesInFlight` (Count, a gauge per configured route) |
 //! | completion event not sent | `CompletionEventsFailed` (Count) |
+//! | webhook delivered / attempt failed | `WebhooksDelivered` / `WebhookDeliveriesFailed` (Count) |
 //!
 //! A line carries numbers and the route name only: never a prompt, a completion, a key, an
 //! object key or a custom_id.
@@ -104,6 +105,8 @@ pub fn of_event(event: &JobEvent) -> Vec<Metric> {
             ],
             JobStatus::Running => Vec::new(),
         },
+        JobEvent::WebhookDelivered { .. } => vec![("WebhooksDelivered", COUNT, 1.0)],
+        JobEvent::WebhookFailed { .. } => vec![("WebhookDeliveriesFailed", COUNT, 1.0)],
     }
 }
 

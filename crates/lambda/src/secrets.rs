@@ -7,6 +7,9 @@
 //!   and not empty. The built-in routes read `OPENAI_API_KEY` and `ANTHROPIC_API_KEY`, so the
 //!   SAM template sets `OPENAI_API_KEY_SECRET_ARN` / `ANTHROPIC_API_KEY_SECRET_ARN`.
 //!
+//! Routes' webhook signing secrets (`webhook_secret_arn`, or `webhook_secret_env = "VAR"` with
+//! `VAR_SECRET_ARN` set) are read the same way, as plain `whsec_…` strings.
+//!
 //! A secret holds the key as a plain string, or as a JSON object `{"api_key": "…"}`. Keys are
 //! held as [`SecretString`]s from the moment they leave the SDK's response; no error or log
 //! line carries a secret's value (only its ARN). A secret that is configured but cannot be
@@ -69,6 +72,18 @@ pub fn secret_key_sources(
         }
         if let KeySource::Secret(arn) = &route.api_key {
             arns.insert(arn.clone());
+        }
+        // A webhook signing secret the same way (`webhook_secret_env`, `webhook_secret_arn`).
+        if let Some(hook) = route.webhook.as_mut() {
+            if let KeySource::Env(var) = &hook.secret
+                && let Some(arn) = env(&format!("{var}{SECRET_ARN_SUFFIX}"))
+                && !arn.trim().is_empty()
+            {
+                hook.secret = KeySource::Secret(arn.trim().to_string());
+            }
+            if let KeySource::Secret(arn) = &hook.secret {
+                arns.insert(arn.clone());
+            }
         }
     }
     arns
@@ -213,6 +228,24 @@ mod tests {
             KeySource::Env("ANTHROPIC_API_KEY".into())
         );
         assert_eq!(config.routes["sandbox"].api_key, KeySource::None);
+    }
+
+    #[test]
+    fn a_webhook_secret_variable_with_a_secret_arn_variable_reads_the_secret()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let toml = "[routes.sandbox]\nwebhook_url = \"https://h.example/x\"\nwebhook_secret_env = \"BATCHDROP_WEBHOOK_SECRET\"\n";
+        let mut config = Config::from_toml(toml, "test.toml", &|_| None)?;
+        let arns = secret_key_sources(
+            &mut config,
+            &env_with(&[("BATCHDROP_WEBHOOK_SECRET_SECRET_ARN", ARN)]),
+        );
+        assert!(arns.contains(ARN));
+        let hook = config.routes["sandbox"]
+            .webhook
+            .clone()
+            .ok_or("no webhook")?;
+        assert_eq!(hook.secret, KeySource::Secret(ARN.into()));
+        Ok(())
     }
 
     #[test]

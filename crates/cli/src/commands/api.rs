@@ -119,6 +119,8 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     let sandbox = start_sandbox(&args.sandbox, root, &mut config).await?;
     let config = Arc::new(config);
     let providers = batchdrop_core::providers::clients(&config.routes, &process_env);
+    let webhooks =
+        batchdrop_core::webhooks::Webhooks::from_routes(&config.routes, &process_env, &|_| None);
     let engine = Engine::new(
         bucket.store.clone(),
         bucket.name.clone(),
@@ -126,6 +128,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
         Arc::new(providers),
         Arc::new(SystemClock),
     )
+    .with_webhooks(Arc::new(webhooks))
     .with_owner(format!("api:{}", bucket.name))
     .with_observer(Arc::new(Printer));
     let state = ApiState {

@@ -10,6 +10,7 @@ use batchdrop_core::config::{Config, process_env};
 use batchdrop_core::engine::{Engine, SubmitOutcome};
 use batchdrop_core::layout;
 use batchdrop_core::store::{LocalStore, ObjectStore};
+use batchdrop_core::webhooks::Webhooks;
 use clap::Args;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -53,6 +54,7 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
     let sandbox = start_sandbox(&args.sandbox, Some(&args.root), &mut config).await?;
 
     let providers = batchdrop_core::providers::clients(&config.routes, &process_env);
+    let webhooks = Webhooks::from_routes(&config.routes, &process_env, &|_| None);
     let root_name = store.root().display().to_string();
     let store: Arc<dyn ObjectStore> = Arc::new(store);
     let engine = Engine::new(
@@ -62,6 +64,7 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
         Arc::new(providers),
         Arc::new(SystemClock),
     )
+    .with_webhooks(Arc::new(webhooks))
     .with_owner(format!("local:{root_name}"))
     .with_observer(Arc::new(Printer));
 

@@ -4,7 +4,10 @@
 
 use crate::bucket::{Bucket, Target};
 use crate::error::Error;
-use crate::jobs::{JobView, Requests, budget_words, deadline_words, load_jobs, view, with_spend};
+use crate::jobs::{
+    JobView, Requests, budget_words, deadline_words, load_jobs, view, webhook_words, with_spend,
+    with_webhooks,
+};
 use crate::selector::{Selector, route_hint};
 use crate::signal::shutdown_signal;
 use crate::text::{elapsed_words, usd};
@@ -151,6 +154,9 @@ pub fn render_block(v: &JobView) -> String {
     if let Some(waiting) = &v.waiting {
         out.push_str(&format!("  waiting: {waiting}\n"));
     }
+    if let Some(webhooks) = webhook_words(v) {
+        out.push_str(&format!("  webhook: {webhooks}\n"));
+    }
     if let Some(reason) = &v.reason {
         out.push_str(&format!("  reason:  {reason}\n"));
     }
@@ -188,6 +194,9 @@ pub fn render_line(v: &JobView) -> String {
     }
     if let Some(waiting) = &v.waiting {
         line.push_str(&format!("; waiting: {waiting}"));
+    }
+    if let Some(webhooks) = webhook_words(v) {
+        line.push_str(&format!("; webhook: {webhooks}"));
     }
     if let Some(reason) = &v.reason {
         line.push_str(&format!("; reason: {reason}"));
@@ -238,6 +247,7 @@ pub async fn run(args: StatusArgs) -> Result<(), Error> {
         };
         let all = if all.is_empty() { &jobs[..] } else { &all[..] };
         with_spend(&bucket, &config, &mut views, shown, all).await?;
+        with_webhooks(&bucket, &mut views, shown).await?;
         if views.is_empty() && !args.watch {
             return match &args.what {
                 Some(what) => Err(Error::Job(format!(

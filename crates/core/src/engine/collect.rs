@@ -287,6 +287,15 @@ impl JobRun<'_> {
         chunk.usage_by_model = by_model;
         let batch_id = chunk.batch_id.clone().unwrap_or_default();
         self.save(manifest).await?;
+        let data = serde_json::json!({
+            "job_id": manifest.job_id,
+            "route": manifest.route,
+            "chunk": index,
+            "batch_id": batch_id,
+            "status": ending.status(),
+            "succeeded": tally.0,
+            "failed": failed,
+        });
         engine.observer.event(&JobEvent::BatchCollected {
             job_id: manifest.job_id.clone(),
             chunk: index,
@@ -295,6 +304,7 @@ impl JobRun<'_> {
             succeeded: tally.0,
             failed,
         });
+        engine.enqueue_batch_collected(manifest, index, data).await;
         Ok(())
     }
 }

@@ -75,6 +75,23 @@ pub enum JobEvent {
         counts: Counts,
         reason: Option<String>,
     },
+    /// A webhook about the job was delivered (a 2xx answer).
+    WebhookDelivered {
+        job_id: String,
+        webhook_id: String,
+        event_type: String,
+        attempt: u32,
+    },
+    /// An attempt to deliver a webhook about the job failed (or it could not be queued);
+    /// `retry_at` (RFC 3339) when the next attempt may start, None when it was given up.
+    WebhookFailed {
+        job_id: String,
+        webhook_id: String,
+        event_type: String,
+        attempt: u32,
+        error: String,
+        retry_at: Option<String>,
+    },
 }
 
 /// Receives the engine's [`JobEvent`]s as they happen.
@@ -99,6 +116,10 @@ pub struct PollReport {
     pub finished: Vec<String>,
     pub busy: usize,
     pub failures: Vec<(String, JobError)>,
+    /// Webhooks delivered by this poll.
+    pub webhooks_delivered: usize,
+    /// Webhook attempts of this poll that failed (each retried on its schedule, or given up).
+    pub webhooks_failed: usize,
 }
 
 /// What one advance did.

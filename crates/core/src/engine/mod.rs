@@ -32,6 +32,8 @@
 //!   bucket, repeats within a file are sent once; the job's answers enter the route's index.
 //! - `collect`: a finished batch's results, in chunk order, one per request.
 //! - `output`: output.jsonl, errors.jsonl and summary.json; closing the job.
+//! - `notify`: the job's webhooks out (`crate::webhooks`): queued before the job leaves the
+//!   index, sent by submit, cancel and every poll.
 //! - The chunk files themselves (requests + line-number sidecar) are `crate::chunk_files`'.
 
 mod admission;
@@ -41,6 +43,7 @@ mod collect;
 mod deadline;
 pub mod error;
 pub mod events;
+mod notify;
 mod on_demand;
 mod output;
 mod pace;
@@ -63,6 +66,7 @@ use crate::manifest::{Counts, InputRef, JobStatus, Manifest, PlanCursor};
 use crate::provider::{ProviderError, Providers};
 use crate::store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, StoreError};
 use crate::summary::summary;
+use crate::webhooks::Webhooks;
 use crate::writer::StreamWriter;
 use futures::StreamExt;
 use run::JobRun;
@@ -122,6 +126,8 @@ pub struct Engine {
     stop_at: Option<OffsetDateTime>,
     /// The synchronous lane's pace of each route, shared by the jobs advanced at once.
     paces: Arc<pace::Paces>,
+    /// The routes' webhook secrets and the sending ([`Engine::with_webhooks`]).
+    webhooks: Arc<Webhooks>,
 }
 
 impl Engine {
@@ -142,6 +148,7 @@ impl Engine {
             owner: format!("worker-{:016x}", fastrand::u64(..)),
             stop_at: None,
             paces: Arc::default(),
+            webhooks: Arc::default(),
         }
     }
 
@@ -165,6 +172,13 @@ impl Engine {
 
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.observer = observer;
+        self
+    }
+
+    /// The routes' webhook signing secrets (resolved at start, [`Webhooks::from_routes`]):
+    /// without them a route's webhooks are queued and their attempts fail.
+    pub fn with_webhooks(mut self, webhooks: Arc<Webhooks>) -> Self {
+        self.webhooks = webhooks;
         self
     }
 
@@ -343,6 +357,7 @@ impl Engine {
             }
         }
         self.advance(&job_id).await?;
+        self.send_webhooks_of(&job_id).await;
         Ok(SubmitOutcome::Started { job_id })
     }
 
@@ -410,6 +425,8 @@ impl Engine {
                 PutMode::Overwrite,
             )
             .await?;
+        // Before the manifest, like the results: a retried event queues the same webhook.
+        self.enqueue_job_end(&manifest).await?;
         match self
             .store
             .put_json(&keys.manifest(), &manifest, PutMode::Create)
@@ -424,6 +441,7 @@ impl Engine {
             Err(e) => return Err(e.into()),
         }
         self.finished_event(&manifest);
+        self.send_webhooks_of(&manifest.job_id).await;
         Ok(SubmitOutcome::Started {
             job_id: manifest.job_id,
         })
@@ -446,6 +464,7 @@ impl Engine {
             if let Err(e) = self.advance(job_id).await {
                 tracing::warn!(job_id, error = %e, "cancel will be completed by the next poll");
             }
+            self.send_webhooks_of(job_id).await;
         }
         Ok(asked)
     }
@@ -458,6 +477,9 @@ impl Engine {
         let asked = self.request_cancel(job_id, reason, |_| true).await?;
         if asked && let Err(e) = self.advance(job_id).await {
             tracing::warn!(job_id, error = %e, "cancel will be completed by the next poll");
+        }
+        if asked {
+            self.send_webhooks_of(job_id).await;
         }
         Ok(asked)
     }
@@ -550,6 +572,11 @@ impl Engine {
                 Err(e) => report.failures.push((id, e)),
             }
         }
+        if self.sends_webhooks() {
+            let sent = self.send_webhooks(None).await;
+            report.webhooks_delivered = sent.delivered;
+            report.webhooks_failed = sent.failed;
+        }
         Ok(report)
     }
 
@@ -565,6 +592,9 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             };
         if manifest.status.is_finished() {
+            // Closed, but still listed: the close stopped before this (its webhook may not
+            // be queued yet).
+            self.enqueue_job_end(&manifest).await?;
             self.store.delete(&layout::active_key(job_id)).await?;
             return Ok(Advance::Finished(manifest.status));
         }

@@ -1,6 +1,6 @@
 //! The end of a job: output.jsonl (every chunk's results merged back into input order),
-//! errors.jsonl (the rejected lines, in line order), then summary.json, and the job leaves
-//! the index. Both merges are k-way: memory holds one line per source, not the job.
+//! errors.jsonl (the rejected lines, in line order), then summary.json, the job's webhook
+//! queued (`notify`), and the job leaves the index. Both merges are k-way: memory holds one line per source, not the job.
 
 use super::JobError;
 use super::run::JobRun;
@@ -78,6 +78,8 @@ impl JobRun<'_> {
             done.finished_at = Some(finished_at);
         };
         self.update(manifest, end, Some(summary_key)).await?;
+        // Queued before the job leaves the index: a crash here is finished by the next advance.
+        engine.enqueue_job_end(manifest).await?;
         engine
             .store
             .delete(&layout::active_key(&manifest.job_id))

@@ -79,6 +79,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         tokens_per_minute: None,
         spend: Default::default(),
         reuse: Default::default(),
+        webhook: None,
     };
     // The sandbox serves Anthropic's API at its root, OpenAI's under /v1.
     let sandbox_root = env("BATCHDROP_SANDBOX_URL")

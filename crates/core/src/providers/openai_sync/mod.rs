@@ -68,6 +68,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
             tokens_per_minute: None,
             spend: Default::default(),
             reuse: Default::default(),
+            webhook: None,
         },
     )]
 }
