@@ -215,6 +215,14 @@
 //!   `errors.data[0].code` `token_limit_exceeded`, `line` null, and no files; Anthropic (whose
 //!   limit is on queued requests): the create call is refused with a 429 `rate_limit_error`
 //!   with the retry headers.
+//! - `enqueued_token_limit=N` (not a rate: OpenAI only, decided from the batches in flight,
+//!   not drawn) — OpenAI's enqueued-token limit per model: the input tokens of the batches of
+//!   a model that are `validating`, `in_progress` or `finalizing` (counted when each is
+//!   created, as its answers will report them) may not pass N; a new batch that would is
+//!   created, then `failed` at the end of `validating` with `errors.data[0].code`
+//!   `token_limit_exceeded` ("Enqueued token limit reached for <model> … Limit: N enqueued
+//!   tokens …"), `line` null, no files, and holds no place in the queue. Counted in
+//!   [`FaultStats::enqueued_token_limit`].
 //! - `expire` — only the first `expire_keep` share (default 0.5) of the requests, in
 //!   processing order, is answered. OpenAI: `expired` when it would have started finalizing
 //!   (`expired_at` = created + 2 steps, not `expires_at`, so that it shows without waiting a
