@@ -29,6 +29,8 @@
 //! max_usd_per_day = 100.0          #   sends nothing and fails over_budget (`spend` module)
 //! max_enqueued_tokens = 2_000_000  # the provider's batch queue limit per model: chunks wait
 //! assumed_output_tokens = 512      # output per request without max_tokens (default 1024)
+//! cache_aware_chunks = true        # requests sharing a long prompt prefix share chunks
+//! cache_primer = false             # Anthropic: prime the prompt cache before each batch
 //! [routes.labelling.defaults]      # fill in prompt lines and lines without a model
 //! model = "gpt-4o-mini"
 //! max_tokens = 512
@@ -104,6 +106,8 @@ struct FileRoute {
     max_usd_per_day: Option<f64>,
     max_enqueued_tokens: Option<i64>,
     assumed_output_tokens: Option<i64>,
+    cache_aware_chunks: Option<bool>,
+    cache_primer: Option<bool>,
     defaults: Option<Defaults>,
 }
 
@@ -330,6 +334,12 @@ impl Config {
                         .ok_or_else(|| route_err(format!("{field} = {n} must be at least 1")))?;
                     *slot = Some(n);
                 }
+            }
+            if let Some(on) = fr.cache_aware_chunks {
+                route.spend.cache_aware_chunks = on;
+            }
+            if let Some(on) = fr.cache_primer {
+                route.spend.cache_primer = on;
             }
             if route.limits.max_line_bytes > route.limits.max_bytes_per_batch {
                 route.limits.max_line_bytes = route.limits.max_bytes_per_batch;
@@ -596,6 +606,7 @@ mod tests {
                 max_usd_per_day: Some(10.0),
                 max_enqueued_tokens: Some(2_000_000),
                 assumed_output_tokens: Some(300),
+                ..Spend::default()
             }
         );
         assert!(spend.has_cap() && spend.estimates());

@@ -12,13 +12,15 @@
 //! - [`layout`]: what each key of the bucket means.
 //! - [`input`]: line validation, over [`scan`] (one pass over a JSON line), [`fields`] and
 //!   [`prompt`]; [`ids`]: duplicate custom_ids in bounded memory; [`plan`]: chunk planning
-//!   (`staging` stages one segment).
+//!   (`staging` stages one segment; [`cache_prefix`]: requests sharing a long prompt prefix
+//!   planned together).
 //! - [`manifest`]: the job manifest (plain data); [`summary`]: the summary.json it ends as.
 //! - [`spend`]: spending caps and queue-aware admission (estimates, the day's spend object).
 //! - [`engine`]: the engine that submit and poll run (`chunk_files`: a staged chunk's files).
 //! - [`webhooks`]: webhooks in and out (the Standard Webhooks signature).
 //! - [`types`]: plain data shared by the modules above (a leaf).
 
+pub mod cache_prefix;
 mod chunk_files;
 pub mod clock;
 pub mod config;
