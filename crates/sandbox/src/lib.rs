@@ -85,6 +85,13 @@
 //!   integer `max_tokens` or a non-empty `messages` list; also no `requests`, or more than
 //!   [`MAX_MESSAGE_REQUESTS`]. A body over [`MAX_MESSAGE_BATCH_BYTES`] is a 413
 //!   `request_too_large`, refused as soon as that much has streamed in.
+//! - **Prompt caching.** A request whose `system` or messages carry a `cache_control`
+//!   breakpoint caches its prompt up to the last one when that prefix is at least 1,024
+//!   tokens: `usage.cache_creation_input_tokens` when it writes the entry,
+//!   `cache_read_input_tokens` when it finds it alive (5 minutes, `"ttl": "1h"` an hour,
+//!   renewed by each read), `input_tokens` the rest. A batch reads what was written before
+//!   it, by `/v1/messages` or earlier batches, never its own requests' writes: a cold batch
+//!   reads nothing, a batch after a one-request primer reads every prefix it wrote.
 //! - **Delete** only once ended (else 400); **cancel** only before (else 400). Listings are
 //!   newest first, `limit` 1–1000 (default 20), paged by `after_id` / `before_id`.
 //!
