@@ -547,6 +547,14 @@ pub fn job_tally(manifest: &Manifest, default_model: Option<&str>) -> Tally {
                 tally.add_usage(model, usage);
             }
         }
+        // A prompt-cache primer: one request through the synchronous API.
+        if let Some(primer) = chunk.primer.as_ref().filter(|u| !u.is_empty()) {
+            let model = match chunk.plan.model.as_str() {
+                "" => default_model.unwrap_or("unknown"),
+                model => model,
+            };
+            tally.add_on_demand_usage(model, primer);
+        }
     }
     tally
 }

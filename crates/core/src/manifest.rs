@@ -216,6 +216,10 @@ pub struct ChunkRecord {
     /// go on through the synchronous lane.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deadline_cut: bool,
+    /// Its prompt-cache primer's tokens, once it was primed (a route's `cache_primer`; no
+    /// tokens: the primer got no answer). Priced as on-demand tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primer: Option<Usage>,
 }
 
 fn first_attempt() -> u32 {
@@ -243,6 +247,7 @@ impl ChunkRecord {
             usage_by_model: Default::default(),
             on_demand: false,
             deadline_cut: false,
+            primer: None,
         }
     }
 }
@@ -329,8 +334,12 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn usage(&self) -> Usage {
+        // Prompt-cache primers included: tokens the provider charged for.
         self.chunks.iter().fold(Usage::default(), |mut acc, c| {
             acc.add(&c.usage);
+            if let Some(primer) = &c.primer {
+                acc.add(primer);
+            }
             acc
         })
     }

@@ -43,6 +43,7 @@ mod on_demand;
 mod output;
 mod pace;
 mod planning;
+mod primer;
 mod run;
 mod step;
 
