@@ -591,6 +591,23 @@ mod tests {
     }
 
     #[test]
+    fn a_route_turns_prompt_cache_chunking_off_and_the_primer_on() {
+        let builtin = Config::builtin(&no_env);
+        let spend = builtin.route("anthropic").unwrap().spend;
+        assert!(spend.cache_aware_chunks && !spend.cache_primer);
+        let c = Config::from_toml(
+            "[routes.anthropic]\ncache_aware_chunks = false\ncache_primer = true\n",
+            "t.toml",
+            &no_env,
+        )
+        .unwrap();
+        let spend = c.route("anthropic").unwrap().spend;
+        assert!(!spend.cache_aware_chunks && spend.cache_primer);
+        assert!(!spend.estimates());
+        assert!(Config::from_toml("[routes.anthropic]\ncache_primer = 1\n", "t", &no_env).is_err());
+    }
+
+    #[test]
     fn a_route_takes_spending_caps_and_an_admission_limit() {
         let c = Config::from_toml(
             "[routes.sandbox]\nmax_usd_per_job = 2.5\nmax_usd_per_day = 10\nmax_enqueued_tokens = 2_000_000\nassumed_output_tokens = 300\n",
