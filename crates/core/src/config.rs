@@ -34,6 +34,8 @@
 //! webhook_url = "https://hooks.example.com/batchdrop"  # signed POST when a job ends
 //! webhook_secret_env = "LABELLING_WEBHOOK_SECRET"   # whsec_…; or webhook_secret_arn = "arn:…"
 //! webhook_events = ["job", "batch"]                # also one per collected batch (default ["job"])
+//! cache_aware_chunks = true        # requests sharing a long prompt prefix share chunks
+//! cache_primer = false             # Anthropic: prime the prompt cache before each batch
 //! [routes.labelling.defaults]      # fill in prompt lines and lines without a model
 //! model = "gpt-4o-mini"
 //! max_tokens = 512
@@ -115,6 +117,8 @@ struct FileRoute {
     webhook_secret_env: Option<String>,
     webhook_secret_arn: Option<String>,
     webhook_events: Option<Vec<String>>,
+    cache_aware_chunks: Option<bool>,
+    cache_primer: Option<bool>,
     defaults: Option<Defaults>,
 }
 
@@ -365,6 +369,12 @@ impl Config {
             .map_err(route_err)?
             {
                 route.webhook = Some(webhook);
+            }
+            if let Some(on) = fr.cache_aware_chunks {
+                route.spend.cache_aware_chunks = on;
+            }
+            if let Some(on) = fr.cache_primer {
+                route.spend.cache_primer = on;
             }
             if route.limits.max_line_bytes > route.limits.max_bytes_per_batch {
                 route.limits.max_line_bytes = route.limits.max_bytes_per_batch;
@@ -720,6 +730,23 @@ mod tests {
     }
 
     #[test]
+    fn a_route_turns_prompt_cache_chunking_off_and_the_primer_on() {
+        let builtin = Config::builtin(&no_env);
+        let spend = builtin.route("anthropic").unwrap().spend;
+        assert!(spend.cache_aware_chunks && !spend.cache_primer);
+        let c = Config::from_toml(
+            "[routes.anthropic]\ncache_aware_chunks = false\ncache_primer = true\n",
+            "t.toml",
+            &no_env,
+        )
+        .unwrap();
+        let spend = c.route("anthropic").unwrap().spend;
+        assert!(!spend.cache_aware_chunks && spend.cache_primer);
+        assert!(!spend.estimates());
+        assert!(Config::from_toml("[routes.anthropic]\ncache_primer = 1\n", "t", &no_env).is_err());
+    }
+
+    #[test]
     fn a_route_takes_spending_caps_and_an_admission_limit() {
         let c = Config::from_toml(
             "[routes.sandbox]\nmax_usd_per_job = 2.5\nmax_usd_per_day = 10\nmax_enqueued_tokens = 2_000_000\nassumed_output_tokens = 300\n",
@@ -735,6 +762,7 @@ mod tests {
                 max_usd_per_day: Some(10.0),
                 max_enqueued_tokens: Some(2_000_000),
                 assumed_output_tokens: Some(300),
+                ..Spend::default()
             }
         );
         assert!(spend.has_cap() && spend.estimates());

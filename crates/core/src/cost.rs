@@ -11,8 +11,13 @@
 //!   a cross-region inference profile's id (`us.anthropic.claude-…`) resolves as the model id
 //!   after its scope word. Nothing else is guessed: a name without an entry is reported as
 //!   unpriced, with its tokens, and left out of the totals.
-//! - Costs are plain input and output token prices. Discounts for cached input, long-context
-//!   surcharges and tool fees are not modelled.
+//! - Costs are input and output token prices, with prompt caching: input tokens the provider
+//!   reports as read from its cache (OpenAI `cached_tokens`, Anthropic
+//!   `cache_read_input_tokens`) cost the model's `cache_read` share of the input price, those
+//!   written to it (Anthropic `cache_creation_input_tokens`) its `cache_write` share, at batch
+//!   and synchronous prices alike; `cache_saved` is what that changed against plain input
+//!   prices (negative when writes cost more than reads saved). Long-context surcharges and
+//!   tool fees are not modelled.
 //! - Amounts are worked out in whole nano-dollars (1e-9 USD, exact for every built-in price
 //!   but Nova Micro's batch input price, 17.5 nano-dollars a token, rounded once per model)
 //!   per model and price, then added up; `saved` is the exact difference.
@@ -42,8 +47,18 @@ pub struct Price {
     pub batch_input: f64,
     /// Batch API, per million output tokens.
     pub batch_output: f64,
+    /// A cached input token's price as a share of the input price (1: no discount).
+    #[serde(default = "one")]
+    pub cache_read: f64,
+    /// A cache-writing input token's price as a share of the input price (1: no surcharge).
+    #[serde(default = "one")]
+    pub cache_write: f64,
     /// The day these prices were taken (or `config` for an override without a date).
     pub as_of: String,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// Model name → prices.
@@ -73,6 +88,8 @@ impl PriceTable {
                             output: p.output,
                             batch_input: p.batch_input,
                             batch_output: p.batch_output,
+                            cache_read: p.cache_read,
+                            cache_write: p.cache_write,
                             as_of: PRICES_AS_OF.to_string(),
                         },
                     )
@@ -127,7 +144,8 @@ impl PriceTable {
 
 /// A `[prices."model"]` table of the config file. For a model of the built-in table, the fields
 /// given replace its prices; a new model needs `input` and `output`. Batch prices default to
-/// half the synchronous ones (both providers' discount).
+/// half the synchronous ones (both providers' discount); `cache_read` and `cache_write` (shares
+/// of the input price, 0 to 10) to 1: no cache discount or surcharge.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceOverride {
@@ -136,6 +154,8 @@ pub struct PriceOverride {
     pub output: Option<f64>,
     pub batch_input: Option<f64>,
     pub batch_output: Option<f64>,
+    pub cache_read: Option<f64>,
+    pub cache_write: Option<f64>,
     pub as_of: Option<String>,
 }
 
@@ -156,6 +176,15 @@ impl PriceTable {
                 ));
             }
         }
+        for (field, value) in [("cache_read", o.cache_read), ("cache_write", o.cache_write)] {
+            if let Some(v) = value
+                && !(v.is_finite() && (0.0..=10.0).contains(&v))
+            {
+                return Err(format!(
+                    "{field} = {v} must be a share of the input price from 0 to 10"
+                ));
+            }
+        }
         let mut price = match self.models.get(model) {
             Some(p) => p.clone(),
             None => {
@@ -171,6 +200,8 @@ impl PriceTable {
                     output,
                     batch_input: input / 2.0,
                     batch_output: output / 2.0,
+                    cache_read: 1.0,
+                    cache_write: 1.0,
                     as_of: String::new(),
                 }
             }
@@ -188,6 +219,12 @@ impl PriceTable {
         }
         if let Some(v) = o.batch_output {
             price.batch_output = v;
+        }
+        if let Some(v) = o.cache_read {
+            price.cache_read = v;
+        }
+        if let Some(v) = o.cache_write {
+            price.cache_write = v;
         }
         if let Some(p) = &o.provider {
             price.provider = p.clone();
@@ -267,6 +304,15 @@ pub struct ModelCost {
     pub priced_as: String,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Of `input_tokens`, those read from the provider's prompt cache.
+    #[serde(skip_serializing_if = "is_zero_tokens")]
+    pub cache_read_tokens: u64,
+    /// Of `input_tokens`, those written to the provider's prompt cache.
+    #[serde(skip_serializing_if = "is_zero_tokens")]
+    pub cache_write_tokens: u64,
+    /// What prompt caching changed in `batch` and `on_demand` against plain input prices.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cache_saved: f64,
     pub batch: f64,
     /// Its tokens sent on demand (below a provider's batch minimum), at the synchronous prices.
     #[serde(skip_serializing_if = "is_zero")]
@@ -277,6 +323,10 @@ pub struct ModelCost {
 
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
+}
+
+fn is_zero_tokens(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A job's (or an estimate's) cost. Serialises as the `cost` object of summary.json.
@@ -293,6 +343,10 @@ pub struct Cost {
     pub synchronous_equivalent: f64,
     /// `synchronous_equivalent - batch - on_demand`.
     pub saved: f64,
+    /// What prompt caching changed in `batch` and `on_demand` against plain input prices:
+    /// saved by cache reads, less the surcharge of cache writes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cache_saved: f64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub by_model: Vec<ModelCost>,
     /// Tokens of models without prices: left out of the amounts above.
@@ -312,6 +366,7 @@ impl Cost {
             on_demand: 0.0,
             synchronous_equivalent: 0.0,
             saved: 0.0,
+            cache_saved: 0.0,
             by_model: Vec::new(),
             unpriced: Vec::new(),
             priced_as: None,
@@ -339,22 +394,29 @@ impl Tally {
 
     /// Counts `input` and `output` tokens of `model`.
     pub fn add(&mut self, model: &str, input: u64, output: u64) {
-        if input == 0 && output == 0 {
-            return;
-        }
-        let slot = self.tokens.entry(model.to_string()).or_default();
-        slot.input_tokens += input;
-        slot.output_tokens += output;
+        self.add_usage(model, &plain(input, output));
     }
 
     /// Counts tokens of `model` sent on demand (priced at the synchronous prices).
     pub fn add_on_demand(&mut self, model: &str, input: u64, output: u64) {
-        if input == 0 && output == 0 {
-            return;
+        self.add_on_demand_usage(model, &plain(input, output));
+    }
+
+    /// Counts `usage` of `model`, its cache reads and writes included.
+    pub fn add_usage(&mut self, model: &str, usage: &Usage) {
+        if !usage.is_empty() {
+            self.tokens.entry(model.to_string()).or_default().add(usage);
         }
-        let slot = self.on_demand.entry(model.to_string()).or_default();
-        slot.input_tokens += input;
-        slot.output_tokens += output;
+    }
+
+    /// Counts `usage` of `model` sent on demand (priced at the synchronous prices).
+    pub fn add_on_demand_usage(&mut self, model: &str, usage: &Usage) {
+        if !usage.is_empty() {
+            self.on_demand
+                .entry(model.to_string())
+                .or_default()
+                .add(usage);
+        }
     }
 
     /// Notes that some tokens were attributed to `model` by default.
@@ -373,29 +435,37 @@ impl Tally {
     pub fn cost(&self, prices: &PriceTable) -> Cost {
         let mut cost = Cost::zero();
         let (mut batch_total, mut on_demand_total, mut sync_total) = (0i64, 0i64, 0i64);
+        let mut cache_total = 0i64;
         let models: std::collections::BTreeSet<&String> =
             self.tokens.keys().chain(self.on_demand.keys()).collect();
         for model in models {
             let none = Usage::default();
             let batched = self.tokens.get(model).unwrap_or(&none);
             let direct = self.on_demand.get(model).unwrap_or(&none);
-            let input = batched.input_tokens + direct.input_tokens;
-            let output = batched.output_tokens + direct.output_tokens;
+            let mut all = batched.clone();
+            all.add(direct);
+            let (input, output) = (all.input_tokens, all.output_tokens);
             match prices.lookup(model) {
                 Some((entry, p)) => {
-                    let batch = nanos(batched.input_tokens, p.batch_input)
-                        + nanos(batched.output_tokens, p.batch_output);
-                    let on_demand =
-                        nanos(direct.input_tokens, p.input) + nanos(direct.output_tokens, p.output);
-                    let sync = nanos(input, p.input) + nanos(output, p.output);
+                    let shares = (p.cache_read, p.cache_write);
+                    let batch = priced(batched, p.batch_input, p.batch_output, shares);
+                    let on_demand = priced(direct, p.input, p.output, shares);
+                    let sync = priced(&all, p.input, p.output, shares);
+                    let uncached = priced(batched, p.batch_input, p.batch_output, NO_CACHE)
+                        + priced(direct, p.input, p.output, NO_CACHE);
+                    let cache_saved = uncached - batch - on_demand;
                     batch_total += batch;
                     on_demand_total += on_demand;
                     sync_total += sync;
+                    cache_total += cache_saved;
                     cost.by_model.push(ModelCost {
                         model: model.clone(),
                         priced_as: entry.to_string(),
                         input_tokens: input,
                         output_tokens: output,
+                        cache_read_tokens: all.cache_read_tokens,
+                        cache_write_tokens: all.cache_write_tokens,
+                        cache_saved: dollars(cache_saved),
                         batch: dollars(batch),
                         on_demand: dollars(on_demand),
                         synchronous_equivalent: dollars(sync),
@@ -413,9 +483,33 @@ impl Tally {
         cost.on_demand = dollars(on_demand_total);
         cost.synchronous_equivalent = dollars(sync_total);
         cost.saved = dollars(sync_total - batch_total - on_demand_total);
+        cost.cache_saved = dollars(cache_total);
         cost.priced_as = self.priced_as.clone();
         cost
     }
+}
+
+/// Usage without cache reads or writes.
+fn plain(input: u64, output: u64) -> Usage {
+    Usage {
+        input_tokens: input,
+        output_tokens: output,
+        ..Usage::default()
+    }
+}
+
+/// Cache shares (read, write) that change nothing: plain input prices.
+const NO_CACHE: (f64, f64) = (1.0, 1.0);
+
+/// Nano-dollars of `usage` at `input` and `output` USD per million tokens, cache reads and
+/// writes at their `(read, write)` shares of the input price.
+fn priced(usage: &Usage, input: f64, output: f64, (read, write): (f64, f64)) -> i64 {
+    let cached = usage.cache_read_tokens + usage.cache_write_tokens;
+    let plain = usage.input_tokens.saturating_sub(cached);
+    nanos(plain, input)
+        + nanos(usage.cache_read_tokens, input * read)
+        + nanos(usage.cache_write_tokens, input * write)
+        + nanos(usage.output_tokens, output)
 }
 
 /// The tokens of a job's collected batches, per model: the model each result named
@@ -448,10 +542,18 @@ pub fn job_tally(manifest: &Manifest, default_model: Option<&str>) -> Tally {
                 "unknown"
             };
             if chunk.on_demand {
-                tally.add_on_demand(model, usage.input_tokens, usage.output_tokens);
+                tally.add_on_demand_usage(model, usage);
             } else {
-                tally.add(model, usage.input_tokens, usage.output_tokens);
+                tally.add_usage(model, usage);
             }
+        }
+        // A prompt-cache primer: one request through the synchronous API.
+        if let Some(primer) = chunk.primer.as_ref().filter(|u| !u.is_empty()) {
+            let model = match chunk.plan.model.as_str() {
+                "" => default_model.unwrap_or("unknown"),
+                model => model,
+            };
+            tally.add_on_demand_usage(model, primer);
         }
     }
     tally
@@ -593,6 +695,8 @@ mod tests {
                 output: 2.0,
                 batch_input: 0.5,
                 batch_output: 1.0,
+                cache_read: 1.0,
+                cache_write: 1.0,
                 as_of: "2026-01-01".into(),
             },
         );
@@ -615,6 +719,74 @@ mod tests {
         assert_eq!(v["saved"], 0.075);
         assert!(v.get("unpriced").is_none());
         assert!(v.get("priced_as").is_none());
+    }
+
+    fn cached(input: u64, output: u64, read: u64, write: u64) -> Usage {
+        Usage {
+            input_tokens: input,
+            output_tokens: output,
+            cache_read_tokens: read,
+            cache_write_tokens: write,
+        }
+    }
+
+    #[test]
+    fn openai_cached_input_costs_the_cached_share_of_the_input_price() {
+        // GIVEN 1M input tokens of gpt-4o-mini of which 600k were cached (0.5 of the input
+        // price: batch $0.075/M plain, $0.0375/M cached)
+        let mut t = Tally::new();
+        t.add_usage("gpt-4o-mini", &cached(1_000_000, 0, 600_000, 0));
+        let cost = t.cost(&PriceTable::builtin());
+        // THEN batch = 400k * 0.075 + 600k * 0.0375 = 0.03 + 0.0225; sync at 0.15 / 0.075
+        assert_eq!(cost.batch, 0.0525);
+        assert_eq!(cost.synchronous_equivalent, 0.105);
+        assert_eq!(cost.cache_saved, 0.0225);
+        assert_eq!(cost.by_model[0].cache_read_tokens, 600_000);
+        assert_eq!(cost.by_model[0].cache_saved, 0.0225);
+    }
+
+    #[test]
+    fn anthropic_cache_reads_cost_a_tenth_and_writes_a_quarter_more() {
+        // GIVEN claude-sonnet-4-5 (batch input $1.50/M): 1M input tokens, 100k written to the
+        // cache, 800k read from it
+        let mut t = Tally::new();
+        t.add_usage("claude-sonnet-4-5", &cached(1_000_000, 0, 800_000, 100_000));
+        let cost = t.cost(&PriceTable::builtin());
+        // THEN 100k plain * 1.50 + 800k * 0.15 + 100k * 1.875 = 0.15 + 0.12 + 0.1875
+        assert_eq!(cost.batch, 0.4575);
+        // AND against 1M plain ($1.50) caching saved 1.5 - 0.4575
+        assert_eq!(cost.cache_saved, 1.0425);
+    }
+
+    #[test]
+    fn a_cold_cache_write_costs_more_than_plain_input() {
+        let mut t = Tally::new();
+        t.add_usage("claude-haiku-4-5", &cached(1_000_000, 0, 0, 1_000_000));
+        let cost = t.cost(&PriceTable::builtin());
+        // 1M written at 1.25 * $0.50/M
+        assert_eq!(cost.batch, 0.625);
+        assert_eq!(cost.cache_saved, -0.125);
+    }
+
+    #[test]
+    fn cache_shares_can_be_overridden_and_are_checked() {
+        let mut prices = PriceTable::builtin();
+        let o = PriceOverride {
+            cache_read: Some(0.25),
+            ..PriceOverride::default()
+        };
+        prices.apply("gpt-4o-mini", &o).unwrap();
+        assert_eq!(prices.entry("gpt-4o-mini").unwrap().cache_read, 0.25);
+        let bad = PriceOverride {
+            cache_write: Some(-1.0),
+            ..PriceOverride::default()
+        };
+        assert!(
+            prices
+                .apply("gpt-4o-mini", &bad)
+                .unwrap_err()
+                .contains("cache_write")
+        );
     }
 
     #[test]

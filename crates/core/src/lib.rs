@@ -12,7 +12,8 @@
 //! - [`layout`]: what each key of the bucket means.
 //! - [`input`]: line validation, over [`scan`] (one pass over a JSON line), [`fields`] and
 //!   [`prompt`]; [`ids`]: duplicate custom_ids in bounded memory; [`plan`]: chunk planning
-//!   (`staging` stages one segment).
+//!   (`staging` stages one segment; [`cache_prefix`]: requests sharing a long prompt prefix
+//!   planned together).
 //! - [`manifest`]: the job manifest (plain data); [`summary`]: the summary.json it ends as.
 //! - [`spend`]: spending caps and queue-aware admission (estimates, the day's spend object).
 //! - [`reuse`]: paying once: a request's content hash, the route's index of answered
@@ -21,6 +22,7 @@
 //! - [`webhooks`]: webhooks in and out (the Standard Webhooks signature).
 //! - [`types`]: plain data shared by the modules above (a leaf).
 
+pub mod cache_prefix;
 mod chunk_files;
 pub mod clock;
 pub mod config;

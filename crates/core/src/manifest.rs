@@ -84,10 +84,39 @@ pub struct PlanCursor {
     pub segment: u32,
 }
 
+/// Tokens the provider reported. `input_tokens` counts every input token, those read from or
+/// written to a prompt cache included; the cache fields say how many of them were.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Input tokens read from a prompt cache (OpenAI `cached_tokens`, Anthropic
+    /// `cache_read_input_tokens`), priced at the model's cached-input price.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_read_tokens: u64,
+    /// Input tokens written to a prompt cache (Anthropic `cache_creation_input_tokens`), priced
+    /// at the model's cache-write price.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Usage {
+    /// Adds `more` to these counts.
+    pub fn add(&mut self, more: &Usage) {
+        self.input_tokens += more.input_tokens;
+        self.output_tokens += more.output_tokens;
+        self.cache_read_tokens += more.cache_read_tokens;
+        self.cache_write_tokens += more.cache_write_tokens;
+    }
+
+    /// Whether it counts no token at all.
+    pub fn is_empty(&self) -> bool {
+        self.input_tokens == 0 && self.output_tokens == 0
+    }
 }
 
 /// A chunk's tokens as estimated before it is sent: its input counted offline, its output
@@ -187,6 +216,10 @@ pub struct ChunkRecord {
     /// go on through the synchronous lane.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deadline_cut: bool,
+    /// Its prompt-cache primer's tokens, once it was primed (a route's `cache_primer`; no
+    /// tokens: the primer got no answer). Priced as on-demand tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primer: Option<Usage>,
     /// Never sent: its requests were answered with answers already in the bucket (a route
     /// with `reuse_results`; the `reuse` module). Collected from the start, at no cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,6 +272,7 @@ impl ChunkRecord {
             on_demand: false,
             deadline_cut: false,
             reused: None,
+            primer: None,
         }
     }
 }
@@ -325,9 +359,13 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn usage(&self) -> Usage {
-        self.chunks.iter().fold(Usage::default(), |acc, c| Usage {
-            input_tokens: acc.input_tokens + c.usage.input_tokens,
-            output_tokens: acc.output_tokens + c.usage.output_tokens,
+        // Prompt-cache primers included: tokens the provider charged for.
+        self.chunks.iter().fold(Usage::default(), |mut acc, c| {
+            acc.add(&c.usage);
+            if let Some(primer) = &c.primer {
+                acc.add(primer);
+            }
+            acc
         })
     }
 }

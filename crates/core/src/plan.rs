@@ -2,7 +2,10 @@
 //!
 //! Requests are grouped as the provider's dialect groups them ([`crate::types::Group`]) and each group
 //! fills one open chunk until the next request would pass the route's request or byte limit; then
-//! that chunk is sealed and a new one opens. Requests keep their input order inside a chunk.
+//! that chunk is sealed and a new one opens. Within a group, requests that share a long prompt
+//! prefix (a class of [`crate::cache_prefix`]) fill an open chunk of their own. Requests keep
+//! their input order inside a chunk (chunks need not be contiguous: output order is restored
+//! from line numbers).
 //! The planner only decides; the caller does the writing.
 
 pub use crate::manifest::ChunkPlan;
@@ -30,7 +33,8 @@ struct Open {
 #[derive(Debug)]
 pub struct Planner {
     limits: ChunkLimits,
-    open: HashMap<Group, Open>,
+    /// The open chunk of each group and prefix class (0: no class).
+    open: HashMap<(Group, u64), Open>,
     next_index: u32,
 }
 
@@ -46,18 +50,31 @@ impl Planner {
 
     /// Places a request of `line_bytes` bytes (without newline) counting `units` requests.
     pub fn place(&mut self, group: &Group, line_bytes: u64, units: u64) -> Placement {
+        self.place_in(group, 0, line_bytes, units)
+    }
+
+    /// Places a request of prefix class `class` (0: none) of `group`: it joins the open chunk
+    /// of that class.
+    pub fn place_in(
+        &mut self,
+        group: &Group,
+        class: u64,
+        line_bytes: u64,
+        units: u64,
+    ) -> Placement {
         let bytes = line_bytes + 1;
+        let key = (group.clone(), class);
         let mut seals = None;
-        if let Some(open) = self.open.get(group) {
+        if let Some(open) = self.open.get(&key) {
             let full = open.units + units > self.limits.max_requests_per_batch
                 || open.plan.bytes + bytes > self.limits.max_bytes_per_batch;
             if full {
-                seals = self.open.remove(group).map(|o| o.plan);
+                seals = self.open.remove(&key).map(|o| o.plan);
             }
         }
         let mut opens = false;
         let next_index = &mut self.next_index;
-        let open = self.open.entry(group.clone()).or_insert_with(|| {
+        let open = self.open.entry(key).or_insert_with(|| {
             opens = true;
             let index = *next_index;
             *next_index += 1;
@@ -145,6 +162,21 @@ mod tests {
         assert_eq!(
             done.iter().map(|c| c.model.as_str()).collect::<Vec<_>>(),
             ["a", "b"]
+        );
+    }
+
+    #[test]
+    fn a_prefix_class_fills_a_chunk_of_its_own() {
+        let mut p = Planner::starting_at(limits(100, 1_000), 0);
+        let g = group("a");
+        assert_eq!(p.place_in(&g, 7, 5, 1).chunk, 0);
+        assert_eq!(p.place(&g, 5, 1).chunk, 1);
+        assert_eq!(p.place_in(&g, 7, 5, 1).chunk, 0);
+        assert_eq!(p.place_in(&g, 9, 5, 1).chunk, 2);
+        let done = p.finish();
+        assert_eq!(
+            done.iter().map(|c| c.requests).collect::<Vec<_>>(),
+            [2, 1, 1]
         );
     }
 

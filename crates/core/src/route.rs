@@ -119,9 +119,10 @@ pub struct WebhookTarget {
     pub batches: bool,
 }
 
-/// A route's spending caps and its admission limit (the `spend` module applies them). All
-/// `None` by default: then planning records no estimates and costs nothing more.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+/// A route's spending caps and its admission limit (the `spend` module applies them), and how
+/// it saves with the providers' prompt caches. Caps and limit are `None` by default: then
+/// planning records no estimates and costs nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Spend {
     /// USD: a job whose cost bound is above this sends nothing and fails `over_budget`.
     pub max_usd_per_job: Option<f64>,
@@ -135,6 +136,26 @@ pub struct Spend {
     /// Output tokens assumed for a request that sets no `max_tokens` (nor the route's
     /// defaults): None: [`DEFAULT_ASSUMED_OUTPUT_TOKENS`].
     pub assumed_output_tokens: Option<u64>,
+    /// Requests sharing a long prompt prefix are planned into the same chunks
+    /// (`cache_aware_chunks`, default true; see the `cache_prefix` module).
+    pub cache_aware_chunks: bool,
+    /// Anthropic: before a chunk whose first request marks a `cache_control` breakpoint goes
+    /// out as a batch, that request is sent once through the synchronous API, so that the
+    /// batch reads the cache it writes (`cache_primer`, default false).
+    pub cache_primer: bool,
+}
+
+impl Default for Spend {
+    fn default() -> Self {
+        Spend {
+            max_usd_per_job: None,
+            max_usd_per_day: None,
+            max_enqueued_tokens: None,
+            assumed_output_tokens: None,
+            cache_aware_chunks: true,
+            cache_primer: false,
+        }
+    }
 }
 
 /// Output tokens assumed per request without any `max_tokens`, unless the route says.

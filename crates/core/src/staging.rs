@@ -10,6 +10,7 @@
 //! On a route with a spending cap or an admission limit, each accepted request's tokens are
 //! estimated too ([`crate::spend::ChunkEstimator`]) and its chunk's plan carries their sum.
 
+use crate::cache_prefix::PrefixClasses;
 use crate::chunk_files::ChunkWriter;
 use crate::ids::{IdRuns, RUN_ENTRIES};
 use crate::input::{Outcome, Validator};
@@ -51,6 +52,10 @@ pub struct Stager {
     estimator: Option<ChunkEstimator>,
     /// The estimated tokens of each open chunk.
     estimates: HashMap<u32, TokenEstimate>,
+    /// Prompt-cache-aware chunking: the prefix classes met so far (None: the route turns it
+    /// off).
+    classes: Option<PrefixClasses>,
+    dialect: &'static dyn Dialect,
 }
 
 impl Stager {
@@ -85,6 +90,8 @@ impl Stager {
             staged: Staged::default(),
             estimator: ChunkEstimator::for_route(route, dialect),
             estimates: HashMap::new(),
+            classes: route.spend.cache_aware_chunks.then(PrefixClasses::default),
+            dialect,
             store,
             keys,
         })
@@ -110,9 +117,13 @@ impl Stager {
         {
             contents.push_hash(hash, line_no).await?;
         }
+        let class = match &mut self.classes {
+            Some(classes) => classes.class(self.dialect, &acc.group, &acc.request),
+            None => 0,
+        };
         let place = self
             .planner
-            .place(&acc.group, acc.request.len() as u64, acc.units);
+            .place_in(&acc.group, class, acc.request.len() as u64, acc.units);
         if let Some(mut sealed) = place.seals {
             if let Some(chunk) = self.open.remove(&sealed.index) {
                 chunk.finish().await?;

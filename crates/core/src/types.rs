@@ -100,6 +100,10 @@ pub struct ListPrice {
     pub output: f64,
     pub batch_input: f64,
     pub batch_output: f64,
+    /// A cached input token's price as a share of the input price (1: no discount).
+    pub cache_read: f64,
+    /// A cache-writing input token's price as a share of the input price (1: no surcharge).
+    pub cache_write: f64,
 }
 
 impl ListPrice {
@@ -116,6 +120,18 @@ impl ListPrice {
             output,
             batch_input,
             batch_output,
+            cache_read: 1.0,
+            cache_write: 1.0,
+        }
+    }
+
+    /// With prompt-cache prices: a cache read costs `read` times the input price, a cache
+    /// write `write` times (batch and synchronous alike).
+    pub const fn cached(self, read: f64, write: f64) -> Self {
+        ListPrice {
+            cache_read: read,
+            cache_write: write,
+            ..self
         }
     }
 }

@@ -94,6 +94,7 @@ fn chunk(model: &str, usage: (u64, u64), by_model: &[(&str, u64, u64)]) -> Chunk
     c.usage = Usage {
         input_tokens: usage.0,
         output_tokens: usage.1,
+        ..Usage::default()
     };
     for (m, i, o) in by_model {
         c.usage_by_model.insert(
@@ -101,6 +102,7 @@ fn chunk(model: &str, usage: (u64, u64), by_model: &[(&str, u64, u64)]) -> Chunk
             Usage {
                 input_tokens: *i,
                 output_tokens: *o,
+                ..Usage::default()
             },
         );
     }

@@ -115,3 +115,21 @@ fn missing_result_line_has_the_provider_shape() {
     assert_eq!(f.custom_id, "r9");
     assert!(!f.succeeded);
 }
+
+#[test]
+fn anthropic_cache_tokens_are_part_of_the_input_and_counted_apart() {
+    let f = anthropic::results::read(br#"{"custom_id":"a","result":{"type":"succeeded","message":{"usage":{"input_tokens":12,"cache_read_input_tokens":900,"cache_creation_input_tokens":50,"output_tokens":30}}}}"#).unwrap();
+    assert_eq!(f.input_tokens, 12 + 900 + 50);
+    assert_eq!((f.cache_read_tokens, f.cache_write_tokens), (900, 50));
+}
+
+#[test]
+fn openai_cached_tokens_are_read_from_chat_and_responses_usage() {
+    let f = openai::results::read(br#"{"id":"b1","custom_id":"r1","response":{"status_code":200,"body":{"usage":{"prompt_tokens":1200,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":1024}}}},"error":null}"#).unwrap();
+    assert_eq!(
+        (f.input_tokens, f.cache_read_tokens, f.cache_write_tokens),
+        (1200, 1024, 0)
+    );
+    let f = openai::results::read(br#"{"id":"b1","custom_id":"r1","response":{"status_code":200,"body":{"usage":{"input_tokens":1500,"output_tokens":2,"input_tokens_details":{"cached_tokens":1280}}}},"error":null}"#).unwrap();
+    assert_eq!((f.input_tokens, f.cache_read_tokens), (1500, 1280));
+}

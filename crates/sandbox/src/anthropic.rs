@@ -14,6 +14,7 @@
 //! [`MAX_MESSAGE_REQUESTS`] requests; listings of 1 to 1000 batches (20 by default).
 
 mod answer;
+mod cache;
 mod input;
 mod store;
 mod sync;

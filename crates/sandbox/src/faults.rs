@@ -144,6 +144,11 @@ pub struct Faults {
     pub validation: Rate,
     /// Batch: fail for the enqueued-token limit (`token_limit`).
     pub token_limit: Rate,
+    /// OpenAI's enqueued-token limit, per model (`enqueued_token_limit`; default none): a new
+    /// batch whose input tokens, added to those of the batches of its model that are
+    /// `validating`, `in_progress` or `finalizing`, would pass it fails with
+    /// `token_limit_exceeded`. Not a rate: decided from the batches in flight, every time.
+    pub enqueued_token_limit: Option<u64>,
     /// Batch: expire with only the first [`Faults::expire_keep`] of its requests answered
     /// (`expire`).
     pub expire: Rate,
@@ -188,6 +193,7 @@ impl Default for Faults {
             latency: Duration::ZERO,
             validation: Rate::NEVER,
             token_limit: Rate::NEVER,
+            enqueued_token_limit: None,
             expire: Rate::NEVER,
             expire_keep: DEFAULT_EXPIRE_KEEP,
             no_output: Rate::NEVER,
@@ -204,7 +210,7 @@ impl Default for Faults {
 }
 
 /// The keys of a spec, in canonical order (`reqNNN` stands for every request status key).
-pub const KEYS: [&str; 22] = [
+pub const KEYS: [&str; 23] = [
     "seed",
     "http429",
     "http500",
@@ -216,6 +222,7 @@ pub const KEYS: [&str; 22] = [
     "latency_ms",
     "validation",
     "token_limit",
+    "enqueued_token_limit",
     "expire",
     "expire_keep",
     "no_output",
@@ -365,6 +372,15 @@ impl Faults {
             "latency_ms" => self.latency = millis()?,
             "validation" => self.validation = rate()?,
             "token_limit" => self.token_limit = rate()?,
+            "enqueued_token_limit" => {
+                self.enqueued_token_limit = Some(
+                    value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|limit| *limit >= 1)
+                        .ok_or_else(|| bad("a whole number of tokens, at least 1"))?,
+                );
+            }
             "expire" => self.expire = rate()?,
             "expire_keep" => {
                 self.expire_keep = value
@@ -499,6 +515,7 @@ impl Faults {
             && self.throttle.is_never()
             && self.partial.is_never()
             && self.latency.is_zero()
+            && self.enqueued_token_limit.is_none()
     }
 
     /// Requests fail with `status` (400–599) at `rate`.
@@ -512,6 +529,13 @@ impl Faults {
     #[must_use]
     pub fn timeout_after(mut self, hold: Duration) -> Self {
         self.timeout_after = hold;
+        self
+    }
+
+    /// OpenAI batches are refused past `limit` enqueued input tokens per model.
+    #[must_use]
+    pub fn enqueued_token_limit(mut self, limit: u64) -> Self {
+        self.enqueued_token_limit = Some(limit);
         self
     }
 
@@ -662,6 +686,10 @@ impl fmt::Display for Faults {
             ),
             ("validation".into(), rate(self.validation, Rate::NEVER)),
             ("token_limit".into(), rate(self.token_limit, Rate::NEVER)),
+            (
+                "enqueued_token_limit".into(),
+                self.enqueued_token_limit.map(|limit| limit.to_string()),
+            ),
             ("expire".into(), rate(self.expire, Rate::NEVER)),
             (
                 "expire_keep".into(),
@@ -768,6 +796,8 @@ pub struct FaultStats {
     pub drop: u64,
     pub validation: u64,
     pub token_limit: u64,
+    /// OpenAI batches refused by `enqueued_token_limit`.
+    pub enqueued_token_limit: u64,
     pub expire: u64,
     pub no_output: u64,
     pub finalizing: u64,
@@ -876,6 +906,16 @@ pub(crate) struct BatchPlan {
 }
 
 impl BatchPlan {
+    /// No faults: a batch the sandbox fails on its own before any could be drawn.
+    pub(crate) fn none() -> Self {
+        BatchPlan {
+            outcome: None,
+            expire_keep: DEFAULT_EXPIRE_KEEP,
+            extra_steps: 0,
+            requests: RequestPlan::none(),
+        }
+    }
+
     /// The share of requests answered before an injected expiry, if the batch expires.
     pub(crate) fn expiry(&self) -> Option<f64> {
         (self.outcome == Some(BatchFault::Expire)).then_some(self.expire_keep)
@@ -898,7 +938,6 @@ pub(crate) struct RequestPlan {
 
 impl RequestPlan {
     /// No faults.
-    #[cfg(test)]
     pub(crate) fn none() -> Self {
         RequestPlan {
             seed: 0,
@@ -970,6 +1009,7 @@ pub(crate) struct Counters {
     drop: AtomicU64,
     validation: AtomicU64,
     token_limit: AtomicU64,
+    enqueued_token_limit: AtomicU64,
     expire: AtomicU64,
     no_output: AtomicU64,
     finalizing: AtomicU64,
@@ -1027,6 +1067,14 @@ impl Injector {
             tracing::debug!(call = n, fault = "throttle", "sandbox fault injected");
         }
         throttled
+    }
+
+    /// Counts an OpenAI batch refused by the enqueued-token limit.
+    pub(crate) fn over_enqueued_limit(&self) {
+        self.counts
+            .enqueued_token_limit
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(fault = "enqueued_token_limit", "sandbox fault injected");
     }
 
     /// Numbers a new batch of `provider` and decides its faults, counted in the stats.
@@ -1105,6 +1153,7 @@ impl Injector {
             drop: get(&c.drop),
             validation: get(&c.validation),
             token_limit: get(&c.token_limit),
+            enqueued_token_limit: get(&c.enqueued_token_limit),
             expire: get(&c.expire),
             no_output: get(&c.no_output),
             finalizing: get(&c.finalizing),
@@ -1242,6 +1291,19 @@ mod tests {
                 expected: "a whole number of milliseconds",
             })
         );
+        Ok(())
+    }
+
+    #[test]
+    fn the_enqueued_token_limit_is_a_token_count_written_back() -> Result<(), FaultsError> {
+        let faults = Faults::parse("enqueued_token_limit=2000")?;
+        assert_eq!(faults.enqueued_token_limit, Some(2000));
+        assert!(!faults.is_empty());
+        assert_eq!(faults.to_string(), "enqueued_token_limit=2000");
+        assert!(matches!(
+            Faults::parse("enqueued_token_limit=0"),
+            Err(FaultsError::BadValue { .. })
+        ));
         Ok(())
     }
 

@@ -85,6 +85,13 @@
 //!   integer `max_tokens` or a non-empty `messages` list; also no `requests`, or more than
 //!   [`MAX_MESSAGE_REQUESTS`]. A body over [`MAX_MESSAGE_BATCH_BYTES`] is a 413
 //!   `request_too_large`, refused as soon as that much has streamed in.
+//! - **Prompt caching.** A request whose `system` or messages carry a `cache_control`
+//!   breakpoint caches its prompt up to the last one when that prefix is at least 1,024
+//!   tokens: `usage.cache_creation_input_tokens` when it writes the entry,
+//!   `cache_read_input_tokens` when it finds it alive (5 minutes, `"ttl": "1h"` an hour,
+//!   renewed by each read), `input_tokens` the rest. A batch reads what was written before
+//!   it, by `/v1/messages` or earlier batches, never its own requests' writes: a cold batch
+//!   reads nothing, a batch after a one-request primer reads every prefix it wrote.
 //! - **Delete** only once ended (else 400); **cancel** only before (else 400). Listings are
 //!   newest first, `limit` 1–1000 (default 20), paged by `after_id` / `before_id`.
 //!
@@ -215,6 +222,14 @@
 //!   `errors.data[0].code` `token_limit_exceeded`, `line` null, and no files; Anthropic (whose
 //!   limit is on queued requests): the create call is refused with a 429 `rate_limit_error`
 //!   with the retry headers.
+//! - `enqueued_token_limit=N` (not a rate: OpenAI only, decided from the batches in flight,
+//!   not drawn) — OpenAI's enqueued-token limit per model: the input tokens of the batches of
+//!   a model that are `validating`, `in_progress` or `finalizing` (counted when each is
+//!   created, as its answers will report them) may not pass N; a new batch that would is
+//!   created, then `failed` at the end of `validating` with `errors.data[0].code`
+//!   `token_limit_exceeded` ("Enqueued token limit reached for <model> … Limit: N enqueued
+//!   tokens …"), `line` null, no files, and holds no place in the queue. Counted in
+//!   [`FaultStats::enqueued_token_limit`].
 //! - `expire` — only the first `expire_keep` share (default 0.5) of the requests, in
 //!   processing order, is answered. OpenAI: `expired` when it would have started finalizing
 //!   (`expired_at` = created + 2 steps, not `expires_at`, so that it shows without waiting a

@@ -13,6 +13,7 @@
 
 mod answer;
 mod input;
+mod queue;
 mod store;
 mod sync;
 mod timeline;
@@ -768,18 +769,33 @@ async fn create_batch(
         })
         .transpose()?;
 
-    let batch = app.openai.create_batch(
+    let admission = match app.faults.faults().enqueued_token_limit {
+        Some(limit) => {
+            // The batches in flight are those the clock shows so once their inputs are known.
+            app.openai.settle(app.now()).await?;
+            app.openai
+                .enqueued(&input_file_id, endpoint)
+                .await?
+                .map(|batch| queue::Admission { limit, batch })
+        }
+        None => None,
+    };
+    let created = app.openai.create_batch(
         NewBatch {
             input_file_id,
             endpoint,
             metadata: request.metadata,
             output_expires_after,
+            admission,
         },
         app.now(),
         || app.faults.batch(Provider::OpenAi),
     )?;
+    if created.over_limit {
+        app.faults.over_enqueued_limit();
+    }
     app.stats.batches_created.fetch_add(1, Ordering::Relaxed);
-    Ok(Json(batch))
+    Ok(Json(created.object))
 }
 
 fn check_metadata(metadata: &Map<String, Value>) -> Result<(), ApiError> {

@@ -757,3 +757,86 @@ async fn the_messages_api_needs_a_key() -> Result {
     sandbox.stop().await;
     Ok(())
 }
+
+// ---- Prompt caching -----------------------------------------------------------------------
+
+/// A request whose long system prompt (1,200 words) ends in a `cache_control` breakpoint.
+fn cached_request(custom_id: &str, question: &str) -> Value {
+    json!({
+        "custom_id": custom_id,
+        "params": {
+            "model": MODEL,
+            "max_tokens": 50,
+            "system": [{"type": "text", "text": "rule ".repeat(1200),
+                        "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": question}],
+        },
+    })
+}
+
+/// The cache usage of each result: (read, written, input).
+fn cache_usage(lines: &[Value]) -> Vec<(u64, u64, u64)> {
+    lines
+        .iter()
+        .map(|line| {
+            let usage = &line["result"]["message"]["usage"];
+            (
+                usage["cache_read_input_tokens"]
+                    .as_u64()
+                    .unwrap_or(u64::MAX),
+                usage["cache_creation_input_tokens"]
+                    .as_u64()
+                    .unwrap_or(u64::MAX),
+                usage["input_tokens"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cold_batch_writes_the_cache_and_reads_none_of_it() -> Result {
+    // GIVEN an instant sandbox and 3 requests sharing a cached system prompt of 1,200 words
+    let sandbox = instant().await?;
+    let batch_requests: Vec<Value> = (0..3)
+        .map(|i| cached_request(&format!("c-{i}"), "two words"))
+        .collect();
+
+    // WHEN they go as one batch
+    let created = create(&sandbox, &batch_requests).await?;
+    let ended = retrieve(&sandbox, &created).await?;
+
+    // THEN no request read the cache: each wrote the 1,200 tokens of its prefix
+    let usage = cache_usage(&results(&sandbox, &ended).await?);
+    assert_eq!(usage, vec![(0, 1200, 2); 3]);
+    sandbox.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn after_a_primer_message_a_batch_reads_the_cached_prefix() -> Result {
+    // GIVEN an instant sandbox and a primer: the first request sent alone to /v1/messages
+    let sandbox = instant().await?;
+    let primer = cached_request("c-0", "two words");
+    let (status, message) = send(
+        sandbox
+            .client
+            .post(format!("{}/v1/messages", root(&sandbox)))
+            .json(&primer["params"]),
+    )
+    .await?;
+    assert_eq!(status, 200);
+    assert_eq!(message["usage"]["cache_creation_input_tokens"], 1200);
+
+    // WHEN the batch of 3 goes after it
+    let batch_requests: Vec<Value> = (0..3)
+        .map(|i| cached_request(&format!("c-{i}"), "two words"))
+        .collect();
+    let created = create(&sandbox, &batch_requests).await?;
+    let ended = retrieve(&sandbox, &created).await?;
+
+    // THEN every request read the 1,200 cached tokens and wrote none
+    let usage = cache_usage(&results(&sandbox, &ended).await?);
+    assert_eq!(usage, vec![(1200, 0, 2); 3]);
+    sandbox.stop().await;
+    Ok(())
+}

@@ -157,7 +157,7 @@ fn an_empty_spec_is_no_faults() -> Result {
 fn the_full_spec_sets_every_key() -> Result {
     // GIVEN the spec with every kind of key
     let spec = "seed=7,http429=0.1,http500=0.05,http529=0.01,timeout=0.02,drop=0.01,timeout_ms=250,\
-                retry_after_ms=1500,latency_ms=50,validation=0.1,token_limit=every:5,expire=0.1,expire_keep=0.25,\
+                retry_after_ms=1500,latency_ms=50,validation=0.1,token_limit=every:5,enqueued_token_limit=2000000,expire=0.1,expire_keep=0.25,\
                 no_output=0.1,finalizing=0.5,finalizing_extra=3,req429=0.05,req500=0.02,req400=0.01,\
                 result_errored=0.03,result_expired=0.02";
 
@@ -180,6 +180,7 @@ fn the_full_spec_sets_every_key() -> Result {
             .latency(Duration::from_millis(50))
             .validation(0.1)
             .token_limit(Rate::every(5))
+            .enqueued_token_limit(2_000_000)
             .expire(0.1)
             .expire_keep(0.25)
             .no_output(0.1)
@@ -582,6 +583,51 @@ async fn token_limit_exceeded_fails_a_batch_whose_create_succeeded() -> Result {
     assert_eq!(errors[0]["code"], "token_limit_exceeded");
     assert!(errors[0]["line"].is_null());
     assert!(batch["output_file_id"].is_null() && batch["error_file_id"].is_null());
+    sandbox.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_batch_past_the_enqueued_token_limit_of_its_model_fails_until_the_queue_drains() -> Result
+{
+    // GIVEN a sandbox whose models each queue at most 20 input tokens, 10 s per state, and
+    // files of 4 requests of 3 words (12 tokens)
+    let (sandbox, clock) =
+        sandbox_with_clock("enqueued_token_limit=20", Duration::from_secs(10)).await?;
+    let other_model: String = (0..4)
+        .map(|i| {
+            common::chat_line(
+                &format!("req-{i}"),
+                "gpt-4o",
+                &format!("Question number {i}?"),
+            ) + "\n"
+        })
+        .collect();
+
+    // WHEN a batch is created, then a second of the same model, one of another model, and,
+    // once the first has completed, a fourth of the first model
+    let first = sandbox.submit(&chat_file(4), CHAT).await?;
+    set_clock(&clock, 5);
+    let second = sandbox.submit(&chat_file(4), CHAT).await?;
+    let other = sandbox.submit(&other_model, CHAT).await?;
+    set_clock(&clock, 30);
+    let fourth = sandbox.submit(&chat_file(4), CHAT).await?;
+    set_clock(&clock, 60);
+
+    // THEN only the second failed, with OpenAI's token_limit_exceeded and no line, though its
+    // create succeeded; the others completed; the stats count the one refusal
+    assert_eq!(second["status"], "validating");
+    let refused = sandbox.batch(&second["id"]).await?;
+    assert_eq!(refused["status"], "failed");
+    let errors = &refused["errors"]["data"];
+    assert_eq!(errors[0]["code"], "token_limit_exceeded");
+    assert!(errors[0]["line"].is_null());
+    let message = text(&errors[0]["message"])?;
+    assert!(message.contains("gpt-4o-mini") && message.contains("Limit: 20 enqueued tokens"));
+    for batch in [&first, &other, &fourth] {
+        assert_eq!(sandbox.batch(&batch["id"]).await?["status"], "completed");
+    }
+    assert_eq!(sandbox.sandbox.stats().faults.enqueued_token_limit, 1);
     sandbox.stop().await;
     Ok(())
 }

@@ -239,13 +239,16 @@ impl JobRun<'_> {
             // back, this attempt's line is the answer.
             let retryable = match slot {
                 Some((bytes, facts)) => {
-                    tally.2.input_tokens += facts.input_tokens;
-                    tally.2.output_tokens += facts.output_tokens;
-                    if facts.input_tokens + facts.output_tokens > 0 {
+                    let usage = Usage {
+                        input_tokens: facts.input_tokens,
+                        output_tokens: facts.output_tokens,
+                        cache_read_tokens: facts.cache_read_tokens,
+                        cache_write_tokens: facts.cache_write_tokens,
+                    };
+                    tally.2.add(&usage);
+                    if !usage.is_empty() {
                         let m = by_model.entry(facts.model.clone().unwrap_or_default());
-                        let m = m.or_default();
-                        m.input_tokens += facts.input_tokens;
-                        m.output_tokens += facts.output_tokens;
+                        m.or_default().add(&usage);
                     }
                     let user_id = restore.get(&pos).map(String::as_str);
                     out.write(&dialect.output_line(&bytes, user_id)).await?;

@@ -49,6 +49,7 @@ mod output;
 mod pace;
 mod planning;
 mod reuse;
+mod primer;
 mod run;
 mod step;
 

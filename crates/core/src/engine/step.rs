@@ -78,6 +78,9 @@ impl JobRun<'_> {
                             .await;
                     }
                 }
+                if chunk.state == ChunkState::Staged {
+                    self.prime(manifest, i, provider).await?;
+                }
                 // Intent first: from here on, a crash leaves `Submitting` behind.
                 let chunk = &mut manifest.chunks[i];
                 chunk.state = ChunkState::Submitting;

@@ -32,8 +32,13 @@ pub struct ResultFacts {
     /// `batch_cancelled` error lines, Anthropic's `canceled` results). After a deadline cut
     /// such requests go through the synchronous lane.
     pub not_run: bool,
+    /// Every input token, those read from or written to a prompt cache included.
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Of `input_tokens`, those read from a prompt cache.
+    pub cache_read_tokens: u64,
+    /// Of `input_tokens`, those written to a prompt cache.
+    pub cache_write_tokens: u64,
     /// The model the result says answered.
     pub model: Option<String>,
 }

@@ -9,17 +9,21 @@
 //! content blocks. Other parameters are accepted and ignored.
 //!
 //! The reply's text is cut at `max_tokens` words (`stop_reason` `max_tokens`, else
-//! `end_turn`); its input tokens are the words of `system` and of every message's text.
+//! `end_turn`); its input tokens are the words of `system` and of every message's text, those
+//! up to the last `cache_control` breakpoint read from or written to the prompt cache
+//! ([`super::cache`]) when the caller gives access to it.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use super::cache::{Access, Breakpoint, DEFAULT_TTL, LONG_TTL};
 use super::input::Params;
 use crate::openai::MODEL_NOT_FOUND;
-use crate::respond::{Prompt, Stream};
+use crate::respond::{self, Prompt, Stream};
 
 /// A JSON string that borrows from the input when it has no escapes.
 #[derive(Debug, Deserialize)]
@@ -47,8 +51,13 @@ pub(crate) struct Answer {
     pub message: Value,
 }
 
-/// Answers one request; `ids` supplies the message's id.
-pub(crate) fn answer(params: &Params<'_>, ids: &mut Stream) -> Result<Answer, RequestError> {
+/// Answers one request; `ids` supplies the message's id; `cache` (None: no prompt cache)
+/// decides its cache reads and writes.
+pub(crate) fn answer(
+    params: &Params<'_>,
+    ids: &mut Stream,
+    cache: Option<Access<'_>>,
+) -> Result<Answer, RequestError> {
     #[derive(Deserialize)]
     struct Message<'a> {
         #[serde(borrow, default)]
@@ -65,8 +74,14 @@ pub(crate) fn answer(params: &Params<'_>, ids: &mut Stream) -> Result<Answer, Re
         });
     }
     let mut prompt = Prompt::new(model);
+    // The prompt's last cache breakpoint: its tokens and lifetime, and the raw parts before it.
+    let mut mark: Option<(u64, Duration)> = None;
+    let mut breakpoint: Option<(u64, Duration, usize)> = None;
     if let Some(system) = params.system {
-        push_content(&mut prompt, "system", system, "system")?;
+        push_content(&mut prompt, "system", system, "system", &mut mark)?;
+        if let Some((tokens, ttl)) = mark.take() {
+            breakpoint = Some((tokens, ttl, 0));
+        }
     }
     for (index, raw) in params.messages.iter().enumerate() {
         let message: Message = serde_json::from_str(raw.get())
@@ -103,8 +118,29 @@ pub(crate) fn answer(params: &Params<'_>, ids: &mut Stream) -> Result<Answer, Re
             &role,
             content,
             &format!("messages.{index}.content"),
+            &mut mark,
         )?;
+        if let Some((tokens, ttl)) = mark.take() {
+            breakpoint = Some((tokens, ttl, index + 1));
+        }
     }
+    let breakpoint = breakpoint.map(|(tokens, ttl, messages)| {
+        let mut parts: Vec<&[u8]> = vec![b"prompt-cache", model.as_bytes()];
+        parts.push(params.system.map_or(&b""[..], |s| s.get().as_bytes()));
+        parts.extend(
+            params.messages[..messages]
+                .iter()
+                .map(|m| m.get().as_bytes()),
+        );
+        Breakpoint {
+            key: respond::digest(&parts),
+            tokens,
+            ttl,
+        }
+    });
+    let used = cache
+        .map(|access| access.use_prefix(breakpoint.as_ref()))
+        .unwrap_or_default();
 
     let reply = prompt.reply(0, Some(params.max_tokens));
     let stop_reason = if reply.truncated {
@@ -121,9 +157,9 @@ pub(crate) fn answer(params: &Params<'_>, ids: &mut Stream) -> Result<Answer, Re
         "stop_reason": stop_reason,
         "stop_sequence": null,
         "usage": {
-            "input_tokens": prompt.tokens(),
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "input_tokens": prompt.tokens() - used.read - used.written,
+            "cache_creation_input_tokens": used.written,
+            "cache_read_input_tokens": used.read,
             "output_tokens": reply.tokens,
             "service_tier": "batch",
         },
@@ -133,11 +169,13 @@ pub(crate) fn answer(params: &Params<'_>, ids: &mut Stream) -> Result<Answer, Re
 
 /// Adds a `content` (a string or a list of content blocks) or a `system` prompt to `prompt`:
 /// the `text` of each block, and the text inside `tool_result` blocks.
+/// A block with `cache_control` sets `mark` to the prompt's tokens so far and its lifetime.
 fn push_content(
     prompt: &mut Prompt,
     role: &str,
     content: &RawValue,
     param: &str,
+    mark: &mut Option<(u64, Duration)>,
 ) -> Result<(), RequestError> {
     #[derive(Deserialize)]
     struct Block<'a> {
@@ -145,6 +183,13 @@ fn push_content(
         text: Option<Text<'a>>,
         #[serde(borrow, default)]
         content: Option<&'a RawValue>,
+        #[serde(default)]
+        cache_control: Option<CacheControl>,
+    }
+    #[derive(Deserialize)]
+    struct CacheControl {
+        #[serde(default)]
+        ttl: Option<String>,
     }
 
     let wrong = || {
@@ -170,7 +215,20 @@ fn push_content(
             prompt.push(role, &text.0);
         }
         if let Some(inner) = block.content {
-            push_content(prompt, role, inner, &format!("{param}.{index}.content"))?;
+            push_content(
+                prompt,
+                role,
+                inner,
+                &format!("{param}.{index}.content"),
+                mark,
+            )?;
+        }
+        if let Some(control) = block.cache_control {
+            let ttl = match control.ttl.as_deref() {
+                Some("1h") => LONG_TTL,
+                _ => DEFAULT_TTL,
+            };
+            *mark = Some((prompt.tokens(), ttl));
         }
     }
     Ok(())
@@ -201,7 +259,7 @@ mod tests {
             messages,
             system,
         };
-        answer(&params, &mut Stream::new(&[7; 32]))
+        answer(&params, &mut Stream::new(&[7; 32]), None)
     }
 
     #[test]

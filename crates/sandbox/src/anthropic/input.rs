@@ -29,6 +29,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::answer;
+use super::cache::Access;
 use super::timeline::Unprocessed;
 use crate::disk::{self, Disk};
 use crate::faults::{self, RequestFault, RequestPlan};
@@ -288,9 +289,10 @@ pub(crate) fn process(
     batch_id: &str,
     faults: &RequestPlan,
     files: WorkFiles,
+    cache: Access<'_>,
 ) -> Result<Processed, Failure> {
     let processed = validate(body, &files.requests)
-        .and_then(|requests| Ok(answer_in_order(&requests, batch_id, faults, &files)?));
+        .and_then(|requests| Ok(answer_in_order(&requests, batch_id, faults, &files, cache)?));
     if processed.is_err() {
         files.remove();
     }
@@ -319,6 +321,7 @@ fn answer_in_order(
     batch_id: &str,
     faults: &RequestPlan,
     files: &WorkFiles,
+    cache: Access<'_>,
 ) -> io::Result<(usize, Tally)> {
     let params = File::open(&requests.params)?;
     let mut order: Vec<u32> = (0..requests.places.len() as u32).collect();
@@ -331,7 +334,9 @@ fn answer_in_order(
             results: BufWriter::with_capacity(BUFFER_BYTES, File::create(&files.results)?),
             ids: BufWriter::with_capacity(BUFFER_BYTES, File::create(&files.ids)?),
         };
-        let tallies = answer_all(indexes, requests, &params, batch_id, faults, &mut sink)?;
+        let tallies = answer_all(
+            indexes, requests, &params, batch_id, faults, &mut sink, cache,
+        )?;
         sink.finish()?;
         Ok(tallies)
     };
@@ -415,6 +420,7 @@ fn answer_all<W: Write>(
     batch_id: &str,
     faults: &RequestPlan,
     sink: &mut Sink<W>,
+    cache: Access<'_>,
 ) -> io::Result<Vec<Tally>> {
     let mut tallies = Vec::with_capacity(indexes.len());
     let mut tally = Tally::default();
@@ -437,7 +443,7 @@ fn answer_all<W: Write>(
             custom_id.as_bytes(),
         ]));
         let fate = match faults.decide(index as usize) {
-            None => match answer::answer(&request, &mut ids) {
+            None => match answer::answer(&request, &mut ids, Some(cache)) {
                 Ok(answer) => Fate::Succeeded(answer),
                 Err(error) => Fate::Errored(error),
             },
@@ -522,11 +528,18 @@ mod tests {
         let disk = Disk::open(None)?;
         let path = disk.path("body.json");
         std::fs::write(&path, body)?;
+        let cache = super::super::cache::PromptCache::default();
+        let access = Access {
+            cache: &cache,
+            at: std::time::UNIX_EPOCH,
+            batch: Some(batch_id),
+        };
         let processed = process(
             &path,
             batch_id,
             &RequestPlan::none(),
             WorkFiles::of(&disk, batch_id),
+            access,
         );
         Ok((disk, processed))
     }
@@ -701,6 +714,11 @@ mod tests {
             "b",
             &RequestPlan::none(),
             &mut alone,
+            Access {
+                cache: &super::super::cache::PromptCache::default(),
+                at: std::time::UNIX_EPOCH,
+                batch: Some("b"),
+            },
         )?;
         assert_eq!(threaded_results, alone.results);
         assert_eq!(std::fs::read(&threaded.files.ids)?, alone.ids);

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
 
 use super::RequestCounts;
+use super::cache::{Access, PromptCache};
 use super::input::{self, Failure, Invalid, Processed, Results, WorkFiles};
 use super::timeline::{Snapshot, Status, Timeline};
 use crate::disk::{self, Disk};
@@ -28,6 +29,8 @@ pub(crate) struct Store {
     /// One permit per batch being processed: as many as there are cores.
     processing: Arc<Semaphore>,
     inner: Mutex<Inner>,
+    /// The prompt cache batches and `/v1/messages` read and write.
+    cache: Arc<PromptCache>,
 }
 
 #[derive(Default)]
@@ -129,7 +132,13 @@ impl Store {
             disk,
             processing: Arc::new(Semaphore::new(cores)),
             inner: Mutex::new(Inner::default()),
+            cache: Arc::default(),
         }
+    }
+
+    /// The prompt cache.
+    pub(crate) fn cache(&self) -> &PromptCache {
+        &self.cache
     }
 
     /// Where to write the body of a create call before [`Store::create`].
@@ -151,8 +160,14 @@ impl Store {
         let requests = plan.requests.clone();
         let files = WorkFiles::of(&self.disk, &id);
         let permit = self.processing.clone().acquire_owned().await;
+        let cache = self.cache.clone();
         let processed = tokio::task::spawn_blocking(move || {
-            let processed = input::process(&body_path, &work_id, &requests, files);
+            let access = Access {
+                cache: &cache,
+                at: now,
+                batch: Some(&work_id),
+            };
+            let processed = input::process(&body_path, &work_id, &requests, files, access);
             disk::remove(&body_path);
             processed
         })

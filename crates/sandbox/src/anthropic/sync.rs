@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 
 use super::ApiError;
 use super::answer;
+use super::cache::Access;
 use super::input::check_params;
 use crate::AppState;
 use crate::respond::{self, Stream};
@@ -38,7 +39,12 @@ pub(crate) async fn message(
         })
     })?;
     let mut ids = Stream::new(&respond::digest(&[b"sync-message", &body]));
-    match answer::answer(&params, &mut ids) {
+    let cache = Access {
+        cache: app.anthropic.cache(),
+        at: app.now(),
+        batch: None,
+    };
+    match answer::answer(&params, &mut ids, Some(cache)) {
         Ok(answer) => {
             let mut message = answer.message;
             message["usage"]["service_tier"] = Value::from("standard");

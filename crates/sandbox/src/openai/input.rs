@@ -448,7 +448,7 @@ fn answer_all<W: Write>(
 }
 
 /// The body of an input line that passed validation.
-fn request_body(line: &[u8]) -> io::Result<Body<'_>> {
+pub(super) fn request_body(line: &[u8]) -> io::Result<Body<'_>> {
     let invalid = |error: serde_json::Error| io::Error::new(io::ErrorKind::InvalidData, error);
     let fields: InputLine = serde_json::from_slice(line).map_err(invalid)?;
     let body = fields

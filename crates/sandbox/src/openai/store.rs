@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use super::input::{self, Processed, Work, WorkFiles};
+use super::queue::{self, Admission, Enqueued};
 use super::timeline::{Snapshot, Status, Timeline, Validation};
 use super::{
     BatchObject, BatchUsage, Endpoint, ErrorList, FileObject, List, RequestCounts, new_id,
@@ -73,6 +74,9 @@ struct BatchRecord {
     output_expires_after: Option<Duration>,
     timeline: Timeline,
     work: WorkFuture,
+    /// What the batch holds in its model's queue while it runs, when the sandbox has an
+    /// enqueued-token limit (None: no limit, or the batch was refused by it).
+    enqueued: Option<Enqueued>,
     /// Set once the batch has ended and its result files (if any) are written.
     results: Option<ResultFiles>,
 }
@@ -100,6 +104,15 @@ pub(crate) struct NewBatch {
     pub endpoint: Endpoint,
     pub metadata: Option<Map<String, Value>>,
     pub output_expires_after: Option<Duration>,
+    /// The enqueued-token limit to admit it against, with what it would enqueue.
+    pub admission: Option<Admission>,
+}
+
+/// A created batch, and whether the enqueued-token limit refused it.
+#[derive(Debug)]
+pub(crate) struct Created {
+    pub object: BatchObject,
+    pub over_limit: bool,
 }
 
 /// Sort order of a file listing.
@@ -246,15 +259,37 @@ impl Store {
         })
     }
 
+    /// Counts what the batch input file `id` would enqueue as a batch to `endpoint` (None when
+    /// there is no such file: creating the batch says so).
+    pub(crate) async fn enqueued(
+        &self,
+        id: &str,
+        endpoint: Endpoint,
+    ) -> Result<Option<Enqueued>, StoreError> {
+        if !self.lock().files.by_id.contains_key(id) {
+            return Ok(None);
+        }
+        let path = self.disk.path(id);
+        tokio::task::spawn_blocking(move || queue::count(&path, endpoint))
+            .await
+            .map_err(|error| StoreError::Disk {
+                what: "count a batch's input tokens",
+                message: error.to_string(),
+            })?
+            .map(Some)
+            .map_err(StoreError::disk("count a batch's input tokens"))
+    }
+
     /// Creates a batch and starts processing its input in the background. The batch is
-    /// returned as created: `validating`. `plan` decides its injected faults, once the batch
-    /// is known to be created.
+    /// returned as created: `validating`. A batch that would pass its admission's limit beside
+    /// the batches of its model in flight is created to fail with `token_limit_exceeded`;
+    /// otherwise `plan` decides its injected faults, once the batch is known to be created.
     pub(crate) fn create_batch(
         &self,
         batch: NewBatch,
         now: SystemTime,
         plan: impl FnOnce() -> BatchPlan,
-    ) -> Result<BatchObject, StoreError> {
+    ) -> Result<Created, StoreError> {
         let mut inner = self.lock();
         let input = inner.files.by_id.get(&batch.input_file_id).ok_or_else(|| {
             StoreError::InputFileNotFound {
@@ -270,7 +305,16 @@ impl Store {
         let content = File::open(self.disk.path(&batch.input_file_id))
             .map_err(StoreError::disk("open a batch's input file"))?;
         let id = new_id("batch_", 32);
-        let plan = plan();
+        let refusal = batch.admission.as_ref().and_then(|admission| {
+            let queued = inner.queued(admission.batch.model.as_deref(), now);
+            (!queue::fits(queued, admission.batch.tokens, admission.limit))
+                .then(|| queue::refusal(admission.batch.model.as_deref(), admission.limit))
+        });
+        let over_limit = refusal.is_some();
+        let plan = match refusal {
+            Some(_) => BatchPlan::none(),
+            None => plan(),
+        };
         let timeline = Timeline {
             created: now,
             step: self.step,
@@ -280,8 +324,9 @@ impl Store {
         };
         let started = unix_seconds(timeline.validated_at());
         let (work_id, endpoint) = (id.clone(), batch.endpoint);
-        let work =
-            match plan.outcome {
+        let work = match refusal {
+            Some(error) => futures::future::ready(Arc::new(Work::Invalid(vec![error]))).boxed(),
+            None => match plan.outcome {
                 // Injected failures replace validation: the input is not even read.
                 Some(BatchFault::Validation) => {
                     futures::future::ready(Arc::new(Work::injected_validation_failure())).boxed()
@@ -310,8 +355,9 @@ impl Store {
                     }
                     .boxed()
                 }
-            }
-            .shared();
+            },
+        }
+        .shared();
         tracing::debug!(batch = %id, endpoint = endpoint.path(), "sandbox batch created");
 
         let record = BatchRecord {
@@ -322,12 +368,16 @@ impl Store {
             output_expires_after: batch.output_expires_after,
             timeline,
             work,
+            enqueued: batch
+                .admission
+                .filter(|_| !over_limit)
+                .map(|admission| admission.batch),
             results: None,
         };
         let object = record.object(&timeline.at(now, Validation::Pending))?;
         inner.batches.insert(id.clone(), record);
         inner.batch_order.push(id);
-        Ok(object)
+        Ok(Created { object, over_limit })
     }
 
     /// Brings every batch up to `now`: waits for the input processing that the batches'
@@ -429,6 +479,25 @@ impl Store {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    /// The tokens enqueued for `model` at `now`: those of its batches that are validating, in
+    /// progress or finalizing.
+    fn queued(&self, model: Option<&str>, now: SystemTime) -> u64 {
+        self.batches
+            .values()
+            .filter_map(|batch| {
+                let enqueued = batch.enqueued.as_ref()?;
+                let queued = enqueued.model.as_deref() == model
+                    && matches!(
+                        batch.snapshot(now).status,
+                        Status::Validating | Status::InProgress | Status::Finalizing
+                    );
+                queued.then_some(enqueued.tokens)
+            })
+            .sum()
     }
 }
 

@@ -45,10 +45,13 @@ struct AnthropicMessage {
     model: Option<serde_json::Value>,
 }
 
+/// Anthropic's `input_tokens` leaves out the tokens read from and written to the cache.
 #[derive(Deserialize, Default)]
 struct Usage {
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
 }
 
 /// Reads an Anthropic batch result line; only `succeeded` is a success.
@@ -83,8 +86,13 @@ pub fn read(line: &[u8]) -> Result<ResultFacts, serde_json::Error> {
         retryable,
         not_run: matches!(l.result.kind.as_str(), "canceled" | "expired"),
         succeeded: l.result.kind == "succeeded",
-        input_tokens: usage.input_tokens.unwrap_or(0),
+        // Every input token: batchdrop's input tokens include the cache's.
+        input_tokens: usage.input_tokens.unwrap_or(0)
+            + usage.cache_read_input_tokens.unwrap_or(0)
+            + usage.cache_creation_input_tokens.unwrap_or(0),
         output_tokens: usage.output_tokens.unwrap_or(0),
+        cache_read_tokens: usage.cache_read_input_tokens.unwrap_or(0),
+        cache_write_tokens: usage.cache_creation_input_tokens.unwrap_or(0),
         model,
     })
 }

@@ -106,6 +106,9 @@ pub fn read(line: &[u8]) -> Result<ResultFacts, serde_json::Error> {
             .output_tokens
             .or(usage.nova_output_tokens)
             .unwrap_or(0),
+        // Not read from Bedrock's outputs yet: priced as plain input.
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
         model: None,
     })
 }
@@ -161,6 +164,8 @@ mod tests {
                 not_run: false,
                 input_tokens: 12,
                 output_tokens: 3,
+                cache_read_tokens: 0,
+                cache_write_tokens: 0,
                 model: None,
             }
         );

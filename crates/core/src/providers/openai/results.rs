@@ -57,6 +57,17 @@ struct Usage {
     completion_tokens: Option<u64>,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
+    /// Chat and completions: of `prompt_tokens`, those read from the prompt cache.
+    #[serde(default)]
+    prompt_tokens_details: Option<Details>,
+    /// Responses: of `input_tokens`, those read from the prompt cache.
+    #[serde(default)]
+    input_tokens_details: Option<Details>,
+}
+
+#[derive(Deserialize, Default)]
+struct Details {
+    cached_tokens: Option<u64>,
 }
 
 /// Reads an OpenAI batch output or error line. A request succeeded when it has a response with
@@ -90,6 +101,13 @@ pub fn read(line: &[u8]) -> Result<ResultFacts, serde_json::Error> {
         not_run,
         input_tokens: usage.prompt_tokens.or(usage.input_tokens).unwrap_or(0),
         output_tokens: usage.completion_tokens.or(usage.output_tokens).unwrap_or(0),
+        cache_read_tokens: usage
+            .prompt_tokens_details
+            .or(usage.input_tokens_details)
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0),
+        // OpenAI's automatic caching charges nothing extra for writing the cache.
+        cache_write_tokens: 0,
         model,
     })
 }
