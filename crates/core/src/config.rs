@@ -29,6 +29,9 @@
 //! max_usd_per_day = 100.0          #   sends nothing and fails over_budget (`spend` module)
 //! max_enqueued_tokens = 2_000_000  # the provider's batch queue limit per model: chunks wait
 //! assumed_output_tokens = 512      # output per request without max_tokens (default 1024)
+//! webhook_in_secret_env = "OPENAI_WEBHOOK_SECRET"  # the project's webhook secret (whsec_…):
+//!                                  #   POST /webhooks/openai/<route> advances the job at once
+//!                                  #   (or webhook_in_secret = "arn:aws:secretsmanager:…")
 //! [routes.labelling.defaults]      # fill in prompt lines and lines without a model
 //! model = "gpt-4o-mini"
 //! max_tokens = 512
@@ -104,6 +107,8 @@ struct FileRoute {
     max_usd_per_day: Option<f64>,
     max_enqueued_tokens: Option<i64>,
     assumed_output_tokens: Option<i64>,
+    webhook_in_secret_env: Option<String>,
+    webhook_in_secret: Option<String>,
     defaults: Option<Defaults>,
 }
 
@@ -168,6 +173,7 @@ impl Config {
                         requests_per_minute: None,
                         tokens_per_minute: None,
                         spend: Default::default(),
+                        webhook_in_secret: None,
                     },
                 },
                 (None, None) => {
@@ -188,6 +194,16 @@ impl Config {
                 }
                 (Some(var), None) => route.api_key = KeySource::Env(var),
                 (None, Some(arn)) => route.api_key = KeySource::Secret(arn),
+                (None, None) => {}
+            }
+            match (fr.webhook_in_secret_env, fr.webhook_in_secret) {
+                (Some(_), Some(_)) => {
+                    return Err(route_err(
+                        "set webhook_in_secret_env or webhook_in_secret, not both".into(),
+                    ));
+                }
+                (Some(var), None) => route.webhook_in_secret = Some(KeySource::Env(var)),
+                (None, Some(arn)) => route.webhook_in_secret = Some(KeySource::Secret(arn)),
                 (None, None) => {}
             }
             if let Some(d) = fr.defaults {
@@ -629,6 +645,31 @@ mod tests {
                 "{key} = {value}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_route_takes_its_inbound_webhook_secret_by_reference() {
+        let c = Config::from_toml(
+            "[routes.sandbox]\nwebhook_in_secret_env = 'HOOK_SECRET'\n[routes.openai]\nwebhook_in_secret = 'arn:aws:secretsmanager:us-east-1:1:secret:w'\n",
+            "t.toml",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(
+            c.route("sandbox").unwrap().webhook_in_secret,
+            Some(KeySource::Env("HOOK_SECRET".into()))
+        );
+        assert!(matches!(
+            c.route("openai").unwrap().webhook_in_secret,
+            Some(KeySource::Secret(_))
+        ));
+        let err = Config::from_toml(
+            "[routes.sandbox]\nwebhook_in_secret_env = 'A'\nwebhook_in_secret = 'arn:b'\n",
+            "t.toml",
+            &no_env,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("webhook_in_secret"), "{err}");
     }
 
     #[test]

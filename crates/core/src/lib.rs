@@ -15,10 +15,12 @@
 //!   (`staging` stages one segment).
 //! - [`manifest`]: the job manifest (plain data); [`summary`]: the summary.json it ends as.
 //! - [`spend`]: spending caps and queue-aware admission (estimates, the day's spend object).
-//! - [`engine`]: the engine that submit and poll run (`chunk_files`: a staged chunk's files).
+//! - [`engine`]: the engine that submit and poll run (`chunk_files`: a staged chunk's files);
+//!   [`batch_index`]: which job a provider batch belongs to.
 //! - [`webhooks`]: webhooks in and out (the Standard Webhooks signature).
 //! - [`types`]: plain data shared by the modules above (a leaf).
 
+pub mod batch_index;
 mod chunk_files;
 pub mod clock;
 pub mod config;

@@ -80,6 +80,10 @@ pub struct Route {
     pub deadlines: Deadlines,
     /// Spending caps and the provider's queue limit (see [`Spend`]).
     pub spend: Spend,
+    /// Where the secret that signs the provider's webhooks to batchdrop comes from (OpenAI's
+    /// `whsec_…` endpoint secret of the project); None: the route takes no webhooks (the
+    /// `webhooks::receive` module).
+    pub webhook_in_secret: Option<KeySource>,
 }
 
 /// A route's spending caps and its admission limit (the `spend` module applies them). All

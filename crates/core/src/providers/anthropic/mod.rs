@@ -77,6 +77,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         requests_per_minute: None,
         tokens_per_minute: None,
         spend: Default::default(),
+        webhook_in_secret: None,
     };
     // The sandbox serves Anthropic's API at its root, OpenAI's under /v1.
     let sandbox_root = env("BATCHDROP_SANDBOX_URL")

@@ -81,6 +81,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         requests_per_minute: None,
         tokens_per_minute: None,
         spend: Default::default(),
+        webhook_in_secret: None,
     };
     vec![
         (
