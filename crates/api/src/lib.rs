@@ -12,6 +12,8 @@
 //! - `engine_calls`: how a handler runs an engine call (off the request's task);
 //! - [`openai`]: the routes, handlers and wire shapes (files, batches, the batch object, the
 //!   error file, the error shape).
+//! - [`webhooks`]: `POST /webhooks/openai/<route>`, OpenAI's batch webhooks in (signed, not
+//!   keyed; [`with_webhooks`] adds it beside the Batch API).
 //!
 //! Every request needs a key ([`authenticate`]); `/v1/…` runs batches on the tenant's default
 //! route, `/routes/<route>/v1/…` on another of its routes.
@@ -23,6 +25,7 @@ pub mod layout;
 pub mod openai;
 pub mod records;
 pub mod tenant_store;
+pub mod webhooks;
 
 use auth::{Keys, Tenant};
 use axum::Router;
@@ -94,6 +97,12 @@ pub fn router(state: ApiState) -> Router {
         .fallback(unknown_url)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
+}
+
+/// The Batch API's router with the webhook endpoint beside it, outside the key check (the
+/// webhook's signature authenticates it).
+pub fn with_webhooks(api: Router, receiver: batchdrop_core::webhooks::Receiver) -> Router {
+    webhooks::routes(receiver).merge(api)
 }
 
 /// Lets a request through only with a key of the keys file; gives the handlers its [`Caller`].

@@ -12,6 +12,9 @@
 //! - `OPENAI_API_KEY_SECRET_ARN`, `ANTHROPIC_API_KEY_SECRET_ARN` (and `<VAR>_SECRET_ARN` for
 //!   any route's `api_key_env = "<VAR>"`): read that route's key from Secrets Manager, once
 //!   per cold start (see [`secrets`]);
+//! - a route's `webhook_in_secret_env = "<VAR>"` (OpenAI's webhook secret, for the poll
+//!   function's URL, see [`push`]) is read from `<VAR>`, or from the secret `<VAR>_SECRET_ARN`
+//!   names; `webhook_in_secret = "arn:…"` reads that secret;
 //! - `OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `OPENAI_BASE_URL`, `ANTHROPIC_BASE_URL`,
 //!   `BATCHDROP_SANDBOX_URL`, `AWS_ENDPOINT_URL`: as usual.
 
@@ -19,6 +22,7 @@ pub mod secrets;
 
 pub mod events;
 pub mod metrics;
+pub mod push;
 
 use aws_lambda_events::event::s3::S3Event;
 use batchdrop_core::clock::{Clock, SystemClock};
@@ -74,6 +78,8 @@ pub struct App {
     completions: Arc<events::Completions>,
     /// Bucket polled by the poll function.
     pub bucket: Option<String>,
+    /// The routes' inbound webhook secrets (the poll function's URL, [`push`]).
+    webhooks: Arc<batchdrop_core::webhooks::InboundSecrets>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +133,17 @@ impl App {
             clock,
             completions,
             bucket: None,
+            webhooks: Arc::default(),
         }
+    }
+
+    /// The same app, taking OpenAI webhooks for the routes of `secrets`.
+    pub fn with_webhook_secrets(
+        mut self,
+        secrets: batchdrop_core::webhooks::InboundSecrets,
+    ) -> App {
+        self.webhooks = Arc::new(secrets);
+        self
     }
 
     /// The same app, polling `bucket` on each tick.
@@ -144,7 +160,8 @@ impl App {
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
             .await;
-        let arns = secrets::secret_key_sources(&mut config, &lambda_env);
+        let mut arns = secrets::secret_key_sources(&mut config, &lambda_env);
+        arns.extend(secrets::webhook_secret_sources(&mut config, &lambda_env));
         let keys = if arns.is_empty() {
             Default::default()
         } else {
@@ -154,6 +171,14 @@ impl App {
             batchdrop_core::providers::clients_with_secrets(&config.routes, &lambda_env, &|arn| {
                 keys.get(arn).cloned()
             });
+        let webhooks = batchdrop_core::webhooks::InboundSecrets::resolve(
+            &config,
+            &lambda_env,
+            &|arn| keys.get(arn).cloned(),
+        );
+        for (route, problem) in webhooks.problems() {
+            tracing::warn!(route, problem, "the route's webhooks will be refused");
+        }
         drop(keys);
         // The store for the poll bucket (or a placeholder name) carries the configured client.
         let s3 = S3Store::from_env("batchdrop").await.client().clone();
@@ -166,7 +191,8 @@ impl App {
             Arc::new(providers),
             Arc::new(SystemClock),
             completions,
-        );
+        )
+        .with_webhook_secrets(webhooks);
         Ok(match lambda_env("BATCHDROP_BUCKET") {
             Some(bucket) => app.polling(bucket),
             None => app,

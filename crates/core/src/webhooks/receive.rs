@@ -54,7 +54,9 @@ pub struct InboundSecrets {
 
 impl InboundSecrets {
     /// The secrets of the routes of `config` that take webhooks: from the environment variable
-    /// it names, or from `secret` (a Secrets Manager secret by ARN; `None`: not read).
+    /// it names (unset or empty: the route takes none, so that the built-in `openai` route's
+    /// `OPENAI_WEBHOOK_SECRET` is an opt-in), or from `secret` (a Secrets Manager secret by
+    /// ARN; `None`: not read, the route's webhooks are refused with 503).
     pub fn resolve(
         config: &Config,
         env: &dyn Fn(&str) -> Option<String>,
@@ -67,10 +69,9 @@ impl InboundSecrets {
                 let source = route.webhook_in_secret.as_ref()?;
                 let text = match source {
                     KeySource::None => return None,
-                    KeySource::Env(var) => env(var)
+                    KeySource::Env(var) => Ok(env(var)
                         .filter(|v| !v.trim().is_empty())
-                        .map(SecretString::from)
-                        .ok_or_else(|| format!("environment variable {var} is not set")),
+                        .map(SecretString::from)?),
                     KeySource::Secret(arn) => secret(arn).ok_or_else(|| {
                         format!("the webhook secret in Secrets Manager ({arn}) was not read")
                     }),
@@ -95,6 +96,11 @@ impl InboundSecrets {
         }
     }
 
+    /// Gives `route` this secret (replacing what the config gave it).
+    pub fn insert(&mut self, route: impl Into<String>, secret: WebhookSecret) {
+        self.by_route.insert(route.into(), Ok(secret));
+    }
+
     /// The routes that take webhooks (with a usable secret or not).
     pub fn routes(&self) -> Vec<&str> {
         self.by_route.keys().map(String::as_str).collect()
@@ -114,7 +120,7 @@ impl InboundSecrets {
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiveError {
     #[error(
-        "route {route:?} takes no webhooks (set webhook_in_secret_env or webhook_in_secret on it)"
+        "route {route:?} takes no webhooks (give it webhook_in_secret_env, with that variable set, or webhook_in_secret)"
     )]
     NotConfigured { route: String },
     #[error("the webhook secret of route {route:?} is unavailable: {reason}")]
@@ -391,4 +397,39 @@ pub async fn advance_batch_owner(
     };
     let advance = engine.advance(&owner.job_id).await?;
     Ok(Some((owner.job_id, advance)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        Config::from_toml(extra, "t.toml", &|_| None).expect("config")
+    }
+
+    #[test]
+    fn the_builtin_openai_route_takes_webhooks_once_its_variable_is_set() {
+        let c = config("");
+        let off = InboundSecrets::resolve(&c, &|_| None, &|_| None);
+        assert!(off.routes().is_empty());
+        let env = |k: &str| {
+            (k == "OPENAI_WEBHOOK_SECRET").then(|| "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into())
+        };
+        let on = InboundSecrets::resolve(&c, &env, &|_| None);
+        assert_eq!(on.routes(), vec!["openai"]);
+        assert!(on.problems().is_empty());
+    }
+
+    #[test]
+    fn an_unusable_secret_is_a_problem_of_its_route_only() {
+        let c = config(
+            "[routes.sandbox]\nwebhook_in_secret_env = 'BAD'\n[routes.sandbox-sync]\nwebhook_in_secret = 'arn:aws:secretsmanager:us-east-1:1:secret:w'\n",
+        );
+        let env = |k: &str| (k == "BAD").then(|| "not base64!".to_string());
+        let secrets = InboundSecrets::resolve(&c, &env, &|_| None);
+        let problems = secrets.problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].1.contains("BAD") && !problems[0].1.contains("not base64!"));
+        assert!(problems[1].1.contains("arn:aws:secretsmanager"));
+    }
 }
