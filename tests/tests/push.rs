@@ -173,7 +173,9 @@ impl Run {
     }
 
     async fn summary(&self) -> Result<Value, BoxError> {
-        Ok(serde_json::from_slice(&self.store.get_bytes(SUMMARY).await?)?)
+        Ok(serde_json::from_slice(
+            &self.store.get_bytes(SUMMARY).await?,
+        )?)
     }
 
     async fn stop(self) {
@@ -183,8 +185,7 @@ impl Run {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pushed_webhook_finishes_the_job_when_its_last_batch_ends_without_a_poll() -> TestResult
-{
+async fn a_pushed_webhook_finishes_the_job_when_its_last_batch_ends_without_a_poll() -> TestResult {
     // GIVEN a job of three batches in flight, and a schedule that polls once an hour
     let run = start(|_| {}).await?;
     run.drop_file().await?;
@@ -250,7 +251,10 @@ async fn a_duplicated_push_is_refused_as_a_replay_and_the_job_advances_once() ->
 
     // THEN the second delivery of each is refused (409) and the job finished once
     let pushed = run.sandbox.stats().webhooks;
-    assert_eq!((pushed.delivered, pushed.failed, pushed.duplicated), (3, 3, 3));
+    assert_eq!(
+        (pushed.delivered, pushed.failed, pushed.duplicated),
+        (3, 3, 3)
+    );
     let received = run.receiver.stats();
     assert_eq!((received.accepted, received.refused), (3, 3));
     assert!(run.finished().await?);

@@ -171,11 +171,10 @@ impl App {
             batchdrop_core::providers::clients_with_secrets(&config.routes, &lambda_env, &|arn| {
                 keys.get(arn).cloned()
             });
-        let webhooks = batchdrop_core::webhooks::InboundSecrets::resolve(
-            &config,
-            &lambda_env,
-            &|arn| keys.get(arn).cloned(),
-        );
+        let webhooks =
+            batchdrop_core::webhooks::InboundSecrets::resolve(&config, &lambda_env, &|arn| {
+                keys.get(arn).cloned()
+            });
         for (route, problem) in webhooks.problems() {
             tracing::warn!(route, problem, "the route's webhooks will be refused");
         }

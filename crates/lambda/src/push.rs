@@ -107,7 +107,10 @@ impl FunctionUrlResponse {
     }
 
     fn error(status_code: u16, message: String) -> Self {
-        Self::json(status_code, serde_json::json!({"error": {"message": message}}))
+        Self::json(
+            status_code,
+            serde_json::json!({"error": {"message": message}}),
+        )
     }
 }
 
@@ -124,11 +127,17 @@ pub async fn handle_webhook(
     else {
         return Ok(FunctionUrlResponse::error(
             404,
-            format!("no such path {:?}; webhooks go to /webhooks/openai/<route>", request.raw_path),
+            format!(
+                "no such path {:?}; webhooks go to /webhooks/openai/<route>",
+                request.raw_path
+            ),
         ));
     };
     if request.request_context.http.method != "POST" {
-        return Ok(FunctionUrlResponse::error(405, "webhooks are POSTed".into()));
+        return Ok(FunctionUrlResponse::error(
+            405,
+            "webhooks are POSTed".into(),
+        ));
     }
     let route = batchdrop_core::layout::decode_event_key(route).unwrap_or_else(|_| route.into());
     let bucket = app
@@ -163,7 +172,10 @@ pub async fn handle_webhook(
         Ok(accepted) => accepted,
         Err(error) => {
             tracing::info!(route, status = error.status(), %error, "webhook refused");
-            return Ok(FunctionUrlResponse::error(error.status(), error.to_string()));
+            return Ok(FunctionUrlResponse::error(
+                error.status(),
+                error.to_string(),
+            ));
         }
     };
     let advanced = receiver.advance(&accepted).await;
@@ -212,7 +224,12 @@ pub async fn handle_bedrock_state_change(
                 Some((job, advance)) => (Some(job), Some(format!("{advance:?}"))),
                 None => (None, None),
             };
-            tracing::info!(job_arn, status, job_id = job_id.as_deref().unwrap_or(""), "Bedrock state change");
+            tracing::info!(
+                job_arn,
+                status,
+                job_id = job_id.as_deref().unwrap_or(""),
+                "Bedrock state change"
+            );
             Ok(StateChangeResponse {
                 job_arn,
                 status,

@@ -22,7 +22,8 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 type TestResult = Result<(), Error>;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const BEDROCK_ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcdefghij12";
+const BEDROCK_ARN: &str =
+    "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcdefghij12";
 
 fn app(bed: &TestBed) -> Result<App, Error> {
     let metrics = Metrics::new("batchdrop", bed.clock.clone(), Arc::new(|_: &str| {}));
@@ -74,7 +75,10 @@ async fn an_openai_webhook_through_the_function_url_finishes_the_job_of_its_batc
     let job_id = job(&bed, "inbox/sandbox/hooked.jsonl").await?;
     let mut payload = fixture("function-url-openai-webhook.json")?;
     let body = payload["body"].as_str().ok_or("no body")?.to_string();
-    let id = payload["headers"]["webhook-id"].as_str().ok_or("no id")?.to_string();
+    let id = payload["headers"]["webhook-id"]
+        .as_str()
+        .ok_or("no id")?
+        .to_string();
     let stamp: i64 = payload["headers"]["webhook-timestamp"]
         .as_str()
         .ok_or("no timestamp")?
@@ -90,7 +94,10 @@ async fn an_openai_webhook_through_the_function_url_finishes_the_job_of_its_batc
 
     // THEN it answers 200 and the job is finished
     assert_eq!(response.status_code, 200, "{}", response.body);
-    assert_eq!(manifest(&bed, &job_id).await?.0.status, JobStatus::Completed);
+    assert_eq!(
+        manifest(&bed, &job_id).await?.0.status,
+        JobStatus::Completed
+    );
     Ok(())
 }
 
@@ -130,7 +137,10 @@ async fn a_bedrock_state_change_advances_only_the_job_of_its_job_arn() -> TestRe
     else {
         return Err("the state change was not recognised".into());
     };
-    assert_eq!((job_arn.as_str(), status.as_str()), (BEDROCK_ARN, "Completed"));
+    assert_eq!(
+        (job_arn.as_str(), status.as_str()),
+        (BEDROCK_ARN, "Completed")
+    );
 
     // WHEN the poll function handles it
     let response = handle_bedrock_state_change(&app, job_arn, status, None).await?;
@@ -154,6 +164,9 @@ async fn a_state_change_of_a_job_batchdrop_did_not_submit_does_nothing() -> Test
 
 #[test]
 fn the_scheduled_tick_is_still_a_tick() -> TestResult {
-    assert!(matches!(PollEvent::of(fixture("scheduled.json")?), PollEvent::Tick));
+    assert!(matches!(
+        PollEvent::of(fixture("scheduled.json")?),
+        PollEvent::Tick
+    ));
     Ok(())
 }

@@ -72,7 +72,10 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
         let parsed = WebhookSecret::parse(&secret).map_err(|e| Error::usage(e.to_string()))?;
         secrets.insert("sandbox", parsed);
         let mut push = batchdrop_sandbox::PushConfig::new(
-            format!("http://{addr}{}", batchdrop_api::webhooks::path_of("sandbox")),
+            format!(
+                "http://{addr}{}",
+                batchdrop_api::webhooks::path_of("sandbox")
+            ),
             secret,
         );
         push.every = Some(Duration::from_millis(200));
