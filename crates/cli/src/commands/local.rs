@@ -234,6 +234,13 @@ async fn watch(engine: &Engine, store: &dyn ObjectStore, args: &LocalArgs) -> Re
                 Err(e) => println!("poll failed: {e} (will try again)"),
             }
         }
+        if args.exit_when_idle && active == usize::MAX && args.webhook_addr.is_some() {
+            // Jobs finish between polls when webhooks advance them.
+            active = store
+                .list(layout::ACTIVE)
+                .await
+                .map_or(usize::MAX, |jobs| jobs.len());
+        }
         if args.exit_when_idle && active == 0 && waiting == 0 && pending.is_empty() {
             return Ok(());
         }
