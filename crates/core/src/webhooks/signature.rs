@@ -87,9 +87,7 @@ impl WebhookSecret {
         body: &[u8],
         now: OffsetDateTime,
     ) -> Result<(), SignatureError> {
-        let id = headers
-            .id
-            .ok_or(SignatureError::MissingHeader("webhook-id"))?;
+        let id = headers.id.ok_or(SignatureError::MissingHeader("webhook-id"))?;
         let stamp = headers
             .timestamp
             .ok_or(SignatureError::MissingHeader("webhook-timestamp"))?;
