@@ -16,7 +16,9 @@
 //!   `batch_<token>`), errors in Anthropic's shape; [`prompt_batches`]: a batch from an array
 //!   of prompts; `array_body` + `inline_input`: such inline arrays streamed into an upload;
 //! - [`result_lines`]: a job's output in the API's own shape, translated from the route's
-//!   provider's where they differ.
+//!   provider's where they differ;
+//! - [`webhooks`]: `POST /webhooks/openai/<route>`, OpenAI's batch webhooks in (signed, not
+//!   keyed; [`with_webhooks`] adds it beside the Batch API).
 //!
 //! Every request needs a key ([`authenticate`]); `/v1/…` runs batches on the tenant's default
 //! route, `/routes/<route>/v1/…` on another of its routes.
@@ -33,6 +35,7 @@ pub mod prompt_batches;
 pub mod records;
 pub mod result_lines;
 pub mod tenant_store;
+pub mod webhooks;
 
 use auth::{Keys, Tenant};
 use axum::Router;
@@ -106,6 +109,12 @@ pub fn router(state: ApiState) -> Router {
         .fallback(unknown_url)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
+}
+
+/// The Batch API's router with the webhook endpoint beside it, outside the key check (the
+/// webhook's signature authenticates it).
+pub fn with_webhooks(api: Router, receiver: batchdrop_core::webhooks::Receiver) -> Router {
+    webhooks::routes(receiver).merge(api)
 }
 
 /// Lets a request through only with a key of the keys file; gives the handlers its [`Caller`].

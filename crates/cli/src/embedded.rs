@@ -24,6 +24,9 @@ pub struct SandboxFlags {
     /// the README). Default: none.
     #[arg(long, value_name = "SPEC")]
     pub sandbox_faults: Option<batchdrop_sandbox::Faults>,
+    /// Batch webhooks the embedded sandbox pushes (set by `batchdrop local --webhook-addr`).
+    #[arg(skip)]
+    pub push: Option<batchdrop_sandbox::PushConfig>,
 }
 
 /// Starts the sandbox unless `--no-sandbox`, and points the built-in sandbox routes of
@@ -47,6 +50,7 @@ pub async fn start_sandbox(
         // A temporary directory, removed when the sandbox stops: the sandbox's copies of the
         // files are not the user's, so they stay out of the bucket directory.
         files_dir: None,
+        push: flags.push.clone(),
         ..Default::default()
     };
     let sandbox = batchdrop_sandbox::Sandbox::start(flags.sandbox_addr, sandbox_config)

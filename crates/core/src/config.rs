@@ -36,6 +36,9 @@
 //! webhook_events = ["job", "batch"]                # also one per collected batch (default ["job"])
 //! cache_aware_chunks = true        # requests sharing a long prompt prefix share chunks
 //! cache_primer = false             # Anthropic: prime the prompt cache before each batch
+//! webhook_in_secret_env = "OPENAI_WEBHOOK_SECRET"  # the project's webhook secret (whsec_…):
+//!                                  #   POST /webhooks/openai/<route> advances the job at once
+//!                                  #   (or webhook_in_secret = "arn:aws:secretsmanager:…")
 //! [routes.labelling.defaults]      # fill in prompt lines and lines without a model
 //! model = "gpt-4o-mini"
 //! max_tokens = 512
@@ -119,6 +122,8 @@ struct FileRoute {
     webhook_events: Option<Vec<String>>,
     cache_aware_chunks: Option<bool>,
     cache_primer: Option<bool>,
+    webhook_in_secret_env: Option<String>,
+    webhook_in_secret: Option<String>,
     defaults: Option<Defaults>,
 }
 
@@ -185,6 +190,7 @@ impl Config {
                         spend: Default::default(),
                         reuse: Default::default(),
                         webhook: None,
+                        webhook_in_secret: None,
                     },
                 },
                 (None, None) => {
@@ -205,6 +211,16 @@ impl Config {
                 }
                 (Some(var), None) => route.api_key = KeySource::Env(var),
                 (None, Some(arn)) => route.api_key = KeySource::Secret(arn),
+                (None, None) => {}
+            }
+            match (fr.webhook_in_secret_env, fr.webhook_in_secret) {
+                (Some(_), Some(_)) => {
+                    return Err(route_err(
+                        "set webhook_in_secret_env or webhook_in_secret, not both".into(),
+                    ));
+                }
+                (Some(var), None) => route.webhook_in_secret = Some(KeySource::Env(var)),
+                (None, Some(arn)) => route.webhook_in_secret = Some(KeySource::Secret(arn)),
                 (None, None) => {}
             }
             if let Some(d) = fr.defaults {
@@ -825,6 +841,31 @@ mod tests {
                 "{key} = {value}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_route_takes_its_inbound_webhook_secret_by_reference() {
+        let c = Config::from_toml(
+            "[routes.sandbox]\nwebhook_in_secret_env = 'HOOK_SECRET'\n[routes.openai]\nwebhook_in_secret = 'arn:aws:secretsmanager:us-east-1:1:secret:w'\n",
+            "t.toml",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(
+            c.route("sandbox").unwrap().webhook_in_secret,
+            Some(KeySource::Env("HOOK_SECRET".into()))
+        );
+        assert!(matches!(
+            c.route("openai").unwrap().webhook_in_secret,
+            Some(KeySource::Secret(_))
+        ));
+        let err = Config::from_toml(
+            "[routes.sandbox]\nwebhook_in_secret_env = 'A'\nwebhook_in_secret = 'arn:b'\n",
+            "t.toml",
+            &no_env,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("webhook_in_secret"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! _batchdrop/jobs/<job_id>/...           one job's manifest, staged chunks and results
 //! _batchdrop/active/<job_id>             index of unfinished jobs (what poll looks at)
 //! _batchdrop/reuse/<route>/<job_id>/<chunk>.idx  answered requests (routes with reuse_results)
+//! _batchdrop/batches/<provider>/<batch>.json   which job a provider batch belongs to
+//! _batchdrop/webhooks-in/<route>/<id>    one per webhook acted on (refuses a replay)
 //! ```
 
 use percent_encoding::percent_decode_str;
@@ -18,6 +20,31 @@ pub const CANCEL: &str = "cancel/";
 pub const STATE: &str = "_batchdrop/";
 pub const ACTIVE: &str = "_batchdrop/active/";
 pub const SUFFIX: &str = ".jsonl";
+pub const BATCHES: &str = "_batchdrop/batches/";
+pub const WEBHOOKS_IN: &str = "_batchdrop/webhooks-in/";
+
+/// Characters kept as they are when an outside name (a batch id, a webhook id) becomes one
+/// segment of a key: letters, digits, `-` and `_`; everything else (`/` and `:` of an ARN,
+/// and `.`, so that no segment is `..`) is percent-encoded.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_');
+
+/// One key segment made of an outside name (see [`SEGMENT`]).
+fn segment(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, SEGMENT).to_string()
+}
+
+/// Where the job of provider batch `batch_id` (an OpenAI batch id, a Bedrock job ARN, …) is
+/// recorded when it is submitted: `_batchdrop/batches/<provider>/<encoded id>.json`.
+pub fn batch_index_key(provider: &str, batch_id: &str) -> String {
+    format!("{BATCHES}{}/{}.json", segment(provider), segment(batch_id))
+}
+
+/// The marker of webhook `webhook_id` received on `route`, created once (a second delivery of
+/// the same id finds it and is refused).
+pub fn webhook_in_key(route: &str, webhook_id: &str) -> String {
+    format!("{WEBHOOKS_IN}{}/{}", segment(route), segment(webhook_id))
+}
 
 /// Decodes an object key as it arrives in an S3 event: `+` is a space, then percent-decoding.
 pub fn decode_event_key(raw: &str) -> Result<String, std::str::Utf8Error> {
@@ -161,6 +188,25 @@ pub fn active_key(job_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outside_names_become_one_segment_of_a_key() {
+        assert_eq!(
+            batch_index_key(
+                "bedrock",
+                "arn:aws:bedrock:us-east-1:1:model-invocation-job/ab12"
+            ),
+            "_batchdrop/batches/bedrock/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Amodel-invocation-job%2Fab12.json"
+        );
+        assert_eq!(
+            batch_index_key("openai", "batch_abc"),
+            "_batchdrop/batches/openai/batch_abc.json"
+        );
+        assert_eq!(
+            webhook_in_key("my route", "wh_1/../x"),
+            "_batchdrop/webhooks-in/my%20route/wh_1%2F%2E%2E%2Fx"
+        );
+    }
 
     #[test]
     fn event_key_plus_is_space_then_percent_decoding() {

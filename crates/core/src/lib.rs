@@ -18,10 +18,12 @@
 //! - [`spend`]: spending caps and queue-aware admission (estimates, the day's spend object).
 //! - [`reuse`]: paying once: a request's content hash, the route's index of answered
 //!   requests, stored answers read back (the engine's `reuse` applies them).
-//! - [`engine`]: the engine that submit and poll run (`chunk_files`: a staged chunk's files).
+//! - [`engine`]: the engine that submit and poll run (`chunk_files`: a staged chunk's files);
+//!   [`batch_index`]: which job a provider batch belongs to.
 //! - [`webhooks`]: webhooks in and out (the Standard Webhooks signature).
 //! - [`types`]: plain data shared by the modules above (a leaf).
 
+pub mod batch_index;
 pub mod cache_prefix;
 mod chunk_files;
 pub mod clock;

@@ -84,6 +84,10 @@ pub struct Route {
     pub webhook: Option<WebhookTarget>,
     /// Whether requests answered before are answered again from the bucket (see [`Reuse`]).
     pub reuse: Reuse,
+    /// Where the secret that signs the provider's webhooks to batchdrop comes from (OpenAI's
+    /// `whsec_…` endpoint secret of the project); None: the route takes no webhooks (the
+    /// `webhooks::receive` module).
+    pub webhook_in_secret: Option<KeySource>,
 }
 
 /// A route's reuse of answered requests (`reuse_results`, `reuse_days`; the `reuse` module):

@@ -12,6 +12,9 @@
 //! - `OPENAI_API_KEY_SECRET_ARN`, `ANTHROPIC_API_KEY_SECRET_ARN` (and `<VAR>_SECRET_ARN` for
 //!   any route's `api_key_env = "<VAR>"`): read that route's key from Secrets Manager, once
 //!   per cold start (see [`secrets`]);
+//! - a route's `webhook_in_secret_env = "<VAR>"` (OpenAI's webhook secret, for the poll
+//!   function's URL, see [`push`]) is read from `<VAR>`, or from the secret `<VAR>_SECRET_ARN`
+//!   names; `webhook_in_secret = "arn:…"` reads that secret;
 //! - `OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `OPENAI_BASE_URL`, `ANTHROPIC_BASE_URL`,
 //!   `BATCHDROP_SANDBOX_URL`, `AWS_ENDPOINT_URL`: as usual.
 
@@ -19,6 +22,7 @@ pub mod secrets;
 
 pub mod events;
 pub mod metrics;
+pub mod push;
 
 use aws_lambda_events::event::s3::S3Event;
 use batchdrop_core::clock::{Clock, SystemClock};
@@ -77,6 +81,8 @@ pub struct App {
     pub bucket: Option<String>,
     /// The routes' webhook signing secrets.
     webhooks: Arc<Webhooks>,
+    /// The routes' inbound webhook secrets (the poll function's URL, [`push`]).
+    inbound: Arc<batchdrop_core::webhooks::InboundSecrets>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,12 +137,22 @@ impl App {
             completions,
             bucket: None,
             webhooks: Arc::default(),
+            inbound: Arc::default(),
         }
     }
 
     /// The same app, signing its routes' webhooks with these secrets.
     pub fn with_webhooks(mut self, webhooks: Webhooks) -> App {
         self.webhooks = Arc::new(webhooks);
+        self
+    }
+
+    /// The same app, taking OpenAI webhooks for the routes of `secrets`.
+    pub fn with_webhook_secrets(
+        mut self,
+        secrets: batchdrop_core::webhooks::InboundSecrets,
+    ) -> App {
+        self.inbound = Arc::new(secrets);
         self
     }
 
@@ -154,7 +170,8 @@ impl App {
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
             .await;
-        let arns = secrets::secret_key_sources(&mut config, &lambda_env);
+        let mut arns = secrets::secret_key_sources(&mut config, &lambda_env);
+        arns.extend(secrets::webhook_secret_sources(&mut config, &lambda_env));
         let keys = if arns.is_empty() {
             Default::default()
         } else {
@@ -166,6 +183,13 @@ impl App {
             });
         let webhooks =
             Webhooks::from_routes(&config.routes, &lambda_env, &|arn| keys.get(arn).cloned());
+        let inbound =
+            batchdrop_core::webhooks::InboundSecrets::resolve(&config, &lambda_env, &|arn| {
+                keys.get(arn).cloned()
+            });
+        for (route, problem) in inbound.problems() {
+            tracing::warn!(route, problem, "the route's webhooks will be refused");
+        }
         drop(keys);
         // The store for the poll bucket (or a placeholder name) carries the configured client.
         let s3 = S3Store::from_env("batchdrop").await.client().clone();
@@ -179,7 +203,8 @@ impl App {
             Arc::new(SystemClock),
             completions,
         )
-        .with_webhooks(webhooks);
+        .with_webhooks(webhooks)
+        .with_webhook_secrets(inbound);
         Ok(match lambda_env("BATCHDROP_BUCKET") {
             Some(bucket) => app.polling(bucket),
             None => app,

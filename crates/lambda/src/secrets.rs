@@ -89,6 +89,28 @@ pub fn secret_key_sources(
     arns
 }
 
+/// Points every route whose inbound webhook secret comes from the variable `VAR` with a
+/// non-empty `VAR_SECRET_ARN` at that secret, and returns the ARNs of the webhook secrets the
+/// routes now need. A webhook secret is stored as the `whsec_…` string alone.
+pub fn webhook_secret_sources(
+    config: &mut Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> BTreeSet<String> {
+    let mut arns = BTreeSet::new();
+    for route in config.routes.values_mut() {
+        if let Some(KeySource::Env(var)) = &route.webhook_in_secret
+            && let Some(arn) = env(&format!("{var}{SECRET_ARN_SUFFIX}"))
+            && !arn.trim().is_empty()
+        {
+            route.webhook_in_secret = Some(KeySource::Secret(arn.trim().to_string()));
+        }
+        if let Some(KeySource::Secret(arn)) = &route.webhook_in_secret {
+            arns.insert(arn.clone());
+        }
+    }
+    arns
+}
+
 /// The API key a secret's `SecretString` holds: the whole string (trimmed), or the `api_key`
 /// field of a JSON object.
 pub fn key_from_secret_string(arn: &str, value: String) -> Result<SecretString, SecretError> {

@@ -67,6 +67,17 @@ impl Rate {
     fn hits(self, n: u64) -> bool {
         matches!(self, Rate::Every(every) if every > 0 && n.is_multiple_of(every))
     }
+
+    /// Whether the rate strikes decision number `n` (counted from 1) of `site`: exactly every
+    /// Nth, or drawn from `seed` (a pure function of seed, site and number).
+    pub(crate) fn strikes(self, seed: u64, site: &[u8], n: u64) -> bool {
+        self.hits(n) || draw(seed, &[site], &[n]) < self.share()
+    }
+
+    /// Reads `0.05` or `every:3` (what a fault spec takes).
+    pub fn from_spec(text: &str) -> Result<Self, String> {
+        Rate::parse(text).map_err(|expected| format!("{text:?}: expected {expected}"))
+    }
 }
 
 impl Default for Rate {

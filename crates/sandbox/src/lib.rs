@@ -284,6 +284,7 @@ mod disk;
 mod faults;
 mod ledger;
 mod openai;
+mod push;
 mod respond;
 
 use std::fmt;
@@ -321,6 +322,7 @@ pub use faults::{
 pub use openai::{
     MAX_BATCH_FILE_BYTES, MAX_FILE_BYTES, MAX_REPORTED_ERRORS, MAX_REQUESTS, MODEL_NOT_FOUND,
 };
+pub use push::{PushConfig, PushStats};
 
 /// The largest request body taken: a file at the Files API's limit plus its multipart framing.
 /// A file over [`MAX_FILE_BYTES`] but under this gets OpenAI's 400; a bigger body gets 413.
@@ -347,6 +349,8 @@ pub struct SandboxConfig {
     /// Where the contents of files are kept (created if missing; what the sandbox writes
     /// there stays after it stops). `None`: a temporary directory, removed when it stops.
     pub files_dir: Option<PathBuf>,
+    /// Push OpenAI batch webhooks when a batch ends (default: none). See [`PushConfig`].
+    pub push: Option<PushConfig>,
 }
 
 impl fmt::Debug for SandboxConfig {
@@ -357,6 +361,7 @@ impl fmt::Debug for SandboxConfig {
             .field("faults", &format_args!("{:?}", self.faults.to_string()))
             .field("bedrock", &self.bedrock)
             .field("files_dir", &self.files_dir)
+            .field("push", &self.push)
             .finish()
     }
 }
@@ -389,6 +394,9 @@ pub struct SandboxStats {
     /// Requests to Anthropic's Messages API (`POST /v1/messages`).
     #[serde(default)]
     pub message_requests: u64,
+    /// Batch webhooks pushed (with [`SandboxConfig::push`]).
+    #[serde(default)]
+    pub webhooks: PushStats,
 }
 
 /// What every handler shares.
@@ -404,6 +412,8 @@ pub(crate) struct AppState {
     stopping: watch::Sender<bool>,
     /// The address the server listens on, when it is a [`Sandbox`] (not a bare [`router`]).
     addr: Option<SocketAddr>,
+    /// Sends batch webhooks, with [`SandboxConfig::push`].
+    pusher: Option<push::Pusher>,
 }
 
 #[derive(Default)]
@@ -425,7 +435,14 @@ impl AppState {
         addr: Option<SocketAddr>,
     ) -> io::Result<Self> {
         let disk = Arc::new(disk::Disk::open(config.files_dir.as_deref())?);
+        let pusher = config
+            .push
+            .clone()
+            .map(push::Pusher::new)
+            .transpose()
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
         Ok(AppState {
+            pusher,
             openai: openai::Store::new(config.step, disk.clone()),
             anthropic: anthropic::Store::new(config.step, disk.clone()),
             bedrock: bedrock::new_store(&config.bedrock, config.step),
@@ -453,7 +470,36 @@ impl AppState {
             bedrock_invocations: self.stats.bedrock_invocations.load(Ordering::Relaxed),
             sync_requests: self.stats.sync_requests.load(Ordering::Relaxed),
             message_requests: self.stats.message_requests.load(Ordering::Relaxed),
+            webhooks: self
+                .pusher
+                .as_ref()
+                .map(push::Pusher::stats)
+                .unwrap_or_default(),
         }
+    }
+
+    /// Sends the webhooks of the OpenAI batches that have ended since the last time (with
+    /// [`SandboxConfig::push`]); how many events were handled (dropped ones included).
+    async fn push_ended(&self) -> usize {
+        let Some(pusher) = &self.pusher else {
+            return 0;
+        };
+        if let Err(error) = self.openai.settle(self.now()).await {
+            tracing::warn!(?error, "sandbox batches not settled for webhooks");
+        }
+        let ended = self.openai.take_ended();
+        for batch in &ended {
+            let Some((delivery, times)) = pusher.prepare(batch, self.now()) else {
+                continue;
+            };
+            if !pusher.delay().is_zero() {
+                self.hold(pusher.delay()).await;
+            }
+            for _ in 0..times {
+                pusher.send(&delivery).await;
+            }
+        }
+        ended.len()
     }
 
     /// Holds a synchronous answer for the `latency_ms` fault, if one is set.
@@ -523,6 +569,19 @@ impl Sandbox {
                 })
                 .await
         });
+        if let Some(every) = state.pusher.as_ref().and_then(push::Pusher::every) {
+            let pushing = state.clone();
+            let mut stopping = state.stopping.subscribe();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(every) => {}
+                        _ = stopping.wait_for(|stopping| *stopping) => return,
+                    }
+                    pushing.push_ended().await;
+                }
+            });
+        }
         tracing::info!(%addr, faults = %state.config.faults, "sandbox provider listening");
         Ok(Sandbox {
             addr,
@@ -557,6 +616,13 @@ impl Sandbox {
 
     pub fn stats(&self) -> SandboxStats {
         self.state.stats()
+    }
+
+    /// Sends now the webhooks of the OpenAI batches that have ended (by the sandbox's clock)
+    /// since the last time, with [`SandboxConfig::push`]; how many ended batches it handled.
+    /// What [`PushConfig::every`]'s timer does; tests with a manual clock call it.
+    pub async fn push_ended(&self) -> usize {
+        self.state.push_ended().await
     }
 
     /// Stops accepting connections and waits for the requests in flight to finish (answers

@@ -37,7 +37,7 @@ use tokio::io::AsyncWriteExt;
 
 pub use answer::MODEL_NOT_FOUND;
 pub use input::{MAX_REPORTED_ERRORS, MAX_REQUESTS};
-pub(crate) use store::Store;
+pub(crate) use store::{Ended, Store};
 use store::{NewBatch, NewFile, Order, StoreError};
 use timeline::Status;
 

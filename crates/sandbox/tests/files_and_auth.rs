@@ -185,6 +185,7 @@ async fn stats_count_uploads_batches_and_requests() -> Result {
         bedrock_invocations: 0,
         sync_requests: 0,
         message_requests: 0,
+        webhooks: Default::default(),
     };
     assert_eq!(stats, expected);
     assert_eq!(over_http, expected);

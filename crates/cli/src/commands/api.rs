@@ -13,10 +13,11 @@ use crate::error::Error;
 use crate::printer::Printer;
 use crate::signal::shutdown_signal;
 use batchdrop_api::auth::{self, Keys};
-use batchdrop_api::{ApiState, router};
+use batchdrop_api::{ApiState, router, with_webhooks};
 use batchdrop_core::clock::SystemClock;
 use batchdrop_core::config::process_env;
 use batchdrop_core::engine::Engine;
+use batchdrop_core::webhooks::{InboundSecrets, Receiver};
 use clap::{Args, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -158,7 +159,19 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     if let Some(s) = &sandbox {
         println!("sandbox provider at {}", s.base_url());
     }
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal());
+    // OpenAI batch webhooks in, beside the Batch API (routes with webhook_in_secret_env).
+    let secrets = InboundSecrets::resolve(&state.config, &process_env, &|_| None);
+    for (route, problem) in secrets.problems() {
+        println!("webhooks of route {route} are refused: {problem}");
+    }
+    let receiver = Receiver::new(
+        engine.clone(),
+        state.config.clone(),
+        Arc::new(secrets),
+        Arc::new(SystemClock),
+    );
+    let app = with_webhooks(router(state), receiver);
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
     // The poll loop runs beside the server on this task: the engine's futures are driven
     // where they are made.
     let result = tokio::select! {

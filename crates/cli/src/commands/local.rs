@@ -1,5 +1,8 @@
 //! `batchdrop local`: a directory plays the bucket, the sandbox plays the provider, and one loop
-//! does what the submit and poll functions do on AWS.
+//! does what the submit and poll functions do on AWS. With `--webhook-addr`, OpenAI batch
+//! webhooks are taken at `POST /webhooks/openai/<route>` there and advance their job at once;
+//! the embedded sandbox then pushes its batch webhooks to it (signed with a secret made for
+//! the run), so the poll interval can be long.
 
 use crate::embedded::{SandboxFlags, start_sandbox};
 use crate::error::Error;
@@ -10,7 +13,7 @@ use batchdrop_core::config::{Config, process_env};
 use batchdrop_core::engine::{Engine, SubmitOutcome};
 use batchdrop_core::layout;
 use batchdrop_core::store::{LocalStore, ObjectStore};
-use batchdrop_core::webhooks::Webhooks;
+use batchdrop_core::webhooks::{InboundSecrets, Receiver, WebhookSecret, Webhooks};
 use clap::Args;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,6 +36,10 @@ pub struct LocalArgs {
     /// Exit once every job has finished and no file waits in the inbox.
     #[arg(long)]
     exit_when_idle: bool,
+    /// Take OpenAI batch webhooks at http://ADDR/webhooks/openai/ROUTE (routes with
+    /// webhook_in_secret_env; the embedded sandbox pushes to its `sandbox` route).
+    #[arg(long, value_name = "ADDR")]
+    webhook_addr: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(args: LocalArgs) -> Result<(), Error> {
@@ -51,16 +58,40 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
     }
     .map_err(|source| Error::Config { source, hint: "" })?;
 
-    let sandbox = start_sandbox(&args.sandbox, Some(&args.root), &mut config).await?;
+    let mut secrets = InboundSecrets::resolve(&config, &process_env, &|_| None);
+    let listener = match args.webhook_addr {
+        Some(addr) => Some(bind_webhooks(addr).await?),
+        None => None,
+    };
+    let mut flags = args.sandbox.clone();
+    if let Some((_, addr)) = &listener
+        && !flags.no_sandbox
+    {
+        // The embedded sandbox pushes to this process with a secret made for the run.
+        let secret = WebhookSecret::generate();
+        let parsed = WebhookSecret::parse(&secret).map_err(|e| Error::usage(e.to_string()))?;
+        secrets.insert("sandbox", parsed);
+        let mut push = batchdrop_sandbox::PushConfig::new(
+            format!(
+                "http://{addr}{}",
+                batchdrop_api::webhooks::path_of("sandbox")
+            ),
+            secret,
+        );
+        push.every = Some(Duration::from_millis(200));
+        flags.push = Some(push);
+    }
+    let sandbox = start_sandbox(&flags, Some(&args.root), &mut config).await?;
 
     let providers = batchdrop_core::providers::clients(&config.routes, &process_env);
     let webhooks = Webhooks::from_routes(&config.routes, &process_env, &|_| None);
     let root_name = store.root().display().to_string();
     let store: Arc<dyn ObjectStore> = Arc::new(store);
+    let engine_config = Arc::new(config);
     let engine = Engine::new(
         store.clone(),
         root_name.clone(),
-        Arc::new(config),
+        engine_config.clone(),
         Arc::new(providers),
         Arc::new(SystemClock),
     )
@@ -72,11 +103,50 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
     if let Some(s) = &sandbox {
         println!("sandbox provider at {}", s.base_url());
     }
+    let webhooks = listener.map(|(listener, addr)| {
+        for (route, problem) in secrets.problems() {
+            println!("webhooks of route {route} are refused: {problem}");
+        }
+        println!(
+            "webhooks: http://{addr}/webhooks/openai/ROUTE (routes: {})",
+            secrets.routes().join(", ")
+        );
+        let receiver = Receiver::new(
+            engine.clone(),
+            engine_config.clone(),
+            Arc::new(secrets),
+            Arc::new(SystemClock),
+        );
+        let app = batchdrop_api::webhooks::routes(receiver);
+        tokio::spawn(async move { axum::serve(listener, app).await })
+    });
     let result = watch(&engine, store.as_ref(), &args).await;
+    if let Some(server) = webhooks {
+        server.abort();
+    }
     if let Some(s) = sandbox {
         s.stop().await;
     }
     result
+}
+
+/// Binds the webhook address before anything starts (so a taken port fails at once).
+async fn bind_webhooks(
+    addr: std::net::SocketAddr,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), Error> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::ApiServe {
+            what: "listen for webhooks",
+            addr,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| Error::ApiServe {
+        what: "listen for webhooks",
+        addr,
+        source,
+    })?;
+    Ok((listener, bound))
 }
 
 async fn watch(engine: &Engine, store: &dyn ObjectStore, args: &LocalArgs) -> Result<(), Error> {
@@ -165,6 +235,13 @@ async fn watch(engine: &Engine, store: &dyn ObjectStore, args: &LocalArgs) -> Re
                 }
                 Err(e) => println!("poll failed: {e} (will try again)"),
             }
+        }
+        if args.exit_when_idle && active == usize::MAX && args.webhook_addr.is_some() {
+            // Jobs finish between polls when webhooks advance them.
+            active = store
+                .list(layout::ACTIVE)
+                .await
+                .map_or(usize::MAX, |jobs| jobs.len());
         }
         if args.exit_when_idle && active == 0 && waiting == 0 && pending.is_empty() {
             return Ok(());

@@ -33,6 +33,22 @@ pub struct SandboxArgs {
     /// stops. Default: a temporary directory, removed when it stops.
     #[arg(long, value_name = "DIR")]
     files_dir: Option<PathBuf>,
+    /// POST an OpenAI batch webhook (Standard Webhooks signed) here when a batch ends, e.g.
+    /// http://127.0.0.1:8091/webhooks/openai/sandbox.
+    #[arg(long, value_name = "URL", requires = "webhook_secret")]
+    webhook_url: Option<String>,
+    /// The whsec_… secret webhooks are signed with (the receiver's route secret).
+    #[arg(long, value_name = "WHSEC", requires = "webhook_url")]
+    webhook_secret: Option<String>,
+    /// Milliseconds each webhook is held before it is sent.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    webhook_delay_ms: u64,
+    /// Webhooks sent twice (same webhook-id): a probability or every:N.
+    #[arg(long, value_name = "RATE", value_parser = batchdrop_sandbox::Rate::from_spec)]
+    webhook_duplicate: Option<batchdrop_sandbox::Rate>,
+    /// Webhooks never sent: a probability or every:N.
+    #[arg(long, value_name = "RATE", value_parser = batchdrop_sandbox::Rate::from_spec)]
+    webhook_drop: Option<batchdrop_sandbox::Rate>,
 }
 
 pub async fn run(args: SandboxArgs) -> Result<(), Error> {
@@ -53,6 +69,21 @@ pub async fn run(args: SandboxArgs) -> Result<(), Error> {
         Some(batchdrop_sandbox::BedrockObjects::S3(s3)) => format!("the S3 API at {}", s3.endpoint),
         None => "nothing: start with --root DIR or --s3-endpoint URL for Bedrock jobs".to_owned(),
     };
+    let push = match (args.webhook_url, args.webhook_secret) {
+        (Some(url), Some(secret)) => {
+            let mut push = batchdrop_sandbox::PushConfig::new(url, secret);
+            push.every = Some(std::time::Duration::from_millis(200));
+            push.delay = std::time::Duration::from_millis(args.webhook_delay_ms);
+            push.duplicate = args.webhook_duplicate.unwrap_or_default();
+            push.drop = args.webhook_drop.unwrap_or_default();
+            push.seed = faults.seed;
+            push.validate()
+                .map_err(|e| Error::usage(format!("--webhook-secret: {e}")))?;
+            Some(push)
+        }
+        _ => None,
+    };
+    let pushing = push.as_ref().map(|p| p.url.clone());
     let config = batchdrop_sandbox::SandboxConfig {
         step: std::time::Duration::from_millis(args.step_ms),
         faults,
@@ -61,6 +92,7 @@ pub async fn run(args: SandboxArgs) -> Result<(), Error> {
             ..Default::default()
         },
         files_dir: args.files_dir,
+        push,
         ..Default::default()
     };
     let sandbox = batchdrop_sandbox::Sandbox::start(addr, config)
@@ -79,6 +111,9 @@ pub async fn run(args: SandboxArgs) -> Result<(), Error> {
         "  Bedrock: boto3.client(\"bedrock\", endpoint_url=\"{}\") (any credentials); jobs use {bedrock_bucket}",
         sandbox.anthropic_base_url()
     );
+    if let Some(url) = pushing {
+        println!("  batch webhooks pushed to {url}");
+    }
     if !spec.is_empty() {
         println!("  injecting faults: {spec}");
     }

@@ -48,8 +48,8 @@ mod on_demand;
 mod output;
 mod pace;
 mod planning;
-mod reuse;
 mod primer;
+mod reuse;
 mod run;
 mod step;
 

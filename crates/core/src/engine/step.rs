@@ -211,6 +211,20 @@ impl JobRun<'_> {
         i: usize,
         submitted: Submitted,
     ) -> Result<(), JobError> {
+        // The batch → job index first: an event naming the batch finds the job as soon as
+        // the manifest says the batch exists.
+        let owner = crate::batch_index::BatchOwner {
+            job_id: manifest.job_id.clone(),
+            route: manifest.route.clone(),
+            chunk: manifest.chunks[i].plan.index,
+        };
+        crate::batch_index::record(
+            self.engine.store.as_ref(),
+            &manifest.provider,
+            &submitted.batch_id,
+            &owner,
+        )
+        .await?;
         let chunk = &mut manifest.chunks[i];
         chunk.state = ChunkState::Submitted;
         chunk.batch_id = Some(submitted.batch_id.clone());

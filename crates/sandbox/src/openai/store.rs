@@ -52,6 +52,18 @@ struct Inner {
     batches: HashMap<String, BatchRecord>,
     /// Batch ids, oldest first.
     batch_order: Vec<String>,
+    /// Batches that have ended and whose end nobody has taken yet ([`Store::take_ended`]: the
+    /// webhook pusher), in the order their ends were noticed.
+    ended: Vec<Ended>,
+}
+
+/// A batch that has ended: what its webhook says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ended {
+    pub id: String,
+    /// `completed`, `failed`, `expired` or `cancelled`.
+    pub status: &'static str,
+    pub ended_at: i64,
 }
 
 #[derive(Default)]
@@ -414,8 +426,19 @@ impl Store {
             }
             let results = batch.write_results(&snapshot, &mut inner.files, &self.disk)?;
             batch.results = Some(results);
+            inner.ended.push(Ended {
+                id: id.clone(),
+                status: snapshot.status.as_str(),
+                ended_at: snapshot.ended_at().map(unix_seconds).unwrap_or_default(),
+            });
         }
         Ok(())
+    }
+
+    /// The batches that have ended since the last call (found by [`Store::settle`]), oldest
+    /// end first.
+    pub(crate) fn take_ended(&self) -> Vec<Ended> {
+        std::mem::take(&mut self.lock().ended)
     }
 
     pub(crate) fn batch(&self, id: &str, now: SystemTime) -> Result<BatchObject, StoreError> {

@@ -84,6 +84,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         spend: Default::default(),
         reuse: Default::default(),
         webhook: None,
+        webhook_in_secret: None,
     };
     vec![
         (
@@ -95,10 +96,14 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         ),
         (
             "openai",
-            route(
-                env("OPENAI_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into()),
-                KeySource::Env("OPENAI_API_KEY".into()),
-            ),
+            Route {
+                // The project's webhook secret, when set: its batch webhooks are taken.
+                webhook_in_secret: Some(KeySource::Env("OPENAI_WEBHOOK_SECRET".into())),
+                ..route(
+                    env("OPENAI_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                    KeySource::Env("OPENAI_API_KEY".into()),
+                )
+            },
         ),
     ]
 }

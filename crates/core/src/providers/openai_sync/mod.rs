@@ -69,6 +69,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
             spend: Default::default(),
             reuse: Default::default(),
             webhook: None,
+            webhook_in_secret: None,
         },
     )]
 }
