@@ -113,7 +113,7 @@ pub fn router(state: ApiState) -> Router {
 
 /// The Batch API's router with the webhook endpoint beside it, outside the key check (the
 /// webhook's signature authenticates it).
-pub fn with_webhooks(api: Router, receiver: batchdrop_core::webhooks::Receiver) -> Router {
+pub fn with_webhooks(api: Router, receiver: batchdrop_core::push::Receiver) -> Router {
     webhooks::routes(receiver).merge(api)
 }
 

@@ -1,6 +1,6 @@
 //! `POST /webhooks/openai/{route}`: OpenAI's batch webhooks in, over HTTP. The Standard
 //! Webhooks signature with the route's secret authenticates the request (no API key: it sits
-//! outside the Batch API's key check); the decision is `batchdrop_core::webhooks::receive`'s.
+//! outside the Batch API's key check); the decision is `batchdrop_core::push`'s.
 //!
 //! Answers at once: 200 `{"received":true,…}` for an accepted event, or the refusal's status
 //! (401 bad signature, 400 stale or malformed, 409 replayed id, 404 a route without webhooks,
@@ -14,7 +14,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use batchdrop_core::webhooks::{Accepted, Receiver, SignedHeaders};
+use batchdrop_core::push::{Accepted, Receiver};
+use batchdrop_core::webhooks::SignedHeaders;
 use bytes::Bytes;
 use serde_json::json;
 use tokio::runtime::Handle;

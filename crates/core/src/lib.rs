@@ -20,7 +20,8 @@
 //!   requests, stored answers read back (the engine's `reuse` applies them).
 //! - [`engine`]: the engine that submit and poll run (`chunk_files`: a staged chunk's files);
 //!   [`batch_index`]: which job a provider batch belongs to.
-//! - [`webhooks`]: webhooks in and out (the Standard Webhooks signature).
+//! - [`webhooks`]: webhooks in and out (the Standard Webhooks signature, the outbox of
+//!   webhooks out); [`push`]: a provider's webhook received, the job of its batch advanced.
 //! - [`types`]: plain data shared by the modules above (a leaf).
 
 pub mod batch_index;
@@ -39,6 +40,7 @@ pub mod plan;
 pub mod prompt;
 pub mod provider;
 pub mod providers;
+pub mod push;
 pub mod reuse;
 pub mod route;
 pub mod scan;

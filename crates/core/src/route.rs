@@ -86,7 +86,7 @@ pub struct Route {
     pub reuse: Reuse,
     /// Where the secret that signs the provider's webhooks to batchdrop comes from (OpenAI's
     /// `whsec_…` endpoint secret of the project); None: the route takes no webhooks (the
-    /// `webhooks::receive` module).
+    /// `push` module).
     pub webhook_in_secret: Option<KeySource>,
 }
 

@@ -8,11 +8,10 @@ use batchdrop_core::clock::Clock;
 use batchdrop_core::engine::Advance;
 use batchdrop_core::layout;
 use batchdrop_core::manifest::{JobStatus, Manifest};
+use batchdrop_core::push::{Accepted, InboundSecrets, ReceiveError, Receiver};
 use batchdrop_core::store::{ObjectStore, ObjectStoreExt};
 use batchdrop_core::testing::{Script, ScriptedProvider, TestBed};
-use batchdrop_core::webhooks::{
-    Accepted, InboundSecrets, ReceiveError, Receiver, SignedHeaders, WebhookSecret,
-};
+use batchdrop_core::webhooks::{SignedHeaders, WebhookSecret};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;

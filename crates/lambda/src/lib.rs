@@ -82,7 +82,7 @@ pub struct App {
     /// The routes' webhook signing secrets.
     webhooks: Arc<Webhooks>,
     /// The routes' inbound webhook secrets (the poll function's URL, [`push`]).
-    inbound: Arc<batchdrop_core::webhooks::InboundSecrets>,
+    inbound: Arc<batchdrop_core::push::InboundSecrets>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,10 +148,7 @@ impl App {
     }
 
     /// The same app, taking OpenAI webhooks for the routes of `secrets`.
-    pub fn with_webhook_secrets(
-        mut self,
-        secrets: batchdrop_core::webhooks::InboundSecrets,
-    ) -> App {
+    pub fn with_webhook_secrets(mut self, secrets: batchdrop_core::push::InboundSecrets) -> App {
         self.inbound = Arc::new(secrets);
         self
     }
@@ -183,10 +180,9 @@ impl App {
             });
         let webhooks =
             Webhooks::from_routes(&config.routes, &lambda_env, &|arn| keys.get(arn).cloned());
-        let inbound =
-            batchdrop_core::webhooks::InboundSecrets::resolve(&config, &lambda_env, &|arn| {
-                keys.get(arn).cloned()
-            });
+        let inbound = batchdrop_core::push::InboundSecrets::resolve(&config, &lambda_env, &|arn| {
+            keys.get(arn).cloned()
+        });
         for (route, problem) in inbound.problems() {
             tracing::warn!(route, problem, "the route's webhooks will be refused");
         }

@@ -2,7 +2,7 @@
 //!
 //! - **OpenAI webhooks** through the poll function's URL (a Lambda function URL, no IAM auth:
 //!   the Standard Webhooks signature with the route's secret authenticates each request):
-//!   `POST <url>/webhooks/openai/<route>`. The decision is `batchdrop_core::webhooks::receive`'s;
+//!   `POST <url>/webhooks/openai/<route>`. The decision is `batchdrop_core::push`'s;
 //!   the job is advanced before the answer (Lambda freezes a function once it has answered),
 //!   within the invocation's deadline, and a failed advance is still answered 200 (the event
 //!   was received; the schedule's poll finishes the job).
@@ -14,8 +14,8 @@
 //! request has `requestContext.http`; an EventBridge event has `source` and `detail-type`.
 
 use crate::{App, HandlerError};
-use batchdrop_core::webhooks::receive::advance_batch_owner;
-use batchdrop_core::webhooks::{Receiver, SignedHeaders};
+use batchdrop_core::push::{Receiver, advance_batch_owner};
+use batchdrop_core::webhooks::SignedHeaders;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 

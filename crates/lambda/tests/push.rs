@@ -5,9 +5,10 @@
 use batchdrop_core::batch_index::{self, BatchOwner};
 use batchdrop_core::layout::JobKeys;
 use batchdrop_core::manifest::{JobStatus, Manifest};
+use batchdrop_core::push::InboundSecrets;
 use batchdrop_core::store::{ObjectStore, ObjectStoreExt};
 use batchdrop_core::testing::{ScriptedProvider, TestBed};
-use batchdrop_core::webhooks::{InboundSecrets, WebhookSecret};
+use batchdrop_core::webhooks::WebhookSecret;
 use batchdrop_lambda::App;
 use batchdrop_lambda::events::Completions;
 use batchdrop_lambda::metrics::Metrics;

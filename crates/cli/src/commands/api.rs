@@ -17,7 +17,7 @@ use batchdrop_api::{ApiState, router, with_webhooks};
 use batchdrop_core::clock::SystemClock;
 use batchdrop_core::config::process_env;
 use batchdrop_core::engine::Engine;
-use batchdrop_core::webhooks::{InboundSecrets, Receiver};
+use batchdrop_core::push::{InboundSecrets, Receiver};
 use clap::{Args, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;

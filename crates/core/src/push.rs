@@ -24,13 +24,13 @@
 //! it would have been without webhooks. Any job of the route's provider is advanced, whatever
 //! its route (two routes may share one OpenAI project, and so its webhooks).
 
-use super::signature::{SignatureError, SignedHeaders, WebhookSecret};
 use crate::batch_index;
 use crate::clock::{Clock, rfc3339};
 use crate::config::{Config, KeySource};
 use crate::engine::{Advance, Engine, JobError};
 use crate::layout;
 use crate::store::{ObjectStoreExt, PutMode, StoreError};
+use crate::webhooks::signature::{SignatureError, SignedHeaders, WebhookSecret};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
