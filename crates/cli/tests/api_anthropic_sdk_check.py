@@ -10,7 +10,7 @@ Usage: api_anthropic_sdk_check.py BASE_URL ACME_KEY GLOBEX_KEY REQUESTS
   REQUESTS     requests per batch
 
 Prints `api anthropic sdk: N checks passed` and exits 0, or names the first failed check on
-stderr and exits 1. Run by tests/api_anthropic_sdk.rs.
+stderr and exits 1. Run by tests/api_sdk.rs.
 """
 
 import json

@@ -1,10 +1,17 @@
-//! The official `openai` Python SDK against `batchdrop api` (the real binary, with its embedded
-//! sandbox, polling its own jobs) on a temporary root: `api_sdk_check.py` uploads a file of
-//! more requests than a batch takes, creates, retrieves, lists and cancels batches, reads the
-//! ordered output, and checks keys and tenants.
+//! The official Python SDKs against `batchdrop api` (the real binary, with its embedded
+//! sandbox, polling its own jobs) on a temporary root:
+//! - `api_sdk_check.py` (the `openai` SDK) uploads a file of more requests than a batch takes,
+//!   also in parts, creates, retrieves, lists and cancels batches, reads the ordered output, and
+//!   checks keys and tenants;
+//! - `api_sdk_scale_check.py` runs 120,000 requests uploaded in 5 MB parts on a route to the
+//!   sandbox's Anthropic side and reads 120,000 OpenAI-shaped lines;
+//! - `api_anthropic_sdk_check.py` (the `anthropic` SDK) creates message batches on a route to
+//!   `sandbox` (OpenAI's format), polls them, iterates their results in Anthropic's shape,
+//!   lists, cancels, checks keys and tenants; then the `openai` SDK runs a batch on a route to
+//!   `sandbox-anthropic`; then a prompt batch is read through both APIs.
 //!
 //! The Python is `$BATCHDROP_PYTHON`, else the workspace's `.venv/bin/python` (`make venv`);
-//! without it the test fails.
+//! without it the tests fail.
 
 mod common;
 
@@ -41,9 +48,13 @@ impl Server {
     }
 }
 
-/// `batchdrop api keygen` for a tenant of `route`: the key it printed and the keys-file entry.
-fn keygen(tenant: &str, route: &str) -> Result<(String, String), common::Error> {
-    let out = common::run(&["api", "keygen", "--tenant", tenant, "--route", route])?;
+/// `batchdrop api keygen`: the key it printed and the keys-file entry.
+fn keygen(tenant: &str, routes: &[&str]) -> Result<(String, String), common::Error> {
+    let mut args = vec!["api", "keygen", "--tenant", tenant];
+    for route in routes {
+        args.extend(["--route", route]);
+    }
+    let out = common::run(&args)?;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let key = out
         .stdout
@@ -122,8 +133,8 @@ fn the_official_openai_sdk_runs_batches_through_batchdrop_api() -> TestResult {
         &config,
         format!("[routes.sandbox]\nmax_requests_per_batch = {MAX_PER_BATCH}\n"),
     )?;
-    let (acme, acme_entry) = keygen("acme", "sandbox")?;
-    let (globex, globex_entry) = keygen("globex", "sandbox")?;
+    let (acme, acme_entry) = keygen("acme", &["sandbox"])?;
+    let (globex, globex_entry) = keygen("globex", &["sandbox"])?;
     let keys = dir.path().join("keys.toml");
     std::fs::write(&keys, format!("{acme_entry}\n{globex_entry}"))?;
     let (server, url) = start(&root, &config, &keys)?;
@@ -217,7 +228,7 @@ fn the_openai_sdk_runs_120000_requests_uploaded_in_5_mb_parts_on_an_anthropic_ro
     let root = dir.path().join("bucket");
     let config = dir.path().join("batchdrop.toml");
     std::fs::write(&config, "")?;
-    let (key, entry) = keygen("acme", "sandbox-anthropic")?;
+    let (key, entry) = keygen("acme", &["sandbox-anthropic"])?;
     let keys = dir.path().join("keys.toml");
     std::fs::write(&keys, entry)?;
     let (server, url) = start(&root, &config, &keys)?;
@@ -261,6 +272,58 @@ fn the_openai_sdk_runs_120000_requests_uploaded_in_5_mb_parts_on_an_anthropic_ro
         .filter(|l| l.contains("submitted: "))
         .count();
     assert!(submitted >= 2, "{printed}");
+    drop(server);
+    Ok(())
+}
+
+/// Requests of the anthropic SDK check.
+const ANTHROPIC_REQUESTS: usize = 6;
+
+#[test]
+fn the_official_anthropic_sdk_runs_message_batches_on_an_openai_format_route() -> TestResult {
+    // GIVEN acme's key for sandbox and sandbox-anthropic, globex's for sandbox, and the server
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("bucket");
+    let config = dir.path().join("batchdrop.toml");
+    std::fs::write(&config, "[routes.sandbox]\nmax_requests_per_batch = 4\n")?;
+    let (acme, acme_entry) = keygen("acme", &["sandbox", "sandbox-anthropic"])?;
+    let (globex, globex_entry) = keygen("globex", &["sandbox"])?;
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, format!("{acme_entry}\n{globex_entry}"))?;
+    let (server, url) = start(&root, &config, &keys)?;
+
+    // WHEN the SDK check runs against it
+    let output = Command::new(python())
+        .arg(workspace().join("crates/cli/tests/api_anthropic_sdk_check.py"))
+        .args([&url, &acme, &globex, &ANTHROPIC_REQUESTS.to_string()])
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("ANTHROPIC_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .output()
+        .map_err(|e| format!("cannot run {} ({e}): make venv", python().display()))?;
+
+    // THEN every check passed
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the SDK check failed:\n{stdout}\n{stderr}\nbatchdrop api printed:\n{}",
+        server.printed()
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    let passed = last
+        .strip_prefix("api anthropic sdk: ")
+        .and_then(|r| r.strip_suffix(" checks passed"))
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(
+        passed.is_some_and(|n| n > 30),
+        "unexpected last line {last:?}"
+    );
+    // AND the jobs ran on both routes, their results under the tenant's prefix
+    assert!(root.join("results/sandbox/api/acme").is_dir());
+    assert!(root.join("results/sandbox-anthropic/api/acme").is_dir());
     drop(server);
     Ok(())
 }
