@@ -4,8 +4,11 @@
 //! - [`lambda`]: `cargo lambda watch` running the workspace's functions, killed on drop.
 //! - [`bucket`]: a bucket seen through a plain S3 client (upload, read, list).
 //! - [`fixtures`]: the files of `examples/` and `events/`, and the results they must give.
+//! - [`clocks`]: the engine's and the sandbox's manual clocks moved together, and the OpenAI
+//!   client of a test against the sandbox.
 
 pub mod bucket;
+pub mod clocks;
 pub mod fixtures;
 pub mod lambda;
 pub mod moto;

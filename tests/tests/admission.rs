@@ -9,19 +9,16 @@
 //! `token_limit_exceeded`, the engine sends their requests again once its batches in flight
 //! have drained, and the job still finishes.
 
-use batchdrop_core::clock::ManualClock;
 use batchdrop_core::config::Config;
 use batchdrop_core::engine::Engine;
 use batchdrop_core::layout::ACTIVE;
-use batchdrop_core::provider::Provider;
-use batchdrop_core::providers::{OpenAiProvider, RetryPolicy};
 use batchdrop_core::store::{MemoryStore, ObjectStore, ObjectStoreExt, PutMode};
 use batchdrop_sandbox::{Faults, Sandbox, SandboxConfig, SandboxStats};
+use batchdrop_tests::clocks::{Clocks, one_route, openai_provider};
 use bytes::Bytes;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type TestResult = Result<(), Error>;
@@ -41,28 +38,6 @@ const LIMIT: u64 = 700;
 const STEP: Duration = Duration::from_secs(60);
 
 /// The engine's clock and the sandbox's, moved on together.
-struct Clocks {
-    engine: Arc<ManualClock>,
-    sandbox: Arc<batchdrop_sandbox::ManualClock>,
-}
-
-impl Clocks {
-    fn at_unix(seconds: i64) -> Result<Self, Error> {
-        Ok(Self {
-            engine: Arc::new(ManualClock::new(time::OffsetDateTime::from_unix_timestamp(
-                seconds,
-            )?)),
-            sandbox: Arc::new(batchdrop_sandbox::ManualClock::new(
-                UNIX_EPOCH + Duration::from_secs(seconds as u64),
-            )),
-        })
-    }
-    fn advance(&self, by: Duration) {
-        self.engine.advance(by);
-        self.sandbox.advance(by);
-    }
-}
-
 /// What one run of the file left: its output lines, summary and the sandbox's counts.
 struct Finished {
     output: Vec<Value>,
@@ -84,17 +59,10 @@ async fn run(max_enqueued_tokens: Option<u64>) -> Result<Finished, Error> {
         clocks.sandbox.clone(),
     )
     .await?;
-    let provider: Arc<dyn Provider> = Arc::new(
-        OpenAiProvider::new(&sandbox.base_url(), None)
-            .with_clock(clocks.engine.clone())
-            .with_retry(RetryPolicy {
-                max_attempts: 3,
-                initial: Duration::from_millis(1),
-                max: Duration::from_millis(10),
-            }),
+    let providers = one_route(
+        ROUTE,
+        openai_provider(&sandbox.base_url(), clocks.engine.clone()),
     );
-    let mut providers: HashMap<String, Result<Arc<dyn Provider>, String>> = HashMap::new();
-    providers.insert(ROUTE.to_string(), Ok(provider));
     let mut config = Config::builtin(&|_| None);
     let route = config.routes.get_mut(ROUTE).ok_or("no sandbox route")?;
     route.limits.max_requests_per_batch = PER_CHUNK;

@@ -7,21 +7,19 @@
 //! it starts, with a margin of 70 minutes (more than the sandbox's cancel): its cutoff comes
 //! while the batches are in progress, part answered.
 
-use batchdrop_core::clock::{Clock, ManualClock, rfc3339};
+use batchdrop_core::clock::{Clock, rfc3339};
 use batchdrop_core::config::Config;
 use batchdrop_core::engine::Engine;
 use batchdrop_core::layout::{self, ACTIVE};
-use batchdrop_core::provider::Provider;
-use batchdrop_core::providers::{OpenAiProvider, RetryPolicy};
 use batchdrop_core::store::{MemoryStore, ObjectStore, ObjectStoreExt, PutMode};
 use batchdrop_core::testing::FaultyStore;
 use batchdrop_sandbox::{Sandbox, SandboxConfig};
 use batchdrop_tests::TestResult;
+use batchdrop_tests::clocks::{Clocks, one_route, openai_provider};
 use bytes::Bytes;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 const ROUTE: &str = "sandbox";
 const KEY: &str = "inbox/sandbox/nightly.jsonl";
@@ -34,27 +32,6 @@ const POLL_EVERY: Duration = Duration::from_secs(5 * 60);
 const PIECE: u64 = 16;
 
 /// The engine's clock and the sandbox's, moved on together.
-struct Clocks {
-    engine: Arc<ManualClock>,
-    sandbox: Arc<batchdrop_sandbox::ManualClock>,
-}
-
-impl Clocks {
-    fn at_unix(seconds: i64) -> Self {
-        let start = time::OffsetDateTime::from_unix_timestamp(seconds).expect("a valid time");
-        Self {
-            engine: Arc::new(ManualClock::new(start)),
-            sandbox: Arc::new(batchdrop_sandbox::ManualClock::new(
-                UNIX_EPOCH + Duration::from_secs(seconds as u64),
-            )),
-        }
-    }
-    fn advance(&self, by: Duration) {
-        self.engine.advance(by);
-        self.sandbox.advance(by);
-    }
-}
-
 struct Run {
     sandbox: Sandbox,
     store: Arc<FaultyStore>,
@@ -63,7 +40,7 @@ struct Run {
 }
 
 async fn start() -> Result<Run, Box<dyn std::error::Error + Send + Sync>> {
-    let clocks = Clocks::at_unix(1_800_000_000);
+    let clocks = Clocks::at_unix(1_800_000_000)?;
     let sandbox = Sandbox::start_with_clock(
         "127.0.0.1:0".parse()?,
         SandboxConfig {
@@ -73,17 +50,10 @@ async fn start() -> Result<Run, Box<dyn std::error::Error + Send + Sync>> {
         clocks.sandbox.clone(),
     )
     .await?;
-    let provider: Arc<dyn Provider> = Arc::new(
-        OpenAiProvider::new(&sandbox.base_url(), None)
-            .with_clock(clocks.engine.clone())
-            .with_retry(RetryPolicy {
-                max_attempts: 3,
-                initial: Duration::from_millis(1),
-                max: Duration::from_millis(10),
-            }),
+    let providers = one_route(
+        ROUTE,
+        openai_provider(&sandbox.base_url(), clocks.engine.clone()),
     );
-    let mut providers: HashMap<String, Result<Arc<dyn Provider>, String>> = HashMap::new();
-    providers.insert(ROUTE.to_string(), Ok(provider));
     let mut config = Config::builtin(&|_| None);
     let route = config.routes.get_mut(ROUTE).ok_or("no sandbox route")?;
     route.limits.max_requests_per_batch = 100;

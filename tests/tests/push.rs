@@ -12,17 +12,15 @@ use batchdrop_core::clock::{Clock, ManualClock, rfc3339};
 use batchdrop_core::config::Config;
 use batchdrop_core::engine::{Engine, JobEvent};
 use batchdrop_core::layout::{self, ACTIVE};
-use batchdrop_core::provider::Provider;
-use batchdrop_core::providers::{OpenAiProvider, RetryPolicy};
 use batchdrop_core::push::{InboundSecrets, Receiver};
 use batchdrop_core::store::{MemoryStore, ObjectStore, ObjectStoreExt, PutMode};
 use batchdrop_core::testing::EventLog;
 use batchdrop_core::webhooks::WebhookSecret;
 use batchdrop_sandbox::{PushConfig, Rate, Sandbox, SandboxConfig};
+use batchdrop_tests::clocks::{one_route, openai_provider};
 use batchdrop_tests::{BoxError, TestResult};
 use bytes::Bytes;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -73,17 +71,10 @@ async fn start(faults: impl FnOnce(&mut PushConfig)) -> Result<Run, BoxError> {
         sandbox_clock.clone(),
     )
     .await?;
-    let provider: Arc<dyn Provider> = Arc::new(
-        OpenAiProvider::new(&sandbox.base_url(), None)
-            .with_clock(engine_clock.clone())
-            .with_retry(RetryPolicy {
-                max_attempts: 3,
-                initial: Duration::from_millis(1),
-                max: Duration::from_millis(10),
-            }),
+    let providers = one_route(
+        ROUTE,
+        openai_provider(&sandbox.base_url(), engine_clock.clone()),
     );
-    let mut providers: HashMap<String, Result<Arc<dyn Provider>, String>> = HashMap::new();
-    providers.insert(ROUTE.to_string(), Ok(provider));
     let mut config = Config::builtin(&|_| None);
     config
         .routes
