@@ -44,6 +44,7 @@ fn api(max_requests: u64) -> Result<Api, Error> {
         config: bed.config.clone(),
         keys: Arc::new(Keys::from_toml(&keys)?),
         clock: bed.clock.clone(),
+        download_redirects: None,
     };
     Ok(Api {
         app: router(state),
