@@ -117,6 +117,7 @@ async fn the_api_function_takes_chunked_uploads_and_redirects_downloads_to_s3() 
         &REQUESTS.to_string(),
         &PART_SIZE.to_string(),
     ])?;
+    eprint!("{submitted}");
     let ids: Value = serde_json::from_str(submitted.lines().last().unwrap_or_default())?;
     let batch_id = ids["batch_id"].as_str().ok_or("no batch id")?.to_string();
     let file_id = ids["file_id"].as_str().ok_or("no file id")?.to_string();
@@ -192,6 +193,7 @@ async fn the_api_function_takes_chunked_uploads_and_redirects_downloads_to_s3() 
 
     // AND the SDK reads the output (following the redirect) in input order, and the rest
     let downloaded = sdk_step(&["download", &base, KEY, &batch_id, &REQUESTS.to_string()])?;
+    eprint!("{downloaded}");
     assert!(
         downloaded.trim_end().ends_with("checks passed"),
         "{downloaded}"
