@@ -263,7 +263,8 @@ pub async fn content(
 }
 
 /// An object served as it is: `307` to a URL of the store when downloads redirect (and the
-/// store has such URLs), else its bytes streamed. 404 for an absent object either way.
+/// store has such URLs), else its bytes streamed. An absent object is the same error either
+/// way, never a redirect to nothing.
 async fn object_as_is(state: &ApiState, key: &str) -> Result<Response, ApiError> {
     if let Some(valid_for) = state.download_redirects {
         state.store.head(key).await?;
