@@ -7,6 +7,8 @@
 //! - `batch_<token>`: a batch; its token starts with the creation time counted down (12 hex
 //!   digits of milliseconds below 16⁻¹²), then 12 random digits, so that the batches of a
 //!   tenant listed in key order come newest first;
+//! - `msgbatch_<token>`: the same batch as `batch_<token>`, as the Anthropic API names it
+//!   (every batch is served by both APIs);
 //! - `file-out-<batch token>` and `file-err-<batch token>`: a batch's output and error files;
 //! - `upload_<token>` and `part_<token>`: an upload in parts (the Uploads API) and one of its
 //!   parts (random tokens; a part is only looked up under its upload).
@@ -21,6 +23,7 @@ const FILE: &str = "file-";
 const OUTPUT: &str = "file-out-";
 const ERRORS: &str = "file-err-";
 const BATCH: &str = "batch_";
+const MESSAGE_BATCH: &str = "msgbatch_";
 const UPLOAD: &str = "upload_";
 const PART: &str = "part_";
 /// Milliseconds are counted down from here (16¹² ms is year 10889).
@@ -58,6 +61,17 @@ impl FileId {
         let token = id.strip_prefix(FILE)?;
         is_token(token).then(|| FileId::Upload(token.to_string()))
     }
+}
+
+/// A message batch id's token, if `id` is exactly `msgbatch_<token>` (the Anthropic API's name
+/// of the batch `batch_<token>`: one batch, one token, two names).
+pub fn message_batch_token(id: &str) -> Option<&str> {
+    id.strip_prefix(MESSAGE_BATCH).filter(|t| is_token(t))
+}
+
+/// The Anthropic API's id of the batch with this token.
+pub fn message_batch_id(token: &str) -> String {
+    format!("{MESSAGE_BATCH}{token}")
 }
 
 /// A batch id's token, if `id` is exactly `batch_<token>`.
@@ -125,6 +139,12 @@ mod tests {
         );
         let batch = new_batch_token(1_767_225_600_000)?;
         assert_eq!(batch_token(&batch_id(&batch)), Some(batch.as_str()));
+        assert_eq!(
+            message_batch_token(&message_batch_id(&batch)),
+            Some(batch.as_str())
+        );
+        assert_eq!(message_batch_token(&batch_id(&batch)), None);
+        assert_eq!(message_batch_token("msgbatch_../x"), None);
         assert_eq!(
             FileId::parse(&FileId::Output(batch.clone()).id()),
             Some(FileId::Output(batch.clone()))

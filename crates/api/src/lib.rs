@@ -11,17 +11,27 @@
 //!   them through the `ObjectStore` port;
 //! - `engine_calls`: how a handler runs an engine call (off the request's task);
 //! - [`openai`]: the routes, handlers and wire shapes (files, batches, the batch object, the
-//!   error file, the error shape).
+//!   error file, the error shape);
+//! - [`anthropic`]: Anthropic's Message Batches over the same batches (`msgbatch_<token>` is
+//!   `batch_<token>`), errors in Anthropic's shape; [`prompt_batches`]: a batch from an array
+//!   of prompts; `array_body` + `inline_input`: such inline arrays streamed into an upload;
+//! - [`result_lines`]: a job's output in the API's own shape, translated from the route's
+//!   provider's where they differ.
 //!
 //! Every request needs a key ([`authenticate`]); `/v1/…` runs batches on the tenant's default
 //! route, `/routes/<route>/v1/…` on another of its routes.
 
+pub mod anthropic;
+mod array_body;
 pub mod auth;
 mod engine_calls;
 pub mod ids;
+mod inline_input;
 pub mod layout;
 pub mod openai;
+pub mod prompt_batches;
 pub mod records;
+pub mod result_lines;
 pub mod tenant_store;
 
 use auth::{Keys, Tenant};
@@ -96,7 +106,9 @@ impl Caller {
 
 /// The Batch API's router: `/v1/…` and `/routes/{route}/v1/…`, every request authenticated.
 pub fn router(state: ApiState) -> Router {
-    let v1 = openai::routes();
+    let v1 = openai::routes()
+        .merge(anthropic::routes())
+        .merge(prompt_batches::routes());
     Router::new()
         .nest("/v1", v1.clone())
         .nest("/routes/{route}/v1", v1)
@@ -113,6 +125,9 @@ pub async fn authenticate(
 ) -> Response {
     let tenant = auth::key_of(request.headers()).and_then(|key| state.keys.tenant_of(key));
     let Some(tenant) = tenant else {
+        if anthropic::is_anthropic_path(request.uri().path()) {
+            return anthropic::errors::AnthropicError(ApiError::Unauthorized).into_response();
+        }
         return ApiError::Unauthorized.into_response();
     };
     let route = route_in_path(request.uri().path());

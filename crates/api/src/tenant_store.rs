@@ -205,6 +205,32 @@ impl TenantStore {
         }
         Ok(page)
     }
+
+    /// Up to `limit` batches newer than the batch with token `before`, the nearest to it,
+    /// newest first; `has_more` when still newer ones exist.
+    pub async fn batches_before(
+        &self,
+        before: &str,
+        limit: usize,
+    ) -> Result<BatchPage, StoreError> {
+        let listed = self.store.list(&self.keys.batches()).await?;
+        let tokens: Vec<&str> = listed
+            .iter()
+            .filter_map(|m| self.keys.batch_token_of(&m.key))
+            .filter(|t| *t < before)
+            .collect();
+        let start = tokens.len().saturating_sub(limit);
+        let mut page = BatchPage {
+            batches: Vec::new(),
+            has_more: start > 0,
+        };
+        for token in &tokens[start..] {
+            if let Some((record, _)) = self.batch(token).await? {
+                page.batches.push(record);
+            }
+        }
+        Ok(page)
+    }
 }
 
 fn found<T>(result: Result<T, StoreError>) -> Result<Option<T>, StoreError> {

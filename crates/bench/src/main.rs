@@ -9,6 +9,8 @@
 //! - one poll tick over many active jobs ([`poll`]);
 //! - the synchronous lane's requests per second against an instant server, and the same
 //!   requests sent straight to it ([`lane`]);
+//! - paying once: requests sent and USD paid on a corpus with repeats, with `reuse_results`
+//!   and without, in this process ([`reuse`]);
 //! - the stripped size of the Lambda binaries ([`binaries`]).
 //!
 //! It prints a table and writes the same figures, each with its target and verdict, to
@@ -24,6 +26,7 @@ mod plan;
 mod poll;
 mod process;
 mod report;
+mod reuse;
 
 use clap::{Parser, Subcommand};
 use error::{BenchError, Context};
@@ -67,6 +70,8 @@ struct Cli {
 enum Group {
     /// The synchronous lane: lane.rate, lane.direct, lane.invocation.
     Lane,
+    /// Paying once: reuse.sent, reuse.saved.
+    Reuse,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +104,8 @@ struct Sizes {
     lane_requests: u64,
     /// The deadline of the synchronous lane's poll invocation, from its start.
     lane_invocation: Duration,
+    /// Requests per file of the reuse corpus.
+    reuse_requests: u64,
 }
 
 const FULL: Sizes = Sizes {
@@ -113,6 +120,7 @@ const FULL: Sizes = Sizes {
     e2e_timeout: Duration::from_secs(1800),
     lane_requests: 20_000,
     lane_invocation: Duration::from_secs(30),
+    reuse_requests: 100_000,
 };
 const QUICK: Sizes = Sizes {
     mode: "quick",
@@ -126,6 +134,7 @@ const QUICK: Sizes = Sizes {
     e2e_timeout: Duration::from_secs(600),
     lane_requests: 5_000,
     lane_invocation: Duration::from_secs(10),
+    reuse_requests: 10_000,
 };
 const TINY: Sizes = Sizes {
     mode: "tiny",
@@ -139,6 +148,7 @@ const TINY: Sizes = Sizes {
     e2e_timeout: Duration::from_secs(120),
     lane_requests: 200,
     lane_invocation: Duration::from_secs(2),
+    reuse_requests: 500,
 };
 
 /// Targets from the issue.
@@ -321,17 +331,29 @@ fn run(cli: &Cli, runtime: &tokio::runtime::Runtime) -> Result<Report, BenchErro
     }
 
     // The synchronous lane.
-    eprintln!(
-        "bench: synchronous lane, {} requests at concurrency {LANE_CONCURRENCY} …",
-        sizes.lane_requests
-    );
-    let lane = runtime.block_on(lane::measure(
-        sizes.lane_requests,
-        LANE_CONCURRENCY,
-        sizes.lane_invocation,
-        &work,
-    ));
-    figures.extend(lane_figures(lane));
+    if all || cli.only == Some(Group::Lane) {
+        eprintln!(
+            "bench: synchronous lane, {} requests at concurrency {LANE_CONCURRENCY} …",
+            sizes.lane_requests
+        );
+        let lane = runtime.block_on(lane::measure(
+            sizes.lane_requests,
+            LANE_CONCURRENCY,
+            sizes.lane_invocation,
+            &work,
+        ));
+        figures.extend(lane_figures(lane));
+    }
+
+    // Paying once.
+    if all || cli.only == Some(Group::Reuse) {
+        eprintln!(
+            "bench: reuse, 2 files of {} requests with and without reuse_results …",
+            sizes.reuse_requests
+        );
+        let reused = runtime.block_on(reuse::measure(sizes.reuse_requests, &work));
+        figures.extend(reuse_figures(reused));
+    }
 
     // Lambda binary sizes.
     for name in ["submit", "poll"].into_iter().filter(|_| all) {
@@ -676,6 +698,46 @@ fn lane_figures(measured: Result<lane::LaneRun, BenchError>) -> Vec<Figure> {
             Figure::missing("lane.rate", name, "req/s", e.to_string()),
             Figure::missing("lane.direct", direct, "req/s", e.to_string()),
             Figure::missing("lane.invocation", invocation, "req/min", e.to_string()),
+        ],
+    }
+}
+
+fn reuse_figures(measured: Result<reuse::ReuseRun, BenchError>) -> Vec<Figure> {
+    let sent = "reuse: requests sent, a second file 30% asked before and 10% repeated".to_string();
+    let saved = "  · saved by reuse, of the cost without it (batch prices)".to_string();
+    match measured {
+        Ok(run) => {
+            let (with, without) = (&run.with_reuse, &run.without_reuse);
+            let new = run.new_in_second();
+            let share = 100.0 * with.saved_usd / without.paid_usd.max(1e-12);
+            vec![
+                Figure::info("reuse.sent", sent, with.sent as f64, "req")
+                    .target(
+                        format!("second file sends only its {new} new requests"),
+                        with.sent_second == new,
+                    )
+                    .detail(format!(
+                        "2 × {} requests: {} sent with reuse ({} by the second file, {} reused), {} without; second file {:.2} s with reuse, {:.2} s without",
+                        run.requests_per_file,
+                        with.sent,
+                        with.sent_second,
+                        with.reused,
+                        without.sent,
+                        with.second_secs,
+                        without.second_secs
+                    ))
+                    .data(json!(run)),
+                Figure::info("reuse.saved", saved, r3(share), "%")
+                    .target("= paid without − paid with", run.adds_up())
+                    .detail(format!(
+                        "paid ${:.6} with reuse, ${:.6} without; saved ${:.6}",
+                        with.paid_usd, without.paid_usd, with.saved_usd
+                    )),
+            ]
+        }
+        Err(e) => vec![
+            Figure::missing("reuse.sent", sent, "req", e.to_string()),
+            Figure::missing("reuse.saved", saved, "%", e.to_string()),
         ],
     }
 }

@@ -32,6 +32,8 @@ const FIGURES: &[&str] = &[
     "poll.first_tick",
     "lane.rate",
     "lane.direct",
+    "reuse.sent",
+    "reuse.saved",
     "size.submit",
     "size.poll",
 ];
@@ -50,6 +52,8 @@ const WITH_TARGETS: &[&str] = &[
     "local_rss.ratio",
     "poll.idle_tick",
     "lane.rate",
+    "reuse.sent",
+    "reuse.saved",
 ];
 
 /// The directory of the bench binary, holding (or given) the binaries it measures:

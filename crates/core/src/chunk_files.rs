@@ -79,6 +79,31 @@ impl ChunkWriter {
     }
 }
 
+/// Writes the sidecar of a chunk that is never sent (its answers come from elsewhere: the
+/// `reuse` module): its rows' input line numbers, and no requests.
+pub struct LineNumbers {
+    sidecar: StreamWriter,
+}
+
+impl LineNumbers {
+    pub fn open(store: &Arc<dyn ObjectStore>, keys: &JobKeys, index: u32) -> Self {
+        let key = keys.chunk_line_numbers(index);
+        Self {
+            sidecar: StreamWriter::open(store.clone(), key, PutMode::Overwrite),
+        }
+    }
+
+    pub async fn push(&mut self, line: u64) -> Result<(), StoreError> {
+        self.sidecar.write(itoa(line, &mut [0u8; 20])).await?;
+        self.sidecar.write(b"\n").await
+    }
+
+    pub async fn finish(self) -> Result<(), StoreError> {
+        self.sidecar.finish().await?;
+        Ok(())
+    }
+}
+
 /// Deletes both objects of chunk `index`.
 pub async fn delete(store: &dyn ObjectStore, keys: &JobKeys, index: u32) -> Result<(), StoreError> {
     store.delete(&keys.chunk(index)).await?;

@@ -29,6 +29,8 @@
 //! max_usd_per_day = 100.0          #   sends nothing and fails over_budget (`spend` module)
 //! max_enqueued_tokens = 2_000_000  # the provider's batch queue limit per model: chunks wait
 //! assumed_output_tokens = 512      # output per request without max_tokens (default 1024)
+//! reuse_results = true             # requests answered on this route before are not sent
+//! reuse_days = 30                  #   again: their stored answers are (`reuse` module)
 //! [routes.labelling.defaults]      # fill in prompt lines and lines without a model
 //! model = "gpt-4o-mini"
 //! max_tokens = 512
@@ -40,7 +42,7 @@
 
 pub use crate::route::{
     BelowMinimum, ChunkLimits, DEFAULT_ASSUMED_OUTPUT_TOKENS, DEFAULT_SANDBOX_URL, Deadlines,
-    Defaults, KeySource, Retries, Route, Spend,
+    Defaults, KeySource, Retries, Reuse, Route, Spend,
 };
 
 use crate::cost::{PriceOverride, PriceTable};
@@ -104,6 +106,8 @@ struct FileRoute {
     max_usd_per_day: Option<f64>,
     max_enqueued_tokens: Option<i64>,
     assumed_output_tokens: Option<i64>,
+    reuse_results: Option<bool>,
+    reuse_days: Option<i64>,
     defaults: Option<Defaults>,
 }
 
@@ -168,6 +172,7 @@ impl Config {
                         requests_per_minute: None,
                         tokens_per_minute: None,
                         spend: Default::default(),
+                        reuse: Default::default(),
                     },
                 },
                 (None, None) => {
@@ -330,6 +335,17 @@ impl Config {
                         .ok_or_else(|| route_err(format!("{field} = {n} must be at least 1")))?;
                     *slot = Some(n);
                 }
+            }
+            if let Some(on) = fr.reuse_results {
+                route.reuse.enabled = on;
+            }
+            if let Some(days) = fr.reuse_days {
+                route.reuse.days = u32::try_from(days)
+                    .ok()
+                    .filter(|d| (1..=3650).contains(d))
+                    .ok_or_else(|| {
+                        route_err(format!("reuse_days = {days} must be between 1 and 3650"))
+                    })?;
             }
             if route.limits.max_line_bytes > route.limits.max_bytes_per_batch {
                 route.limits.max_line_bytes = route.limits.max_bytes_per_batch;
@@ -601,6 +617,35 @@ mod tests {
         assert!(spend.has_cap() && spend.estimates());
         let builtin = Config::builtin(&no_env);
         assert!(!builtin.route("sandbox").unwrap().spend.estimates());
+    }
+
+    #[test]
+    fn a_route_takes_reuse_results_and_reuse_days() {
+        let c = Config::from_toml(
+            "[routes.sandbox]\nreuse_results = true\nreuse_days = 7\n",
+            "t.toml",
+            &no_env,
+        )
+        .unwrap();
+        let reuse = c.route("sandbox").unwrap().reuse;
+        assert_eq!(
+            reuse,
+            Reuse {
+                enabled: true,
+                days: 7
+            }
+        );
+        let builtin = Config::builtin(&no_env);
+        assert_eq!(builtin.route("sandbox").unwrap().reuse, Reuse::default());
+        for days in ["0", "-1", "3651"] {
+            let err = Config::from_toml(
+                &format!("[routes.sandbox]\nreuse_results = true\nreuse_days = {days}\n"),
+                "t.toml",
+                &no_env,
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("reuse_days"), "{days}: {err}");
+        }
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub struct Duplicate {
 /// The ids of one planning segment, written out in sorted runs.
 pub struct IdRuns {
     store: Arc<dyn ObjectStore>,
-    keys: JobKeys,
+    /// Where the runs go (`…/ids/`, or another folder of the job for other 128-bit keys).
+    dir: String,
     segment: u32,
     runs: u32,
     pairs: Vec<(u128, u64)>,
@@ -72,15 +73,26 @@ impl IdRuns {
         segment: u32,
         capacity: usize,
     ) -> Result<Self, StoreError> {
+        Self::in_dir(store, keys.id_runs(), segment, capacity).await
+    }
+
+    /// Runs of any 128-bit keys with their lines under `dir` (the `reuse` module keeps the
+    /// requests' content hashes so); same rules as the ids'.
+    pub async fn in_dir(
+        store: Arc<dyn ObjectStore>,
+        dir: String,
+        segment: u32,
+        capacity: usize,
+    ) -> Result<Self, StoreError> {
         let capacity = capacity.max(1);
-        for stale in store.list(&keys.id_runs()).await? {
+        for stale in store.list(&dir).await? {
             if run_segment(&stale.key).is_none_or(|s| s >= segment) {
                 store.delete(&stale.key).await?;
             }
         }
         Ok(Self {
             store,
-            keys,
+            dir,
             segment,
             runs: 0,
             pairs: Vec::with_capacity(capacity.min(RUN_ENTRIES)),
@@ -90,7 +102,12 @@ impl IdRuns {
 
     /// Remembers that `line` uses `id`.
     pub async fn push(&mut self, id: &str, line: u64) -> Result<(), StoreError> {
-        self.pairs.push((id_hash(id), line));
+        self.push_hash(id_hash(id), line).await
+    }
+
+    /// Remembers that `line` has the key `hash`.
+    pub async fn push_hash(&mut self, hash: u128, line: u64) -> Result<(), StoreError> {
+        self.pairs.push((hash, line));
         if self.pairs.len() >= self.capacity {
             self.flush().await?;
         }
@@ -107,7 +124,7 @@ impl IdRuns {
             return Ok(());
         }
         self.pairs.sort_unstable();
-        let key = self.keys.id_run(self.segment, self.runs);
+        let key = run_key(&self.dir, self.segment, self.runs);
         let mut out = StreamWriter::open(self.store.clone(), key, PutMode::Overwrite);
         let mut record = [0u8; RECORD];
         for &(hash, line) in &self.pairs {
@@ -119,6 +136,11 @@ impl IdRuns {
         self.pairs.clear();
         Ok(())
     }
+}
+
+/// Run `run` of segment `segment` under `dir`.
+fn run_key(dir: &str, segment: u32, run: u32) -> String {
+    format!("{dir}{segment:05}-{run:05}.bin")
 }
 
 fn encode(hash: u128, line: u64, record: &mut [u8; RECORD]) {
@@ -192,45 +214,9 @@ pub async fn find_duplicates(
     store: &Arc<dyn ObjectStore>,
     keys: &JobKeys,
 ) -> Result<Vec<Duplicate>, StoreError> {
-    let mut runs: Vec<String> = store
-        .list(&keys.id_runs())
-        .await?
-        .into_iter()
-        .map(|m| m.key)
-        .collect();
-    // Merged runs are named as segment u32::MAX (never a planning segment; listed last),
-    // numbered after any a crashed earlier merge left.
-    let mut merged = runs
-        .iter()
-        .filter(|k| run_segment(k) == Some(MERGED))
-        .count() as u32;
-    while runs.len() > MERGE_FAN_IN {
-        let group: Vec<String> = runs.drain(..MERGE_FAN_IN).collect();
-        let key = keys.id_run(MERGED, merged);
-        merged += 1;
-        let mut out = StreamWriter::open(store.clone(), key.clone(), PutMode::Overwrite);
-        let mut record = [0u8; RECORD];
-        merge(store.as_ref(), group.clone(), async |(hash, line)| {
-            encode(hash, line, &mut record);
-            out.write(&record).await
-        })
-        .await?;
-        out.finish().await?;
-        for old in group {
-            store.delete(&old).await?;
-        }
-        runs.push(key);
-    }
     let mut found = Vec::new();
     let mut current: Option<(u128, u64)> = None;
-    let mut last: Option<(u128, u64)> = None;
-    merge(store.as_ref(), runs, async |pair| {
-        // The same pair twice: a merge that crashed before removing its inputs.
-        if last == Some(pair) {
-            return Ok(());
-        }
-        last = Some(pair);
-        let (hash, line) = pair;
+    merged_pairs(store, &keys.id_runs(), async |(hash, line)| {
         match current {
             Some((h, first)) if h == hash => found.push(Duplicate {
                 line,
@@ -245,9 +231,57 @@ pub async fn find_duplicates(
     Ok(found)
 }
 
+/// Every (key, line) pair of the runs under `dir`, once each, in (key, line) order. Runs
+/// beyond [`MERGE_FAN_IN`] are first merged into bigger runs (written there, old ones removed).
+pub async fn merged_pairs(
+    store: &Arc<dyn ObjectStore>,
+    dir: &str,
+    mut each: impl AsyncFnMut((u128, u64)) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut runs: Vec<String> = store.list(dir).await?.into_iter().map(|m| m.key).collect();
+    // Merged runs are named as segment u32::MAX (never a planning segment; listed last),
+    // numbered after any a crashed earlier merge left.
+    let mut merged = runs
+        .iter()
+        .filter(|k| run_segment(k) == Some(MERGED))
+        .count() as u32;
+    while runs.len() > MERGE_FAN_IN {
+        let group: Vec<String> = runs.drain(..MERGE_FAN_IN).collect();
+        let key = run_key(dir, MERGED, merged);
+        merged += 1;
+        let mut out = StreamWriter::open(store.clone(), key.clone(), PutMode::Overwrite);
+        let mut record = [0u8; RECORD];
+        merge(store.as_ref(), group.clone(), async |(hash, line)| {
+            encode(hash, line, &mut record);
+            out.write(&record).await
+        })
+        .await?;
+        out.finish().await?;
+        for old in group {
+            store.delete(&old).await?;
+        }
+        runs.push(key);
+    }
+    let mut last: Option<(u128, u64)> = None;
+    merge(store.as_ref(), runs, async |pair| {
+        // The same pair twice: a merge that crashed before removing its inputs.
+        if last == Some(pair) {
+            return Ok(());
+        }
+        last = Some(pair);
+        each(pair).await
+    })
+    .await
+}
+
 /// Removes the job's runs (once the duplicates are known).
 pub async fn remove_runs(store: &dyn ObjectStore, keys: &JobKeys) -> Result<(), StoreError> {
-    for run in store.list(&keys.id_runs()).await? {
+    remove_runs_in(store, &keys.id_runs()).await
+}
+
+/// Removes every run under `dir`.
+pub async fn remove_runs_in(store: &dyn ObjectStore, dir: &str) -> Result<(), StoreError> {
+    for run in store.list(dir).await? {
         store.delete(&run.key).await?;
     }
     Ok(())

@@ -6,6 +6,7 @@
 //! cancel/<route>/<path>.jsonl            cancel requests
 //! _batchdrop/jobs/<job_id>/...           one job's manifest, staged chunks and results
 //! _batchdrop/active/<job_id>             index of unfinished jobs (what poll looks at)
+//! _batchdrop/reuse/<route>/<job_id>/<chunk>.idx  answered requests (routes with reuse_results)
 //! ```
 
 use percent_encoding::percent_decode_str;
@@ -131,6 +132,21 @@ impl JobKeys {
     /// Every part of the rejected lines (`rejected_part`s and `rejected_duplicates`).
     pub fn rejected_parts(&self) -> String {
         format!("{}rejected/", self.dir)
+    }
+    /// Where the sorted runs of (request content hash, line) pairs of a route with
+    /// `reuse_results` go while the upload is planned (the `reuse` module).
+    pub fn content_runs(&self) -> String {
+        format!("{}content/", self.dir)
+    }
+    /// Planning's working files of reuse: the first line of each distinct content (sorted by
+    /// hash), looked up in the route's index.
+    pub fn reuse_leaders(&self) -> String {
+        format!("{}reuse/leaders.bin", self.dir)
+    }
+    /// The lines whose content an earlier line of the file has, answered with its answer at
+    /// the end of the job (JSON lines in line order).
+    pub fn reuse_followers(&self) -> String {
+        format!("{}reuse/followers.jsonl", self.dir)
     }
     /// Where a superseded job leaves its summary instead of `results/`.
     pub fn summary(&self) -> String {

@@ -15,6 +15,8 @@
 //!   (`staging` stages one segment).
 //! - [`manifest`]: the job manifest (plain data); [`summary`]: the summary.json it ends as.
 //! - [`spend`]: spending caps and queue-aware admission (estimates, the day's spend object).
+//! - [`reuse`]: paying once: a request's content hash, the route's index of answered
+//!   requests, stored answers read back (the engine's `reuse` applies them).
 //! - [`engine`]: the engine that submit and poll run (`chunk_files`: a staged chunk's files).
 //! - [`webhooks`]: webhooks in and out (the Standard Webhooks signature).
 //! - [`types`]: plain data shared by the modules above (a leaf).
@@ -33,6 +35,7 @@ pub mod plan;
 pub mod prompt;
 pub mod provider;
 pub mod providers;
+pub mod reuse;
 pub mod route;
 pub mod scan;
 pub mod spend;

@@ -187,6 +187,30 @@ pub struct ChunkRecord {
     /// go on through the synchronous lane.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deadline_cut: bool,
+    /// Never sent: its requests were answered with answers already in the bucket (a route
+    /// with `reuse_results`; the `reuse` module). Collected from the start, at no cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused: Option<ReusedAnswers>,
+}
+
+/// Where the answers of a chunk that was never sent came from, and what sending its requests
+/// would have used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReusedAnswers {
+    /// `bucket`: answers of earlier jobs of the route; `in_file`: the answer of the same
+    /// request earlier in this file.
+    pub source: ReuseSource,
+    /// The tokens the answers used when they were first sent, by model: what was saved.
+    #[serde(default)]
+    pub saved_usage_by_model: std::collections::BTreeMap<String, Usage>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReuseSource {
+    #[default]
+    Bucket,
+    InFile,
 }
 
 fn first_attempt() -> u32 {
@@ -214,6 +238,7 @@ impl ChunkRecord {
             usage_by_model: Default::default(),
             on_demand: false,
             deadline_cut: false,
+            reused: None,
         }
     }
 }

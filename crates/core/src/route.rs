@@ -80,6 +80,30 @@ pub struct Route {
     pub deadlines: Deadlines,
     /// Spending caps and the provider's queue limit (see [`Spend`]).
     pub spend: Spend,
+    /// Whether requests answered before are answered again from the bucket (see [`Reuse`]).
+    pub reuse: Reuse,
+}
+
+/// A route's reuse of answered requests (`reuse_results`, `reuse_days`; the `reuse` module):
+/// a request whose content was answered successfully on this route within `days` is not sent
+/// again, and identical requests of one file are sent once. Off by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Reuse {
+    pub enabled: bool,
+    /// How old an answer may be and still be reused.
+    pub days: u32,
+}
+
+/// How long answers are reused unless the route says (`reuse_days`).
+pub const DEFAULT_REUSE_DAYS: u32 = 30;
+
+impl Default for Reuse {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            days: DEFAULT_REUSE_DAYS,
+        }
+    }
 }
 
 /// A route's spending caps and its admission limit (the `spend` module applies them). All

@@ -11,13 +11,14 @@
 //! estimated too ([`crate::spend::ChunkEstimator`]) and its chunk's plan carries their sum.
 
 use crate::chunk_files::ChunkWriter;
-use crate::ids::IdRuns;
+use crate::ids::{IdRuns, RUN_ENTRIES};
 use crate::input::{Outcome, Validator};
 use crate::layout::JobKeys;
 use crate::manifest::Counts;
 use crate::manifest::TokenEstimate;
 use crate::plan::{ChunkPlan, Planner};
 use crate::provider::Dialect;
+use crate::reuse::content_hash;
 use crate::route::Route;
 use crate::spend::ChunkEstimator;
 use crate::store::{ObjectStore, PutMode, StoreError};
@@ -41,6 +42,8 @@ pub struct Stager {
     validator: Validator,
     planner: Planner,
     ids: IdRuns,
+    /// The requests' content hashes, on a route with `reuse_results` (the `reuse` module).
+    contents: Option<IdRuns>,
     rejected: StreamWriter,
     open: HashMap<u32, ChunkWriter>,
     staged: Staged,
@@ -61,6 +64,12 @@ impl Stager {
         first_chunk: u32,
     ) -> Result<Self, StoreError> {
         let ids = IdRuns::start(store.clone(), keys.clone(), segment).await?;
+        let contents = match route.reuse.enabled {
+            true => Some(
+                IdRuns::in_dir(store.clone(), keys.content_runs(), segment, RUN_ENTRIES).await?,
+            ),
+            false => None,
+        };
         let rejected = StreamWriter::open(
             store.clone(),
             keys.rejected_part(segment),
@@ -70,6 +79,7 @@ impl Stager {
             validator: Validator::new(route, dialect),
             planner: Planner::starting_at(route.limits, first_chunk),
             ids,
+            contents,
             rejected,
             open: HashMap::new(),
             staged: Staged::default(),
@@ -95,6 +105,11 @@ impl Stager {
         counts.lines += 1;
         counts.accepted += 1;
         self.ids.push(&acc.custom_id, line_no).await?;
+        if let Some(contents) = &mut self.contents
+            && let Some(hash) = content_hash(&acc.group.endpoint, &acc.group.model, &acc.request)
+        {
+            contents.push_hash(hash, line_no).await?;
+        }
         let place = self
             .planner
             .place(&acc.group, acc.request.len() as u64, acc.units);
@@ -127,6 +142,9 @@ impl Stager {
         }
         self.rejected.finish().await?;
         self.ids.finish().await?;
+        if let Some(contents) = self.contents.take() {
+            contents.finish().await?;
+        }
         let estimates = &mut self.estimates;
         self.staged
             .chunks

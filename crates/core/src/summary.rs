@@ -16,6 +16,8 @@ pub fn summary(manifest: &Manifest, config: &Config) -> serde_json::Value {
     let batches: Vec<_> = manifest
         .chunks
         .iter()
+        // Answers reused from the bucket or the same file were never a batch.
+        .filter(|c| c.reused.is_none())
         .map(|c| {
             let mut batch = serde_json::json!({
                 "provider": manifest.provider,
@@ -55,6 +57,9 @@ pub fn summary(manifest: &Manifest, config: &Config) -> serde_json::Value {
     if let Some(deadline) = deadline(manifest, config, default_model) {
         v["deadline"] = deadline;
     }
+    if let Some(reuse) = reuse(manifest, config, default_model) {
+        v["reuse"] = reuse;
+    }
     if let Some(budget) = &manifest.budget {
         // The spending check: the estimate, the caps, the day's spend before this job, and
         // why nothing was sent when it was refused.
@@ -65,6 +70,45 @@ pub fn summary(manifest: &Manifest, config: &Config) -> serde_json::Value {
         v["reason"] = serde_json::Value::String(reason.clone());
     }
     v
+}
+
+/// The `reuse` object (jobs with reused answers): the requests answered without being sent
+/// (from the route's earlier jobs, and repeats within the file), and what sending them would
+/// have cost at batch prices (the tokens their answers used).
+fn reuse(
+    manifest: &Manifest,
+    config: &Config,
+    default_model: Option<&str>,
+) -> Option<serde_json::Value> {
+    let mut tally = cost::Tally::new();
+    let (mut from_bucket, mut in_file) = (0u64, 0u64);
+    for chunk in &manifest.chunks {
+        let Some(reused) = &chunk.reused else {
+            continue;
+        };
+        match reused.source {
+            crate::manifest::ReuseSource::Bucket => from_bucket += chunk.plan.requests,
+            crate::manifest::ReuseSource::InFile => in_file += chunk.plan.requests,
+        }
+        for (model, usage) in &reused.saved_usage_by_model {
+            // Answers that name no model were the route's default model's.
+            let model = match model.as_str() {
+                "" => default_model.unwrap_or_default(),
+                named => named,
+            };
+            tally.add(model, usage.input_tokens, usage.output_tokens);
+        }
+    }
+    if from_bucket + in_file == 0 {
+        return None;
+    }
+    let saved = tally.cost(&config.prices);
+    Some(serde_json::json!({
+        "requests": from_bucket + in_file,
+        "from_earlier_jobs": from_bucket,
+        "repeated_in_file": in_file,
+        "saved_usd": saved.batch,
+    }))
 }
 
 /// The `deadline` object: when the job had to be done by, whether it was, and — when the

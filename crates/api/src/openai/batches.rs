@@ -18,7 +18,7 @@ use crate::{ApiState, Caller};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
-use batchdrop_core::engine::{JobStart, SubmitOutcome};
+use batchdrop_core::engine::{JobError, JobStart, SubmitOutcome};
 use batchdrop_core::layout::JobKeys;
 use batchdrop_core::manifest::Manifest;
 use batchdrop_core::store::{ObjectStoreExt, StoreError};
@@ -81,20 +81,51 @@ pub async fn create(
     if tenant.file(&file_token).await?.is_none() {
         return Err(no_input_file(&body.input_file_id));
     }
+    let (record, manifest, token) = new_batch(
+        &state,
+        &tenant,
+        tenant_name,
+        NewBatch {
+            route,
+            file_token,
+            endpoint: body.endpoint,
+            metadata: body.metadata,
+        },
+    )
+    .await?;
+    Ok(Json(object_of(&record, manifest.as_ref(), &token)))
+}
+
+/// What a new batch runs: an upload of the tenant's, on a route.
+pub(crate) struct NewBatch {
+    pub route: String,
+    pub file_token: String,
+    pub endpoint: String,
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// Writes the record of a new batch and starts its job: the record, the job's manifest (if
+/// it started) and the batch's token. Shared by every API that makes batches.
+pub(crate) async fn new_batch(
+    state: &ApiState,
+    tenant: &TenantStore,
+    tenant_name: &str,
+    new: NewBatch,
+) -> Result<(BatchRecord, Option<Manifest>, String), ApiError> {
     let now = state.clock.now();
     let token = ids::new_batch_token((now.unix_timestamp_nanos() / 1_000_000) as i64)?;
     let batch_id = ids::batch_id(&token);
     let record = BatchRecord {
         job_id: layout::job_id(tenant_name, &batch_id),
-        results_prefix: layout::results_prefix(&route, tenant_name, &batch_id),
-        input_key: tenant.keys().file_content(&file_token),
+        results_prefix: layout::results_prefix(&new.route, tenant_name, &batch_id),
+        input_key: tenant.keys().file_content(&new.file_token),
         id: batch_id,
-        input_file_id: body.input_file_id,
-        endpoint: body.endpoint,
-        completion_window: body.completion_window,
-        metadata: body.metadata,
+        input_file_id: FileId::Upload(new.file_token).id(),
+        endpoint: new.endpoint,
+        completion_window: COMPLETION_WINDOW.to_string(),
+        metadata: new.metadata,
         created_at: now.unix_timestamp(),
-        route,
+        route: new.route,
         cancelling_at: None,
     };
     tenant.put_batch(&token, &record).await?;
@@ -105,8 +136,8 @@ pub async fn create(
         route = record.route,
         "batch created"
     );
-    let manifest = start_job(&state, &record).await?;
-    Ok(Json(object_of(&record, manifest.as_ref(), &token)))
+    let manifest = start_job(state, &record).await?;
+    Ok((record, manifest, token))
 }
 
 /// `GET /v1/batches/{batch_id}`.
@@ -117,15 +148,27 @@ pub async fn retrieve(
 ) -> Result<Json<BatchObject>, ApiError> {
     let tenant = TenantStore::new(state.store.clone(), &caller.tenant.name);
     let token = batch_token(&param.batch_id)?;
-    let (record, _) = tenant
-        .batch(token)
+    let (record, manifest) = batch_and_job(&state, &tenant, token)
         .await?
         .ok_or_else(|| not_found(&param.batch_id))?;
-    let manifest = match job_manifest(&state, &record.job_id).await? {
-        Some(m) => Some(m),
-        None => start_job(&state, &record).await?,
-    };
     Ok(Json(object_of(&record, manifest.as_ref(), token)))
+}
+
+/// A batch of the tenant and its job's manifest; the job is started again if it does not
+/// exist yet (a crash between the record and the start). `None`: no such batch.
+pub(crate) async fn batch_and_job(
+    state: &ApiState,
+    tenant: &TenantStore,
+    token: &str,
+) -> Result<Option<(BatchRecord, Option<Manifest>)>, ApiError> {
+    let Some((record, _)) = tenant.batch(token).await? else {
+        return Ok(None);
+    };
+    let manifest = match job_manifest(state, &record.job_id).await? {
+        Some(m) => Some(m),
+        None => start_job(state, &record).await?,
+    };
+    Ok(Some((record, manifest)))
 }
 
 /// `GET /v1/batches?after=&limit=`: newest first.
@@ -175,10 +218,31 @@ pub async fn cancel(
 ) -> Result<Json<BatchObject>, ApiError> {
     let tenant = TenantStore::new(state.store.clone(), &caller.tenant.name);
     let token = batch_token(&param.batch_id)?;
-    let (mut record, etag) = tenant
-        .batch(token)
+    let (record, manifest) = cancel_batch(&state, &tenant, token)
         .await?
         .ok_or_else(|| not_found(&param.batch_id))?;
+    tracing::info!(
+        tenant = caller.tenant.name,
+        batch_id = record.id,
+        "batch cancel asked"
+    );
+    let mut object = object_of(&record, manifest.as_ref(), token);
+    if matches!(object.status, "validating" | "in_progress" | "finalizing") {
+        object.status = "cancelling";
+    }
+    Ok(Json(object))
+}
+
+/// Asks the job of a tenant's batch to cancel (the time of the first ask is kept in the
+/// record); the record and the job's manifest after the ask. `None`: no such batch.
+pub(crate) async fn cancel_batch(
+    state: &ApiState,
+    tenant: &TenantStore,
+    token: &str,
+) -> Result<Option<(BatchRecord, Option<Manifest>)>, ApiError> {
+    let Some((mut record, etag)) = tenant.batch(token).await? else {
+        return Ok(None);
+    };
     if record.cancelling_at.is_none() {
         record.cancelling_at = Some(state.clock.now().unix_timestamp());
         match tenant.update_batch(token, &record, etag).await {
@@ -193,17 +257,8 @@ pub async fn cancel(
         engine.cancel_job(&job_id, &reason).await
     })
     .await??;
-    tracing::info!(
-        tenant = caller.tenant.name,
-        batch_id = record.id,
-        "batch cancel asked"
-    );
-    let manifest = job_manifest(&state, &record.job_id).await?;
-    let mut object = object_of(&record, manifest.as_ref(), token);
-    if matches!(object.status, "validating" | "in_progress" | "finalizing") {
-        object.status = "cancelling";
-    }
-    Ok(Json(object))
+    let manifest = job_manifest(state, &record.job_id).await?;
+    Ok(Some((record, manifest)))
 }
 
 /// The manifest of a job, if it exists.
@@ -246,10 +301,16 @@ async fn start_job(state: &ApiState, record: &BatchRecord) -> Result<Option<Mani
         input_key: record.input_key.clone(),
         results_prefix: record.results_prefix.clone(),
     };
-    let outcome = on_engine(&state.engine, move |engine| async move {
+    let outcome = match on_engine(&state.engine, move |engine| async move {
         engine.start(start).await
     })
-    .await??;
+    .await?
+    {
+        Ok(outcome) => outcome,
+        // A poller took the new job over while it was being planned: it exists, and moves on.
+        Err(JobError::LostLease { .. }) => return Ok(job_manifest(state, &record.job_id).await?),
+        Err(e) => return Err(e.into()),
+    };
     if let SubmitOutcome::Ignored { .. } = outcome {
         return Ok(None);
     }

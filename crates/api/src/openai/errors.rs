@@ -28,14 +28,6 @@ pub enum ApiError {
         param: Option<&'static str>,
         code: Option<&'static str>,
     },
-    #[error(
-        "The output of route {route:?} (provider {provider:?}) is in that provider's result shape; translating it to OpenAI's batch output lines is not there yet. Read it from the bucket at {key}."
-    )]
-    OutputNotTranslated {
-        route: String,
-        provider: String,
-        key: String,
-    },
     #[error("{what} may hold at most {limit} bytes.")]
     TooLarge { what: &'static str, limit: u64 },
     #[error("The bucket could not be used: {0}")]
@@ -57,14 +49,12 @@ impl ApiError {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::ForbiddenRoute { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } | ApiError::UnknownUrl { .. } => StatusCode::NOT_FOUND,
-            ApiError::BadRequest { .. } | ApiError::OutputNotTranslated { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Job(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
@@ -82,8 +72,7 @@ impl ApiError {
             ApiError::NotFound { .. }
             | ApiError::UnknownUrl { .. }
             | ApiError::BadRequest { .. }
-            | ApiError::TooLarge { .. }
-            | ApiError::OutputNotTranslated { .. } => "invalid_request_error",
+            | ApiError::TooLarge { .. } => "invalid_request_error",
             ApiError::Store(_)
             | ApiError::Job(_)
             | ApiError::Random(_)
@@ -98,7 +87,6 @@ impl ApiError {
             ApiError::NotFound { .. } => Some("not_found"),
             ApiError::UnknownUrl { .. } => Some("unknown_url"),
             ApiError::BadRequest { code, .. } => *code,
-            ApiError::OutputNotTranslated { .. } => Some("output_not_translated"),
             ApiError::TooLarge { .. } => Some("too_large"),
             ApiError::Store(_)
             | ApiError::Job(_)

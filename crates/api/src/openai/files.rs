@@ -3,15 +3,16 @@
 //!
 //! Besides uploads, a finished batch's output file (its job's output.jsonl) and error file
 //! (errors.jsonl re-shaped, `error_file`) are files of its tenant. Output is served as it is
-//! only for routes whose provider writes OpenAI-shaped result lines
-//! ([`serves_output_as_is`]); the others answer 400 `output_not_translated`. They cannot be
-//! deleted through the API: they stay with the job's results.
+//! for routes whose provider writes OpenAI-shaped result lines; the others' lines are
+//! translated to OpenAI batch output lines as they stream ([`crate::result_lines`]). They
+//! cannot be deleted through the API: they stay with the job's results.
 
 use super::batches::finished_job;
 use super::error_file::error_lines;
 use super::errors::ApiError;
 use crate::ids::{self, FileId};
 use crate::records::FileRecord;
+use crate::result_lines;
 use crate::tenant_store::TenantStore;
 use crate::{ApiState, Caller};
 use axum::body::Body;
@@ -22,6 +23,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
 use batchdrop_core::clock::parse_rfc3339;
 use batchdrop_core::manifest::Manifest;
+use batchdrop_core::provider::Dialect;
+use batchdrop_core::providers;
 use batchdrop_core::store::{ByteStream, ObjectStoreExt, StoreError};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -32,8 +35,6 @@ use serde_json::json;
 const PURPOSE: &str = "batch";
 /// Pieces of an upload in flight between the request and the bucket.
 const UPLOAD_PIECES: usize = 4;
-/// The providers whose result lines are OpenAI's `{"id","custom_id","response","error"}`.
-const OPENAI_SHAPED: [&str; 2] = ["openai", "openai-sync"];
 
 /// OpenAI's File object.
 #[derive(Debug, Clone, Serialize)]
@@ -71,9 +72,33 @@ impl From<&FileRecord> for FileObject {
     }
 }
 
-/// Whether a provider's output.jsonl is served as OpenAI batch output without translation.
-pub fn serves_output_as_is(provider: &str) -> bool {
-    OPENAI_SHAPED.contains(&provider)
+/// The dialect whose result lines this API serves: OpenAI's.
+fn api_dialect() -> &'static dyn Dialect {
+    &providers::openai::OpenAi
+}
+
+/// The dialect of the result lines of `route`'s provider.
+fn route_dialect(state: &ApiState, route: &str) -> &'static dyn Dialect {
+    let provider = state
+        .config
+        .route(route)
+        .map(|r| r.provider.as_str())
+        .unwrap_or_default();
+    result_lines::route_dialect(provider, api_dialect())
+}
+
+/// The output file of a batch, in OpenAI's shape, streamed.
+async fn output_stream(
+    state: &ApiState,
+    record: &crate::records::BatchRecord,
+) -> Result<futures::stream::BoxStream<'static, std::io::Result<Bytes>>, ApiError> {
+    let key = format!("{}output.jsonl", record.results_prefix);
+    let from = route_dialect(state, &record.route);
+    if result_lines::as_is(from, api_dialect()) {
+        return Ok(state.store.get(&key).await?.body);
+    }
+    let (_, reader) = state.store.reader(&key).await?;
+    Ok(result_lines::translated(reader, from, api_dialect()))
 }
 
 /// `POST /v1/files`.
@@ -183,7 +208,13 @@ pub async fn retrieve(
                 .filter(|(_, m)| m.counts.accepted > 0)
                 .ok_or_else(|| not_found(&file_id.file_id))?;
             let key = format!("{}output.jsonl", record.results_prefix);
-            let bytes = state.store.head(&key).await?.size;
+            let bytes = if result_lines::as_is(route_dialect(&state, &record.route), api_dialect())
+            {
+                state.store.head(&key).await?.size
+            } else {
+                // Translated lines: their size is counted as they stream.
+                count_bytes(output_stream(&state, &record).await?, &key).await?
+            };
             let id = FileId::Output(token).id();
             Ok(Json(output_file(id, bytes, &manifest, "output.jsonl")))
         }
@@ -193,15 +224,9 @@ pub async fn retrieve(
                 .filter(|(_, m)| m.counts.rejected > 0)
                 .ok_or_else(|| not_found(&file_id.file_id))?;
             // Its size is that of the re-shaped lines: counted as they stream.
-            let mut lines = error_stream(&state, &record.results_prefix, &token).await?;
-            let mut bytes = 0;
-            while let Some(piece) = lines.next().await {
-                let piece = piece.map_err(|source| StoreError::Io {
-                    key: format!("{}errors.jsonl", record.results_prefix),
-                    source,
-                })?;
-                bytes += piece.len() as u64;
-            }
+            let lines = error_stream(&state, &record.results_prefix, &token).await?;
+            let key = format!("{}errors.jsonl", record.results_prefix);
+            let bytes = count_bytes(lines, &key).await?;
             let id = FileId::Errors(token).id();
             Ok(Json(output_file(id, bytes, &manifest, "errors.jsonl")))
         }
@@ -237,20 +262,11 @@ pub async fn content(
             let (record, _) = finished_job(&state, &tenant, &token)
                 .await?
                 .ok_or_else(|| not_found(&file_id.file_id))?;
-            let provider = state
-                .config
-                .route(&record.route)
-                .map(|r| r.provider.clone())
-                .unwrap_or_default();
-            let key = format!("{}output.jsonl", record.results_prefix);
-            if !serves_output_as_is(&provider) {
-                return Err(ApiError::OutputNotTranslated {
-                    route: record.route,
-                    provider,
-                    key,
-                });
+            if result_lines::as_is(route_dialect(&state, &record.route), api_dialect()) {
+                let key = format!("{}output.jsonl", record.results_prefix);
+                return object_as_is(&state, &key).await;
             }
-            return object_as_is(&state, &key).await;
+            Body::from_stream(output_stream(&state, &record).await?)
         }
         FileId::Errors(token) => {
             let (record, _) = finished_job(&state, &tenant, &token)
@@ -333,6 +349,22 @@ async fn error_stream(
         .reader(&format!("{results_prefix}errors.jsonl"))
         .await?;
     Ok(error_lines(token.to_string(), reader).boxed())
+}
+
+/// The bytes a stream gives, counted as it goes.
+async fn count_bytes(
+    mut stream: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
+    key: &str,
+) -> Result<u64, ApiError> {
+    let mut bytes = 0;
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|source| StoreError::Io {
+            key: key.to_string(),
+            source,
+        })?;
+        bytes += piece.len() as u64;
+    }
+    Ok(bytes)
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {

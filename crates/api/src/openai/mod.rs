@@ -4,8 +4,8 @@
 //! [`error_file`] (errors.jsonl as OpenAI's error-file lines), [`errors`] (the error shape),
 //! [`uploads`] (a file sent in parts, for files above what one request carries).
 //!
-//! Not served yet: the output of routes whose provider's result lines are not OpenAI's (see
-//! [`files::serves_output_as_is`]).
+//! The output of routes whose provider's result lines are not OpenAI's is translated
+//! ([`crate::result_lines`]).
 
 pub mod batch_object;
 pub mod batches;

@@ -26,7 +26,11 @@ use std::time::Duration;
 pub const AFTER_HELP: &str = concat!(
     "Clients use http://ADDR/v1 as their OpenAI base URL (the tenant's default route), or\n",
     "http://ADDR/routes/ROUTE/v1 for another of its routes, with their batchdrop key as the\n",
-    "API key. Make a key with `batchdrop api keygen --tenant NAME --route ROUTE`.\n\n",
+    "API key. Anthropic SDK clients use http://ADDR (or http://ADDR/routes/ROUTE) as their\n",
+    "base URL: /v1/messages/batches serves Message Batches over the same batches, and\n",
+    "/v1/prompt-batches takes an array of prompts. Results come back in each API's own shape,\n",
+    "whatever the route's provider.\n",
+    "Make a key with `batchdrop api keygen --tenant NAME --route ROUTE`.\n\n",
     "Exit codes: 0 ok, 1 failure (a message says what to do), 2 usage."
 );
 

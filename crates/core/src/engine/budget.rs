@@ -42,10 +42,12 @@ impl JobRun<'_> {
             return Ok(());
         }
         if manifest.budget.is_none() {
-            // Only before anything is sent (a job older than the cap goes on as it was).
+            // Only before anything is sent (a job older than the cap goes on as it was);
+            // answers reused were never sent.
             if manifest
                 .chunks
                 .iter()
+                .filter(|c| c.reused.is_none())
                 .any(|c| c.state != ChunkState::Staged || c.on_demand)
             {
                 return Ok(());
@@ -77,6 +79,10 @@ impl JobRun<'_> {
         let fallback = spend::fallback_output(route);
         let mut chunks = Vec::with_capacity(manifest.chunks.len());
         for (i, chunk) in manifest.chunks.iter().enumerate() {
+            // Answered from the bucket or the same file (reuse): never sent, costs nothing.
+            if chunk.reused.is_some() {
+                continue;
+            }
             let on_demand = match self.below_minimum(manifest, i) {
                 // Fails without being sent: costs nothing.
                 Some(BelowMinimum::Fail) => continue,

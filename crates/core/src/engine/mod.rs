@@ -28,6 +28,8 @@
 //! - `on_demand`: a chunk below the provider's batch minimum, sent request by request;
 //!   `pace`: how many of those requests at once, and when the next may start (adaptive
 //!   concurrency, `retry-after`, requests and tokens per minute).
+//! - `reuse`: a route with `reuse_results`: requests answered before are answered from the
+//!   bucket, repeats within a file are sent once; the job's answers enter the route's index.
 //! - `collect`: a finished batch's results, in chunk order, one per request.
 //! - `output`: output.jsonl, errors.jsonl and summary.json; closing the job.
 //! - The chunk files themselves (requests + line-number sidecar) are `crate::chunk_files`'.
@@ -43,6 +45,7 @@ mod on_demand;
 mod output;
 mod pace;
 mod planning;
+mod reuse;
 mod run;
 mod step;
 

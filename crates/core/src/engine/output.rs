@@ -20,6 +20,10 @@ impl JobRun<'_> {
     pub(super) async fn finish(&mut self, manifest: &mut Manifest) -> Result<(), JobError> {
         self.acquire(manifest).await?;
         let engine = self.engine;
+        // Routes with reuse_results: repeats within the file get their first line's answer,
+        // and the job's answers enter the route's index.
+        self.answer_followers(manifest).await?;
+        self.index_answers(manifest).await?;
         // A newer upload of the same key owns results/: this job must not overwrite it.
         let superseded = match engine.store.head(&manifest.input.key).await {
             Ok(now) => now.etag != manifest.input.etag,

@@ -26,9 +26,16 @@ struct Deduplicated {
     replaced: Vec<u32>,
     /// Lines rejected as duplicates.
     rejected: u64,
+    /// Their line numbers.
+    lines: std::collections::HashSet<u64>,
 }
 
 impl Deduplicated {
+    /// The lowest index no copy of it uses (0 without copies).
+    fn next_index(&self) -> u32 {
+        self.copies.iter().map(|c| c.1 + 1).max().unwrap_or(0)
+    }
+
     fn apply(&self, manifest: &mut Manifest) {
         if self.copies.is_empty() && self.rejected == 0 {
             return;
@@ -137,17 +144,36 @@ impl JobRun<'_> {
         let deduplicated = self.drop_duplicates(manifest).await?;
         let mut deduplicated_manifest = manifest.clone();
         deduplicated.apply(&mut deduplicated_manifest);
+        // Requests answered before, and repeats within the file (routes with reuse_results).
+        // New chunks never take an index a replaced one had (its files go afterwards).
+        let first_index = next_chunk_index(manifest).max(deduplicated.next_index());
+        let mut reused = self
+            .find_reused(&deduplicated_manifest, &deduplicated.lines, first_index)
+            .await?;
+        reused.take_out(&mut deduplicated_manifest);
         let balanced = self.balance(&deduplicated_manifest, &route.limits).await?;
+        let mut balanced_manifest = deduplicated_manifest;
+        balanced.apply(&mut balanced_manifest);
+        let answers_index = next_chunk_index(&balanced_manifest);
+        self.write_reused(&balanced_manifest, &mut reused, answers_index)
+            .await?;
         let finish_planning = |planned: &mut Manifest| {
             deduplicated.apply(planned);
+            reused.take_out(planned);
             balanced.apply(planned);
+            reused.add_answers(planned);
+            // Chunks left empty by reuse are dropped only now: until here their indices stay
+            // taken.
+            planned.chunks.retain(|c| c.plan.requests > 0);
             planned.planning = None;
         };
         self.update(manifest, finish_planning, None).await?;
-        for &index in deduplicated.replaced.iter().chain(&balanced.replaced) {
+        let replaced = deduplicated.replaced.iter().chain(&reused.replaced);
+        for &index in replaced.chain(&balanced.replaced) {
             chunk_files::delete(engine.store.as_ref(), &self.keys, index).await?;
         }
         ids::remove_runs(engine.store.as_ref(), &self.keys).await?;
+        self.remove_reuse_work().await?;
         engine.observer.event(&JobEvent::Started {
             job_id: manifest.job_id.clone(),
             key: manifest.input.key.clone(),
@@ -236,6 +262,7 @@ impl JobRun<'_> {
         }
         out.finish().await?;
         deduplicated.rejected = rejections.len() as u64;
+        deduplicated.lines = rejections.iter().map(|r| r.line).collect();
         Ok(deduplicated)
     }
 

@@ -7,7 +7,7 @@
 //! [`ResultFacts`], writes the line of a request that got no result, and says which batch
 //! errors mean "no capacity now".
 
-use super::{BatchError, Request};
+use super::{BatchError, Reply, Request};
 use crate::prompt::{Plain, PromptParts, Written};
 use crate::route::{ChunkLimits, Defaults};
 use crate::scan;
@@ -134,6 +134,24 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
             Some(id) => Cow::Owned(self.with_custom_id(line, id)),
             None => Cow::Borrowed(line),
         }
+    }
+    /// One of its result lines, as output.jsonl holds it (the user's id as its id), read into
+    /// the common result; `None` when the line is none of its result lines. Dialects whose
+    /// results no API of batchdrop serves in another shape keep the default: none is read.
+    fn read_reply(&self, _line: &[u8]) -> Option<Reply> {
+        None
+    }
+    /// The common result as one of its result lines (an API's output in this provider's
+    /// shape). By default a [`Dialect::missing_result`] line saying it cannot be written.
+    fn write_reply(&self, reply: &Reply) -> Vec<u8> {
+        self.missing_result(
+            &reply.custom_id,
+            "result_not_translated",
+            &format!(
+                "batchdrop does not write results in {}'s shape",
+                self.title()
+            ),
+        )
     }
     /// The endpoint and the body of one of its request lines, for estimates to read.
     fn request_parts<'v>(&self, line: &'v serde_json::Value) -> (&'v str, &'v serde_json::Value);

@@ -5,10 +5,12 @@
 
 mod dialect;
 mod error;
+pub mod reply;
 mod request;
 
 pub use dialect::{Built, Dialect, Reject, ResultFacts};
 pub use error::{ErrorKind, ProviderError};
+pub use reply::{Answer, Failure, Outcome, Part, Reply, StopReason, translate_result};
 
 /// The idempotency token of chunk `chunk` of job `job_id` ([`ChunkUpload::token`]): letters,
 /// digits and dashes, at most 64 characters.

@@ -7,12 +7,13 @@
 //!   a batch results line;
 //! - `lines`: its request lines and id rules; [`translate`]: params to and from the common
 //!   request;
-//! - [`results`]: its result lines;
+//! - [`results`]: its result lines; [`reply`]: its result lines to and from the common result;
 //! - `prices`: its list prices; below: its limits, built-in routes and registry entry.
 
 pub mod client;
 pub(crate) mod lines;
 mod prices;
+pub mod reply;
 pub mod results;
 mod sync;
 pub mod translate;
@@ -21,7 +22,7 @@ pub use client::AnthropicProvider;
 
 use super::Entry;
 use crate::prompt::{Plain, PromptParts, Written};
-use crate::provider::{Built, Dialect, Provider, Reject, Request, ResultFacts};
+use crate::provider::{Built, Dialect, Provider, Reject, Reply, Request, ResultFacts};
 use crate::route::{
     BelowMinimum, ChunkLimits, DEFAULT_SANDBOX_URL, Defaults, KeySource, Retries, Route,
 };
@@ -77,6 +78,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         requests_per_minute: None,
         tokens_per_minute: None,
         spend: Default::default(),
+        reuse: Default::default(),
     };
     // The sandbox serves Anthropic's API at its root, OpenAI's under /v1.
     let sandbox_root = env("BATCHDROP_SANDBOX_URL")
@@ -185,5 +187,13 @@ impl Dialect for Anthropic {
 
     fn missing_result(&self, custom_id: &str, code: &str, message: &str) -> Vec<u8> {
         results::missing(custom_id, code, message)
+    }
+
+    fn read_reply(&self, line: &[u8]) -> Option<Reply> {
+        reply::read(line)
+    }
+
+    fn write_reply(&self, reply: &Reply) -> Vec<u8> {
+        reply::write(reply)
     }
 }

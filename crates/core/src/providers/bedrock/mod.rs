@@ -7,6 +7,7 @@
 //!   [`translate`]: the model's native body (Claude on Bedrock, Amazon Nova) to and from the
 //!   common request;
 //! - [`results`]: its result lines (`<input>.jsonl.out`) and the lines output.jsonl holds;
+//!   [`reply`]: those lines read into the common result;
 //! - `prices`: its list prices; below: its limits, built-in routes and registry entry.
 //!
 //! A Bedrock job runs one model, the job's `modelId`: batchdrop takes it from the route
@@ -16,12 +17,13 @@
 pub mod client;
 mod lines;
 mod prices;
+pub mod reply;
 pub mod results;
 pub mod translate;
 
 use super::Entry;
 use crate::prompt::{Plain, PromptParts, Written};
-use crate::provider::{Built, Dialect, Provider, Reject, Request, ResultFacts};
+use crate::provider::{Built, Dialect, Provider, Reject, Reply, Request, ResultFacts};
 use crate::route::{
     BelowMinimum, ChunkLimits, DEFAULT_SANDBOX_URL, Defaults, KeySource, Retries, Route,
 };
@@ -91,6 +93,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         requests_per_minute: None,
         tokens_per_minute: None,
         spend: Default::default(),
+        reuse: Default::default(),
     };
     // The sandbox serves the Anthropic and Bedrock sides at its root, OpenAI's under /v1.
     let sandbox_root = env("BATCHDROP_SANDBOX_URL")
@@ -223,6 +226,10 @@ impl Dialect for Bedrock {
 
     fn missing_result(&self, custom_id: &str, code: &str, message: &str) -> Vec<u8> {
         results::missing(custom_id, code, message)
+    }
+
+    fn read_reply(&self, line: &[u8]) -> Option<Reply> {
+        reply::read(line)
     }
 
     /// The output.jsonl line under the user's id: `custom_id` first, `modelInput` dropped.

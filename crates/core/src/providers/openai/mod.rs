@@ -6,13 +6,14 @@
 //!   (the OpenAI client's and `openai-sync`'s synchronous lane);
 //! - `lines`: its request lines (the user's own, prompt lines, the common request's);
 //!   [`translate`]: chat bodies to and from the common request;
-//! - [`results`]: its result lines;
+//! - [`results`]: its result lines; [`reply`]: its result lines to and from the common result;
 //! - `prices`: its list prices; below: its limits, built-in routes and registry entry.
 
 pub mod batch;
 pub mod client;
 mod lines;
 mod prices;
+pub mod reply;
 pub mod results;
 pub(crate) mod sync;
 pub mod translate;
@@ -21,7 +22,7 @@ pub use client::OpenAiProvider;
 
 use super::Entry;
 use crate::prompt::{Plain, PromptParts, Written};
-use crate::provider::{BatchError, Built, Dialect, Provider, Reject, Request, ResultFacts};
+use crate::provider::{BatchError, Built, Dialect, Provider, Reject, Reply, Request, ResultFacts};
 use crate::route::{
     BelowMinimum, ChunkLimits, DEFAULT_SANDBOX_URL, Defaults, KeySource, Retries, Route,
 };
@@ -81,6 +82,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         requests_per_minute: None,
         tokens_per_minute: None,
         spend: Default::default(),
+        reuse: Default::default(),
     };
     vec![
         (
@@ -178,6 +180,14 @@ impl Dialect for OpenAi {
 
     fn missing_result(&self, custom_id: &str, code: &str, message: &str) -> Vec<u8> {
         results::missing(custom_id, code, message)
+    }
+
+    fn read_reply(&self, line: &[u8]) -> Option<Reply> {
+        reply::read(line)
+    }
+
+    fn write_reply(&self, reply: &Reply) -> Vec<u8> {
+        reply::write(reply)
     }
 
     fn request_parts<'v>(&self, line: &'v serde_json::Value) -> (&'v str, &'v serde_json::Value) {

@@ -15,7 +15,7 @@ pub use client::OpenAiSyncProvider;
 use super::Entry;
 use super::openai::DIALECT as OPENAI;
 use crate::prompt::{Plain, PromptParts, Written};
-use crate::provider::{BatchError, Built, Dialect, Provider, Reject, Request, ResultFacts};
+use crate::provider::{BatchError, Built, Dialect, Provider, Reject, Reply, Request, ResultFacts};
 use crate::route::{
     BelowMinimum, ChunkLimits, DEFAULT_SANDBOX_URL, Defaults, KeySource, Retries, Route,
 };
@@ -67,6 +67,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
             requests_per_minute: None,
             tokens_per_minute: None,
             spend: Default::default(),
+            reuse: Default::default(),
         },
     )]
 }
@@ -150,6 +151,14 @@ impl Dialect for OpenAiSync {
 
     fn missing_result(&self, custom_id: &str, code: &str, message: &str) -> Vec<u8> {
         OPENAI.missing_result(custom_id, code, message)
+    }
+
+    fn read_reply(&self, line: &[u8]) -> Option<Reply> {
+        OPENAI.read_reply(line)
+    }
+
+    fn write_reply(&self, reply: &Reply) -> Vec<u8> {
+        OPENAI.write_reply(reply)
     }
 
     fn request_parts<'v>(&self, line: &'v serde_json::Value) -> (&'v str, &'v serde_json::Value) {
