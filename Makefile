@@ -14,10 +14,10 @@ CFN_LINT := $(CURDIR)/$(VENV)/bin/cfn-lint
 
 all: build
 
-## The two Lambda bootstraps, release builds for provided.al2023 (x86_64):
-## target/lambda/submit/bootstrap, target/lambda/poll/bootstrap (cargo-lambda from the venv).
+## The three Lambda bootstraps, release builds for provided.al2023 (x86_64):
+## target/lambda/{submit,poll,api}/bootstrap (cargo-lambda from the venv).
 build: venv
-	cargo lambda build --release --bin submit --bin poll
+	cargo lambda build --release --bin submit --bin poll --bin api
 
 ## Build and deploy the SAM stack (infra/template.yaml) with your AWS credentials. The first
 ## time (no BucketName saved in infra/samconfig.toml) it runs `sam deploy --guided`.

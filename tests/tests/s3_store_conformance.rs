@@ -320,3 +320,42 @@ async fn part_and_page_sizes_are_clamped_to_s3_limits() -> TestResult {
     assert_eq!(store.list_page_size(), 1000);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_download_url_gets_the_object_without_credentials() -> TestResult {
+    let (store, _server) = started().await;
+    store
+        .put(
+            "results/r/j/output.jsonl",
+            Bytes::from("line 1\nline 2\n"),
+            PutMode::Overwrite,
+        )
+        .await?;
+    let url = store
+        .download_url(
+            "results/r/j/output.jsonl",
+            std::time::Duration::from_secs(900),
+        )
+        .await?
+        .ok_or("the S3 store gives download URLs")?;
+    assert!(url.contains("X-Amz-Expires=900"), "{url}");
+    // a plain GET, no signing client: the URL carries its signature
+    let response = reqwest::get(&url).await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await?, "line 1\nline 2\n");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_download_url_valid_longer_than_s3_allows_is_refused() -> TestResult {
+    let store = S3Store::new(client_for("http://127.0.0.1:9"), "b");
+    let err = store
+        .download_url("k", std::time::Duration::from_secs(8 * 24 * 3600))
+        .await
+        .expect_err("S3 presigns for 7 days at most");
+    assert!(
+        matches!(err, StoreError::Backend { .. }) && !err.is_retryable(),
+        "{err:?}"
+    );
+    Ok(())
+}

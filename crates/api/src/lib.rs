@@ -49,6 +49,7 @@ use batchdrop_core::store::ObjectStore;
 use openai::errors::ApiError;
 use percent_encoding::percent_decode_str;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What every handler works with.
 #[derive(Clone)]
@@ -59,7 +60,15 @@ pub struct ApiState {
     pub config: Arc<Config>,
     pub keys: Arc<Keys>,
     pub clock: Arc<dyn Clock>,
+    /// When set, a download of an object served as it is (an upload, an output file that
+    /// needs no translation) answers `307` to a URL from the store valid this long (S3: a
+    /// presigned URL) instead of relaying its bytes: how the API stays under Lambda's response
+    /// cap. Stores without such URLs stream anyway.
+    pub download_redirects: Option<Duration>,
 }
+
+/// How long the URL of a redirected download stays valid ([`ApiState::download_redirects`]).
+pub const DOWNLOAD_URL_VALIDITY: Duration = Duration::from_secs(15 * 60);
 
 /// Who called, and the route named by the URL (`/routes/<route>/v1/…`), if any.
 #[derive(Debug, Clone)]

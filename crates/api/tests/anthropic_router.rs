@@ -43,6 +43,7 @@ fn api() -> Result<Api, Error> {
         config: bed.config.clone(),
         keys: Arc::new(Keys::from_toml(&keys)?),
         clock: bed.clock.clone(),
+        download_redirects: None,
     };
     Ok(Api {
         app: router(state),

@@ -8,8 +8,11 @@ use batchdrop_api::auth::{Keys, digest_of, keys_file_entry};
 use batchdrop_api::{ApiState, router};
 use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::manifest::{JobStatus, Manifest};
-use batchdrop_core::store::{ObjectStore, ObjectStoreExt};
+use batchdrop_core::store::{
+    ByteStream, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, StoreError,
+};
 use batchdrop_core::testing::{ScriptedProvider, TestBed};
+use bytes::Bytes;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +33,12 @@ struct Api {
 /// Two tenants: `acme` may use `sandbox` (its default) and `openai`; `globex` only `sandbox`.
 /// The `sandbox` route takes at most `max_requests` per batch.
 fn api(max_requests: u64) -> Result<Api, Error> {
+    api_with(max_requests, false)
+}
+
+/// [`api`], with downloads redirected when `redirecting` (its bucket then gives URLs: a
+/// [`UrlStore`] over the engine's store).
+fn api_with(max_requests: u64, redirecting: bool) -> Result<Api, Error> {
     let bed = TestBed::new(ScriptedProvider::new(), max_requests);
     let sandbox = vec!["sandbox".to_string()];
     let both = vec!["sandbox".to_string(), "openai".to_string()];
@@ -39,11 +48,16 @@ fn api(max_requests: u64) -> Result<Api, Error> {
         keys_file_entry("globex", &hex(GLOBEX), &sandbox, "sandbox")
     );
     let state = ApiState {
-        store: bed.store.clone(),
+        store: if redirecting {
+            Arc::new(UrlStore(bed.store.clone()))
+        } else {
+            bed.store.clone()
+        },
         engine: bed.engine.clone(),
         config: bed.config.clone(),
         keys: Arc::new(Keys::from_toml(&keys)?),
         clock: bed.clock.clone(),
+        download_redirects: redirecting.then_some(batchdrop_api::DOWNLOAD_URL_VALIDITY),
     };
     Ok(Api {
         app: router(state),
@@ -809,5 +823,125 @@ async fn a_part_above_64_mb_is_413_and_stores_nothing() -> TestResult {
     assert_openai_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE);
     let left = api.bed.store.list("_batchdrop/api/acme/uploads/").await?;
     assert_eq!(left.len(), 1, "no part kept: {left:?}");
+    Ok(())
+}
+
+/// A bucket that gives download URLs (as S3 presigns them): `https://bucket.example/<key>`.
+#[derive(Debug)]
+struct UrlStore(Arc<dyn ObjectStore>);
+
+#[async_trait::async_trait]
+impl ObjectStore for UrlStore {
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+        self.0.head(key).await
+    }
+    async fn get_from(&self, key: &str, offset: u64) -> Result<GetResult, StoreError> {
+        self.0.get_from(key, offset).await
+    }
+    async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<ObjectMeta, StoreError> {
+        self.0.put(key, body, mode).await
+    }
+    async fn put_stream(
+        &self,
+        key: &str,
+        body: ByteStream,
+        mode: PutMode,
+    ) -> Result<ObjectMeta, StoreError> {
+        self.0.put_stream(key, body, mode).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.0.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.0.delete(key).await
+    }
+    async fn download_url(
+        &self,
+        key: &str,
+        valid_for: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(Some(format!(
+            "https://bucket.example/{key}?expires={}",
+            valid_for.as_secs()
+        )))
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+impl Api {
+    /// The status and `Location` of a download of `file_id`, and its body.
+    async fn download(
+        &self,
+        file_id: &str,
+    ) -> Result<(StatusCode, Option<String>, Vec<u8>), Error> {
+        let response = self
+            .app
+            .clone()
+            .oneshot(
+                Request::get(format!("/v1/files/{file_id}/content"))
+                    .header("x-api-key", ACME)
+                    .body(Body::empty())?,
+            )
+            .await?;
+        let status = response.status();
+        let location = match response.headers().get("location") {
+            Some(l) => Some(l.to_str()?.to_string()),
+            None => None,
+        };
+        let body = to_bytes(response.into_body(), usize::MAX).await?;
+        Ok((status, location, body.to_vec()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_served_as_they_are_redirect_when_the_store_gives_urls() -> TestResult {
+    // GIVEN an API whose store gives download URLs, a file and its finished batch
+    let api = api_with(3, true)?;
+    let lines = format!("{}\nnot json\n", chat_lines(2));
+    let file_id = api.upload(ACME, &lines).await?;
+    let (status, batch) = api.create_batch(ACME, "/v1/batches", &file_id).await?;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    api.poll_to_end().await?;
+    let batch_id = str_of(&batch, "id")?;
+    let (_, batch) = api.get(ACME, &format!("/v1/batches/{batch_id}")).await?;
+
+    // WHEN the upload and the output are downloaded
+    // THEN each is a 307 to the store's URL of its object, valid 15 minutes
+    let token = file_id.trim_start_matches("file-");
+    let (status, location, _) = api.download(&file_id).await?;
+    assert_eq!(status, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        location.as_deref(),
+        Some(
+            format!("https://bucket.example/_batchdrop/api/acme/files/{token}/content?expires=900")
+                .as_str()
+        )
+    );
+    let (status, location, _) = api.download(&str_of(&batch, "output_file_id")?).await?;
+    assert_eq!(status, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("https://bucket.example/results/sandbox/api/acme/{batch_id}/output.jsonl?expires=900").as_str())
+    );
+    // AND the error file, re-shaped on the way, streams
+    let (status, location, body) = api.download(&str_of(&batch, "error_file_id")?).await?;
+    assert_eq!((status, location), (StatusCode::OK, None));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body)?["error"]["code"],
+        "invalid_json"
+    );
+    // AND an upload whose content is gone (its record is still there) is the error a
+    // streamed download gives, never a redirect to nothing
+    api.bed
+        .store
+        .delete(&format!("_batchdrop/api/acme/files/{token}/content"))
+        .await?;
+    let (status, location, _) = api.download(&file_id).await?;
+    assert_eq!(
+        (status, location),
+        (StatusCode::INTERNAL_SERVER_ERROR, None)
+    );
     Ok(())
 }

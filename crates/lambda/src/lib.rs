@@ -1,9 +1,9 @@
-//! What the two Lambda functions share: settings read once at cold start, and the handlers
+//! What the Lambda functions share: settings read once at cold start, and the handlers
 //! that turn an event into an engine call and the outcome back into a response.
 //!
 //! Environment (a variable set to the empty string counts as unset, as CloudFormation cannot
 //! always leave one out):
-//! - `BATCHDROP_BUCKET` (poll): the bucket whose jobs it polls;
+//! - `BATCHDROP_BUCKET` (poll, api): the bucket whose jobs it polls (serves: see [`api`]);
 //! - `BATCHDROP_CONFIG`: path of the config file (optional; built-in routes otherwise);
 //! - `BATCHDROP_EVENT_BUS` (optional): EventBridge bus (name or ARN) that gets a
 //!   `Batch Job Finished` event per finished job (see [`events`]; needs `events:PutEvents`);
@@ -19,6 +19,8 @@
 //!   `BATCHDROP_SANDBOX_URL`, `AWS_ENDPOINT_URL`: as usual.
 
 pub mod secrets;
+
+pub mod api;
 
 pub mod events;
 pub mod metrics;

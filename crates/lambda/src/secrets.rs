@@ -142,23 +142,31 @@ pub async fn fetch_keys(
 ) -> Result<BTreeMap<String, SecretString>, SecretError> {
     let mut keys = BTreeMap::new();
     for arn in arns {
-        let out = client
-            .get_secret_value()
-            .secret_id(arn)
-            .send()
-            .await
-            .map_err(|e| SecretError::Fetch {
-                arn: arn.clone(),
-                retryable: is_retryable(&e),
-                message: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-            })?;
-        let value = out
-            .secret_string
-            .ok_or_else(|| SecretError::NotAString { arn: arn.clone() })?;
+        let value = fetch_string(client, arn).await?;
         keys.insert(arn.clone(), key_from_secret_string(arn, value)?);
         tracing::info!(secret = %arn, "API key read from Secrets Manager");
     }
     Ok(keys)
+}
+
+/// The `SecretString` of one secret (the API function's keys file is one).
+pub async fn fetch_string(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+) -> Result<String, SecretError> {
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| SecretError::Fetch {
+            arn: arn.to_string(),
+            retryable: is_retryable(&e),
+            message: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+        })?;
+    out.secret_string.ok_or_else(|| SecretError::NotAString {
+        arn: arn.to_string(),
+    })
 }
 
 fn is_retryable<E, R>(e: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> bool

@@ -73,6 +73,11 @@ impl Request<'_> {
         self.decide(&facts, detail, Some(Box::new(err)))
     }
 
+    /// A request the store refuses to make as asked (not retryable).
+    pub(crate) fn invalid_argument(&self, what: &str) -> StoreError {
+        self.backend(format!("invalid request: {what}"), false, None)
+    }
+
     /// A backend error without an SDK error underneath (a response missing a field we need).
     pub(crate) fn invalid_response(&self, what: &str) -> StoreError {
         self.backend(format!("unexpected response: {what}"), false, None)

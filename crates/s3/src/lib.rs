@@ -579,6 +579,30 @@ impl ObjectStore for S3Store {
         }
     }
 
+    /// A presigned `GetObject` URL (SigV4 query string) valid for `valid_for` (at most 7 days,
+    /// S3's limit), signed with the client's credentials: a download stays possible only while
+    /// both the URL and those credentials are valid (a Lambda role's session outlives a
+    /// 15-minute URL).
+    async fn download_url(
+        &self,
+        key: &str,
+        valid_for: std::time::Duration,
+    ) -> Result<Option<String>, StoreError> {
+        validate_key(key)?;
+        let request = self.request("GetObject (presign)", key);
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(valid_for)
+            .map_err(|e| request.invalid_argument(&e.to_string()))?;
+        let presigned = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| request.error(e))?;
+        Ok(Some(presigned.uri().to_string()))
+    }
+
     fn describe(&self) -> String {
         format!("s3://{}", self.bucket)
     }

@@ -19,7 +19,7 @@ use axum::body::Body;
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{Path, State};
 use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
 use batchdrop_core::clock::parse_rfc3339;
 use batchdrop_core::manifest::Manifest;
@@ -243,7 +243,8 @@ fn output_file(id: String, bytes: u64, manifest: &Manifest, filename: &str) -> F
     FileObject::new(id, bytes, created_at, filename, "batch_output")
 }
 
-/// `GET /v1/files/{file_id}/content`: the bytes, streamed from the bucket.
+/// `GET /v1/files/{file_id}/content`: the bytes, streamed from the bucket, or a redirect to
+/// them ([`object_as_is`]).
 pub async fn content(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -255,13 +256,16 @@ pub async fn content(
             if tenant.file(&token).await?.is_none() {
                 return Err(not_found(&file_id.file_id));
             }
-            let got = state.store.get(&tenant.keys().file_content(&token)).await?;
-            Body::from_stream(got.body)
+            return object_as_is(&state, &tenant.keys().file_content(&token)).await;
         }
         FileId::Output(token) => {
             let (record, _) = finished_job(&state, &tenant, &token)
                 .await?
                 .ok_or_else(|| not_found(&file_id.file_id))?;
+            if result_lines::as_is(route_dialect(&state, &record.route), api_dialect()) {
+                let key = format!("{}output.jsonl", record.results_prefix);
+                return object_as_is(&state, &key).await;
+            }
             Body::from_stream(output_stream(&state, &record).await?)
         }
         FileId::Errors(token) => {
@@ -271,6 +275,20 @@ pub async fn content(
             Body::from_stream(error_stream(&state, &record.results_prefix, &token).await?)
         }
     };
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+}
+
+/// An object served as it is: `307` to a URL of the store when downloads redirect (and the
+/// store has such URLs), else its bytes streamed. An absent object is the same error either
+/// way, never a redirect to nothing.
+async fn object_as_is(state: &ApiState, key: &str) -> Result<Response, ApiError> {
+    if let Some(valid_for) = state.download_redirects {
+        state.store.head(key).await?;
+        if let Some(url) = state.store.download_url(key, valid_for).await? {
+            return Ok(Redirect::temporary(&url).into_response());
+        }
+    }
+    let body = Body::from_stream(state.store.get(key).await?.body);
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 

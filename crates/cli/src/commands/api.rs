@@ -66,6 +66,10 @@ struct ServeArgs {
     /// Seconds between polls of the bucket's jobs (0: do not poll; another process does).
     #[arg(long, default_value_t = 2.0)]
     poll_interval: f64,
+    /// Answer a download served as it is (an upload, an untranslated output file) with a
+    /// redirect to a presigned URL valid 15 minutes (S3 buckets only; a local root streams).
+    #[arg(long)]
+    redirect_downloads: bool,
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +142,9 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
         config,
         keys: Arc::new(keys),
         clock: Arc::new(SystemClock),
+        download_redirects: args
+            .redirect_downloads
+            .then_some(batchdrop_api::DOWNLOAD_URL_VALIDITY),
     };
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

@@ -111,6 +111,19 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Removes an object; removing an absent object is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 
+    /// A URL from which anyone holding it may GET the object `key` for `valid_for` (S3: a
+    /// presigned URL), so that a server can redirect a download rather than relay it; `None`
+    /// when the store has no such URLs (local directory, memory: they stream). The object's
+    /// existence is not checked.
+    async fn download_url(
+        &self,
+        key: &str,
+        valid_for: std::time::Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let _ = (key, valid_for);
+        Ok(None)
+    }
+
     /// A name for logs and summaries (`s3://bucket`, `file:///root`).
     fn describe(&self) -> String;
 }
