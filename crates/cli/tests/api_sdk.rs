@@ -75,22 +75,26 @@ fn start(
     config: &std::path::Path,
     keys: &std::path::Path,
 ) -> Result<(Server, String), common::Error> {
-    let mut child = batchdrop()
-        .args([
-            "api",
-            "--addr",
-            "127.0.0.1:0",
-            "--poll-interval",
-            "0.2",
-            "--sandbox-step-ms",
-            "300",
-        ])
+    let mut command = batchdrop();
+    command
+        .args(["api", "--addr", "127.0.0.1:0", "--keys"])
+        .arg(keys);
+    serve(command, root, config)
+}
+
+/// Runs `command` (a `batchdrop` serving the Batch API) on `root` with `config`, its jobs
+/// polled every 0.2 s on the embedded sandbox; the server and the URL it printed.
+fn serve(
+    mut command: Command,
+    root: &std::path::Path,
+    config: &std::path::Path,
+) -> Result<(Server, String), common::Error> {
+    let mut child = command
+        .args(["--poll-interval", "0.2", "--sandbox-step-ms", "300"])
         .arg("--root")
         .arg(root)
         .arg("--config")
         .arg(config)
-        .arg("--keys")
-        .arg(keys)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
@@ -324,6 +328,55 @@ fn the_official_anthropic_sdk_runs_message_batches_on_an_openai_format_route() -
     // AND the jobs ran on both routes, their results under the tenant's prefix
     assert!(root.join("results/sandbox/api/acme").is_dir());
     assert!(root.join("results/sandbox-anthropic/api/acme").is_dir());
+    drop(server);
+    Ok(())
+}
+
+#[test]
+fn batchdrop_local_with_an_api_address_serves_the_batch_api_over_its_root() -> TestResult {
+    // GIVEN two tenants' keys and `batchdrop local --api-addr` on a root
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("bucket");
+    let config = dir.path().join("batchdrop.toml");
+    std::fs::write(
+        &config,
+        format!("[routes.sandbox]\nmax_requests_per_batch = {MAX_PER_BATCH}\n"),
+    )?;
+    let (acme, acme_entry) = keygen("acme", &["sandbox"])?;
+    let (globex, globex_entry) = keygen("globex", &["sandbox"])?;
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, format!("{acme_entry}\n{globex_entry}"))?;
+    let mut command = batchdrop();
+    command
+        .args(["local", "--api-addr", "127.0.0.1:0", "--api-keys"])
+        .arg(&keys);
+    let (server, url) = serve(command, &root, &config)?;
+
+    // WHEN the openai SDK check runs against it
+    let output = Command::new(python())
+        .arg(workspace().join("crates/cli/tests/api_sdk_check.py"))
+        .args([
+            &url,
+            &acme,
+            &globex,
+            &REQUESTS.to_string(),
+            &MAX_PER_BATCH.to_string(),
+        ])
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .output()
+        .map_err(|e| format!("cannot run {} ({e}): make venv", python().display()))?;
+
+    // THEN every check passed: the loop of `batchdrop local` ran the API's jobs
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the SDK check failed:\n{stdout}\n{stderr}\nbatchdrop local printed:\n{}",
+        server.printed()
+    );
+    assert!(root.join("results/sandbox/api/acme").is_dir());
     drop(server);
     Ok(())
 }

@@ -2,12 +2,15 @@
 //! does what the submit and poll functions do on AWS. With `--webhook-addr`, OpenAI batch
 //! webhooks are taken at `POST /webhooks/openai/<route>` there and advance their job at once;
 //! the embedded sandbox then pushes its batch webhooks to it (signed with a secret made for
-//! the run), so the poll interval can be long.
+//! the run), so the poll interval can be long. With `--api-addr` and `--api-keys`, the Batch
+//! API (as `batchdrop api`) is served over the same root, its jobs advanced by this loop.
 
 use crate::embedded::{SandboxFlags, start_sandbox};
 use crate::error::Error;
 use crate::printer::Printer;
 use crate::signal::shutdown_signal;
+use batchdrop_api::auth::Keys;
+use batchdrop_api::{ApiState, router};
 use batchdrop_core::clock::SystemClock;
 use batchdrop_core::config::{Config, process_env};
 use batchdrop_core::engine::{Engine, SubmitOutcome};
@@ -41,6 +44,13 @@ pub struct LocalArgs {
     /// webhook_in_secret_env; the embedded sandbox pushes to its `sandbox` route).
     #[arg(long, value_name = "ADDR")]
     webhook_addr: Option<std::net::SocketAddr>,
+    /// Also serve the Batch API (OpenAI's Files + Batches and Anthropic's Message Batches
+    /// wire formats, as `batchdrop api`) at http://ADDR/v1 over this root.
+    #[arg(long, value_name = "ADDR", requires = "api_keys")]
+    api_addr: Option<std::net::SocketAddr>,
+    /// The keys file of `--api-addr` (entries made by `batchdrop api keygen`).
+    #[arg(long, value_name = "FILE", requires = "api_addr")]
+    api_keys: Option<PathBuf>,
 }
 
 pub async fn run(args: LocalArgs) -> Result<(), Error> {
@@ -61,8 +71,16 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
 
     let mut secrets = InboundSecrets::resolve(&config, &process_env, &|_| None);
     let listener = match args.webhook_addr {
-        Some(addr) => Some(bind_webhooks(addr).await?),
+        Some(addr) => Some(bind(addr, "listen for webhooks").await?),
         None => None,
+    };
+    // The Batch API's keys and address, checked before anything starts.
+    let api = match (&args.api_addr, &args.api_keys) {
+        (Some(addr), Some(keys)) => Some((
+            Keys::from_path(keys).map_err(|source| Error::ApiKeys { source })?,
+            bind(*addr, "listen for the Batch API").await?,
+        )),
+        _ => None,
     };
     let mut flags = args.sandbox.clone();
     if let Some((_, addr)) = &listener
@@ -121,8 +139,23 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
         let app = batchdrop_api::webhooks::routes(receiver);
         tokio::spawn(async move { axum::serve(listener, app).await })
     });
+    let api = api.map(|(keys, (listener, addr))| {
+        println!(
+            "batchdrop api: http://{addr}/v1 over {root_name} ({} tenant(s))",
+            keys.len()
+        );
+        let state = ApiState {
+            store: store.clone(),
+            engine: engine.clone(),
+            config: engine_config.clone(),
+            keys: Arc::new(keys),
+            clock: Arc::new(SystemClock),
+            download_redirects: None,
+        };
+        tokio::spawn(async move { axum::serve(listener, router(state)).await })
+    });
     let result = watch(&engine, store.as_ref(), &args).await;
-    if let Some(server) = webhooks {
+    for server in [webhooks, api].into_iter().flatten() {
         server.abort();
     }
     if let Some(s) = sandbox {
@@ -131,22 +164,17 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
     result
 }
 
-/// Binds the webhook address before anything starts (so a taken port fails at once).
-async fn bind_webhooks(
+/// Binds an address before anything starts (so a taken port fails at once).
+async fn bind(
     addr: std::net::SocketAddr,
+    what: &'static str,
 ) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), Error> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| Error::ApiServe {
-            what: "listen for webhooks",
-            addr,
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| Error::ApiServe {
-        what: "listen for webhooks",
-        addr,
-        source,
-    })?;
+        .map_err(|source| Error::ApiServe { what, addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| Error::ApiServe { what, addr, source })?;
     Ok((listener, bound))
 }
 
