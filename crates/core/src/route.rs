@@ -80,7 +80,7 @@ pub struct Route {
     pub deadlines: Deadlines,
     /// Spending caps and the provider's queue limit (see [`Spend`]).
     pub spend: Spend,
-    /// Where signed webhooks about the route's jobs go (`crate::webhooks`); None: nowhere.
+    /// Where signed webhooks about the route's jobs go (the `webhooks` module); None: nowhere.
     pub webhook: Option<WebhookTarget>,
     /// Whether requests answered before are answered again from the bucket (see [`Reuse`]).
     pub reuse: Reuse,
