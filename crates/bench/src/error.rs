@@ -23,6 +23,12 @@ pub enum BenchError {
         #[source]
         source: Box<batchdrop_core::engine::JobError>,
     },
+    #[error("{context}: {source}")]
+    Store {
+        context: String,
+        #[source]
+        source: batchdrop_core::store::StoreError,
+    },
     /// A program the bench runs (cat, split, strip, the submit-only child, `batchdrop local`)
     /// failed or did something unexpected.
     #[error("{program}: {message}")]
@@ -66,6 +72,15 @@ impl<T> Context<T> for Result<T, batchdrop_core::engine::JobError> {
         self.map_err(|source| BenchError::Engine {
             context: context(),
             source: Box::new(source),
+        })
+    }
+}
+
+impl<T> Context<T> for Result<T, batchdrop_core::store::StoreError> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T, BenchError> {
+        self.map_err(|source| BenchError::Store {
+            context: context(),
+            source,
         })
     }
 }

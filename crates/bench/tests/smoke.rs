@@ -34,6 +34,8 @@ const FIGURES: &[&str] = &[
     "lane.direct",
     "reuse.sent",
     "reuse.saved",
+    "push.latency",
+    "push.poll",
     "size.submit",
     "size.poll",
 ];
@@ -54,6 +56,7 @@ const WITH_TARGETS: &[&str] = &[
     "lane.rate",
     "reuse.sent",
     "reuse.saved",
+    "push.latency",
 ];
 
 /// The directory of the bench binary, holding (or given) the binaries it measures:
