@@ -79,18 +79,20 @@ fn start(
     command
         .args(["api", "--addr", "127.0.0.1:0", "--keys"])
         .arg(keys);
-    serve(command, root, config)
+    serve(command, "0.2", root, config)
 }
 
 /// Runs `command` (a `batchdrop` serving the Batch API) on `root` with `config`, its jobs
-/// polled every 0.2 s on the embedded sandbox; the server and the URL it printed.
+/// polled every `poll` seconds (0: never) on the embedded sandbox; the server and the URL it
+/// printed.
 fn serve(
     mut command: Command,
+    poll: &str,
     root: &std::path::Path,
     config: &std::path::Path,
 ) -> Result<(Server, String), common::Error> {
     let mut child = command
-        .args(["--poll-interval", "0.2", "--sandbox-step-ms", "300"])
+        .args(["--poll-interval", poll, "--sandbox-step-ms", "300"])
         .arg("--root")
         .arg(root)
         .arg("--config")
@@ -350,7 +352,7 @@ fn batchdrop_local_with_an_api_address_serves_the_batch_api_over_its_root() -> T
     command
         .args(["local", "--api-addr", "127.0.0.1:0", "--api-keys"])
         .arg(&keys);
-    let (server, url) = serve(command, &root, &config)?;
+    let (server, url) = serve(command, "0.2", &root, &config)?;
 
     // WHEN the openai SDK check runs against it
     let output = Command::new(python())
@@ -377,6 +379,72 @@ fn batchdrop_local_with_an_api_address_serves_the_batch_api_over_its_root() -> T
         server.printed()
     );
     assert!(root.join("results/sandbox/api/acme").is_dir());
+    drop(server);
+    Ok(())
+}
+
+#[test]
+fn batchdrop_cancel_asks_a_job_of_the_batch_api_to_cancel_by_its_id() -> TestResult {
+    // GIVEN `batchdrop api` that never polls, and a batch created through it
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("bucket");
+    let config = dir.path().join("batchdrop.toml");
+    std::fs::write(&config, "")?;
+    let (key, entry) = keygen("acme", &["sandbox"])?;
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, entry)?;
+    let mut command = batchdrop();
+    command
+        .args(["api", "--addr", "127.0.0.1:0", "--keys"])
+        .arg(&keys);
+    let (server, url) = serve(command, "0", &root, &config)?;
+    let create = r#"
+import io, sys, openai
+client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key=sys.argv[2], max_retries=0)
+line = b'{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}}\n'
+f = client.files.create(file=("one.jsonl", io.BytesIO(line)), purpose="batch")
+print(client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h").id)
+"#;
+    let created = Command::new(python())
+        .args(["-c", create, &url, &key])
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .output()?;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let root_arg = root.to_string_lossy().to_string();
+    let status = common::run(&["status", "--json", "--root", &root_arg])?;
+    let jobs: serde_json::Value = serde_json::from_str(&status.stdout)?;
+    let job_id = jobs[0]["job_id"]
+        .as_str()
+        .ok_or("no job in status")?
+        .to_string();
+    assert_ne!(jobs[0]["status"], "cancelled");
+
+    // WHEN the operator cancels it by its job id
+    let cancelled = common::run(&["cancel", &job_id, "--root", &root_arg])?;
+
+    // THEN the command says so, and the job's manifest carries the request for the next poll
+    assert_eq!(cancelled.code, 0, "{}", cancelled.stderr);
+    assert!(
+        cancelled.stdout.contains(&format!("job {job_id} (")),
+        "{}",
+        cancelled.stdout
+    );
+    let status = common::run(&["status", &job_id, "--json", "--root", &root_arg])?;
+    let view: serde_json::Value = serde_json::from_str(&status.stdout)?;
+    let view = if view.is_array() {
+        view[0].clone()
+    } else {
+        view
+    };
+    assert_eq!(view["cancel_requested"], "batchdrop cancel", "{view}");
+    assert!(
+        !root.join("cancel").exists(),
+        "no cancel/ object for an API job"
+    );
     drop(server);
     Ok(())
 }

@@ -1,14 +1,19 @@
 //! `batchdrop cancel`: ask batchdrop to cancel the job of an upload, by writing
-//! `cancel/<route>/<path>.jsonl`, and say what happens next.
+//! `cancel/<route>/<path>.jsonl`, and say what happens next. A job that has no upload in
+//! `inbox/` (one started through the Batch API) is asked to cancel in its manifest instead.
 
-use crate::bucket::Target;
+use crate::bucket::{Bucket, Target};
 use crate::error::Error;
 use crate::jobs::{load_jobs, progress_words};
 use crate::selector::{Selector, inbox_path, route_hint};
+use batchdrop_core::clock::SystemClock;
+use batchdrop_core::config::process_env;
+use batchdrop_core::engine::Engine;
 use batchdrop_core::layout::{self, InboxKey};
 use batchdrop_core::manifest::Manifest;
 use batchdrop_core::store::{ObjectStoreExt, PutMode};
 use clap::Args;
+use std::sync::Arc;
 
 pub const AFTER_HELP: &str = concat!(
     "What happens next: batchdrop (the submit function on the S3 event, or `batchdrop local`\n",
@@ -34,8 +39,11 @@ pub async fn run(args: CancelArgs) -> Result<(), Error> {
     let running: Vec<&Manifest> = jobs.iter().filter(|m| !m.status.is_finished()).collect();
     let inbox = match (&selector, jobs.first()) {
         (Selector::Path(k), _) => k.clone(),
-        (Selector::Job(_), Some(m)) => InboxKey::parse(&m.input.key)
-            .ok_or_else(|| Error::Job(format!("job {} has no inbox key", m.job_id)))?,
+        (Selector::Job(_), Some(m)) => match InboxKey::parse(&m.input.key) {
+            Some(key) => key,
+            // A job started otherwise (through the Batch API) is asked to cancel directly.
+            None => return cancel_job(&args, &bucket, m).await,
+        },
         (Selector::Job(id), None) => {
             return Err(Error::Job(format!(
                 "no job {id} in {}",
@@ -99,6 +107,44 @@ pub async fn run(args: CancelArgs) -> Result<(), Error> {
         "  follow it with: batchdrop status {} --watch{}",
         inbox_path(&inbox),
         bucket.flag
+    );
+    Ok(())
+}
+
+/// Asks the job of `manifest` (one with no inbox upload) to cancel: `cancel_requested` in its
+/// manifest, which the next advance of the process that polls it acts on.
+async fn cancel_job(args: &CancelArgs, bucket: &Bucket, manifest: &Manifest) -> Result<(), Error> {
+    if manifest.status.is_finished() {
+        return Err(Error::Job(format!(
+            "nothing to cancel: job {} is {}",
+            manifest.job_id,
+            manifest.status.as_str()
+        )));
+    }
+    let config = Arc::new(args.target.load_config()?);
+    let providers = batchdrop_core::providers::clients(&config.routes, &process_env);
+    let engine = Engine::new(
+        bucket.store.clone(),
+        bucket.name.clone(),
+        config,
+        Arc::new(providers),
+        Arc::new(SystemClock),
+    );
+    engine
+        .ask_to_cancel_job(&manifest.job_id, "batchdrop cancel")
+        .await
+        .map_err(|e| Error::Job(format!("job {}: {e}", manifest.job_id)))?;
+    println!(
+        "job {} ({}) will be cancelled:",
+        manifest.job_id,
+        progress_words(manifest)
+    );
+    println!(
+        "  the next poll (the poll function, `batchdrop local` or `batchdrop api`) cancels its batches at the provider, keeps the results already in, gives other requests batch_cancelled lines, and finishes the job as cancelled"
+    );
+    println!(
+        "  follow it with: batchdrop status {} --watch{}",
+        manifest.job_id, bucket.flag
     );
     Ok(())
 }

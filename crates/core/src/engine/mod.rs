@@ -485,6 +485,13 @@ impl Engine {
         Ok(asked)
     }
 
+    /// Sets `cancel_requested` on job `job_id` (unfinished, not yet asked) without advancing
+    /// it: the next advance, by whichever process runs the job, does the cancelling. Whether
+    /// it was set. For callers that run no job themselves (`batchdrop cancel JOB`).
+    pub async fn ask_to_cancel_job(&self, job_id: &str, reason: &str) -> Result<bool, JobError> {
+        self.request_cancel(job_id, reason, |_| true).await
+    }
+
     /// Sets `cancel_requested` on every unfinished job of the upload `inbox_key` but `except`;
     /// returns their ids. The next advance of each does the cancelling.
     async fn ask_to_cancel(
