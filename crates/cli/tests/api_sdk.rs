@@ -46,6 +46,36 @@ impl Server {
             .map(|p| p.join("\n"))
             .unwrap_or_default()
     }
+
+    /// Runs the SDK check `script` (beside this file) with `args` against this server: how
+    /// many checks passed (its last line ends `N checks passed`), or its failure with what the
+    /// server printed.
+    fn check(&self, script: &str, args: &[&str]) -> Result<u32, common::Error> {
+        let output = Command::new(python())
+            .arg(workspace().join("crates/cli/tests").join(script))
+            .args(args)
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("ANTHROPIC_BASE_URL")
+            .output()
+            .map_err(|e| format!("cannot run {} ({e}): make venv", python().display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            return Err(format!(
+                "{script} failed:\n{stdout}\n{}\nthe server printed:\n{}",
+                String::from_utf8_lossy(&output.stderr),
+                self.printed()
+            )
+            .into());
+        }
+        let last = stdout.lines().last().unwrap_or_default();
+        last.strip_suffix(" checks passed")
+            .and_then(|r| r.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("{script}: unexpected last line {last:?}").into())
+    }
 }
 
 /// `batchdrop api keygen`: the key it printed and the keys-file entry.
@@ -146,38 +176,19 @@ fn the_official_openai_sdk_runs_batches_through_batchdrop_api() -> TestResult {
     let (server, url) = start(&root, &config, &keys)?;
 
     // WHEN the SDK check runs against it
-    let output = Command::new(python())
-        .arg(workspace().join("crates/cli/tests/api_sdk_check.py"))
-        .args([
+    let passed = server.check(
+        "api_sdk_check.py",
+        &[
             &url,
             &acme,
             &globex,
             &REQUESTS.to_string(),
             &MAX_PER_BATCH.to_string(),
-        ])
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .output()
-        .map_err(|e| format!("cannot run {} ({e}): make venv", python().display()))?;
+        ],
+    )?;
 
     // THEN every check passed
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the SDK check failed:\n{stdout}\n{stderr}\nbatchdrop api printed:\n{}",
-        server.printed()
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    let passed = last
-        .strip_prefix("api sdk: ")
-        .and_then(|r| r.strip_suffix(" checks passed"))
-        .and_then(|n| n.parse::<u32>().ok());
-    assert!(
-        passed.is_some_and(|n| n > 20),
-        "unexpected last line {last:?}"
-    );
+    assert!(passed > 20, "{passed} checks");
     // AND the job was split into batches of at most 4 requests, and nothing went to inbox/
     let printed = server.printed();
     let submitted = printed
@@ -240,37 +251,19 @@ fn the_openai_sdk_runs_120000_requests_uploaded_in_5_mb_parts_on_an_anthropic_ro
     let (server, url) = start(&root, &config, &keys)?;
 
     // WHEN the SDK uploads 120,000 OpenAI batch lines in 5 MB parts and runs a batch on them
-    let output = Command::new(python())
-        .arg(workspace().join("crates/cli/tests/api_sdk_scale_check.py"))
-        .args([
+    let passed = server.check(
+        "api_sdk_scale_check.py",
+        &[
             &url,
             &key,
             "sandbox-anthropic",
             &SCALE_REQUESTS.to_string(),
             &SCALE_PART_BYTES.to_string(),
-        ])
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .output()
-        .map_err(|e| format!("cannot run {} ({e}): make venv", python().display()))?;
+        ],
+    )?;
 
     // THEN every check passed: 120,000 OpenAI-shaped answers, in input order
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the SDK scale check failed:\n{stdout}\n{stderr}\nbatchdrop api printed:\n{}",
-        server.printed()
-    );
-    assert!(
-        stdout
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .ends_with(" checks passed"),
-        "{stdout}"
-    );
+    assert!(passed >= 5, "{passed} checks");
     // AND the job went to the provider as more than one batch (Anthropic takes 100,000 at most)
     let printed = server.printed();
     let submitted = printed
@@ -299,34 +292,13 @@ fn the_official_anthropic_sdk_runs_message_batches_on_an_openai_format_route() -
     let (server, url) = start(&root, &config, &keys)?;
 
     // WHEN the SDK check runs against it
-    let output = Command::new(python())
-        .arg(workspace().join("crates/cli/tests/api_anthropic_sdk_check.py"))
-        .args([&url, &acme, &globex, &ANTHROPIC_REQUESTS.to_string()])
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("ANTHROPIC_BASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .output()
-        .map_err(|e| format!("cannot run {} ({e}): make venv", python().display()))?;
+    let passed = server.check(
+        "api_anthropic_sdk_check.py",
+        &[&url, &acme, &globex, &ANTHROPIC_REQUESTS.to_string()],
+    )?;
 
     // THEN every check passed
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the SDK check failed:\n{stdout}\n{stderr}\nbatchdrop api printed:\n{}",
-        server.printed()
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    let passed = last
-        .strip_prefix("api anthropic sdk: ")
-        .and_then(|r| r.strip_suffix(" checks passed"))
-        .and_then(|n| n.parse::<u32>().ok());
-    assert!(
-        passed.is_some_and(|n| n > 30),
-        "unexpected last line {last:?}"
-    );
+    assert!(passed > 30, "{passed} checks");
     // AND the jobs ran on both routes, their results under the tenant's prefix
     assert!(root.join("results/sandbox/api/acme").is_dir());
     assert!(root.join("results/sandbox-anthropic/api/acme").is_dir());
@@ -355,29 +327,19 @@ fn batchdrop_local_with_an_api_address_serves_the_batch_api_over_its_root() -> T
     let (server, url) = serve(command, "0.2", &root, &config)?;
 
     // WHEN the openai SDK check runs against it
-    let output = Command::new(python())
-        .arg(workspace().join("crates/cli/tests/api_sdk_check.py"))
-        .args([
+    let passed = server.check(
+        "api_sdk_check.py",
+        &[
             &url,
             &acme,
             &globex,
             &REQUESTS.to_string(),
             &MAX_PER_BATCH.to_string(),
-        ])
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .output()
-        .map_err(|e| format!("cannot run {} ({e}): make venv", python().display()))?;
+        ],
+    )?;
 
     // THEN every check passed: the loop of `batchdrop local` ran the API's jobs
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the SDK check failed:\n{stdout}\n{stderr}\nbatchdrop local printed:\n{}",
-        server.printed()
-    );
+    assert!(passed > 20, "{passed} checks");
     assert!(root.join("results/sandbox/api/acme").is_dir());
     drop(server);
     Ok(())
