@@ -8,12 +8,21 @@
 //! key_sha256 = "9f86d08…"             # sha256 of the key, 64 hex digits
 //! routes = ["sandbox", "openai"]      # the routes its batches may run on
 //! default_route = "sandbox"           # the route of /v1/…; /routes/<route>/v1/… picks another
+//! # optional: a signed POST (Standard Webhooks) when each of its batches ends
+//! webhook_url = "https://hooks.acme.example/batchdrop"
+//! webhook_secret_env = "ACME_WEBHOOK_SECRET"   # whsec_…; or webhook_secret_arn = "arn:…"
+//! webhook_events = ["job", "batch"]            # also one per provider batch collected
 //! ```
+//!
+//! A tenant's webhook goes with every batch its key creates (the job keeps the URL; the secret
+//! stays a reference, resolved by each process from its own keys file), besides any webhook of
+//! the route.
 //!
 //! A request's key (`Authorization: Bearer <key>`, else `x-api-key: <key>`) is hashed and its
 //! digest compared with every tenant's in constant time ([`subtle`]), all of them every time.
 //! Keys are never logged and never kept: only their digests are.
 
+use batchdrop_core::config::{WebhookTarget, webhook_of};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -31,6 +40,8 @@ pub struct Tenant {
     pub name: String,
     pub routes: BTreeSet<String>,
     pub default_route: String,
+    /// Where the webhooks about its batches go, and the secret that signs them (by reference).
+    pub webhook: Option<WebhookTarget>,
     digest: [u8; 32],
 }
 
@@ -72,6 +83,8 @@ pub enum KeysError {
         "tenant {name:?}: route name {route:?} must be 1 to 64 of a-z, A-Z, 0-9, '_', '-' and '.'"
     )]
     BadRoute { name: String, route: String },
+    #[error("tenant {name:?}: {reason}")]
+    BadWebhook { name: String, reason: String },
 }
 
 /// The keys file as written.
@@ -89,6 +102,10 @@ struct TenantEntry {
     key_sha256: String,
     routes: Vec<String>,
     default_route: String,
+    webhook_url: Option<String>,
+    webhook_secret_env: Option<String>,
+    webhook_secret_arn: Option<String>,
+    webhook_events: Option<Vec<String>>,
 }
 
 impl Keys {
@@ -135,10 +152,22 @@ impl Keys {
                     route: entry.default_route,
                 });
             }
+            let webhook = webhook_of(
+                entry.webhook_url,
+                entry.webhook_secret_env,
+                entry.webhook_secret_arn,
+                entry.webhook_events,
+                None,
+            )
+            .map_err(|reason| KeysError::BadWebhook {
+                name: entry.name.clone(),
+                reason,
+            })?;
             tenants.push(Arc::new(Tenant {
                 name: entry.name,
                 routes,
                 default_route: entry.default_route,
+                webhook,
                 digest,
             }));
         }
@@ -151,6 +180,14 @@ impl Keys {
 
     pub fn is_empty(&self) -> bool {
         self.tenants.is_empty()
+    }
+
+    /// The tenants with a webhook, and their targets: what signs their webhooks
+    /// (`Webhooks::with_tenants`).
+    pub fn webhooks(&self) -> impl Iterator<Item = (&str, &WebhookTarget)> {
+        self.tenants
+            .iter()
+            .filter_map(|t| Some((t.name.as_str(), t.webhook.as_ref()?)))
     }
 
     /// The tenant whose key is `key`, if any. Every tenant's digest is compared, in constant
@@ -281,6 +318,44 @@ mod tests {
             assert!(
                 matches!(keys(&text), Err(KeysError::BadName { .. })),
                 "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tenant_webhook_is_read_with_its_secret_by_reference() -> Result<(), KeysError> {
+        let text = format!(
+            "[[tenant]]\nname = \"acme\"\nkey_sha256 = \"{}\"\nroutes = [\"s\"]\ndefault_route = \"s\"\nwebhook_url = \"https://hooks.example.com/b\"\nwebhook_secret_env = \"ACME_SECRET\"\nwebhook_events = [\"job\", \"batch\"]\n",
+            "ab".repeat(32)
+        );
+        let keys = keys(&text)?;
+        let hooks: Vec<(&str, &WebhookTarget)> = keys.webhooks().collect();
+        assert_eq!(hooks.len(), 1);
+        assert_eq!(hooks[0].0, "acme");
+        assert_eq!(hooks[0].1.url, "https://hooks.example.com/b");
+        assert_eq!(
+            hooks[0].1.secret,
+            batchdrop_core::config::KeySource::Env("ACME_SECRET".into())
+        );
+        assert!(hooks[0].1.batches);
+        Ok(())
+    }
+
+    #[test]
+    fn a_tenant_webhook_without_a_secret_or_to_a_metadata_address_is_refused() {
+        for hook in [
+            "webhook_url = \"https://hooks.example.com/b\"\n",
+            "webhook_url = \"http://169.254.169.254/latest\"\nwebhook_secret_env = \"S\"\n",
+            "webhook_url = \"ftp://hooks.example.com/\"\nwebhook_secret_env = \"S\"\n",
+            "webhook_secret_env = \"S\"\n",
+        ] {
+            let text = format!(
+                "[[tenant]]\nname = \"acme\"\nkey_sha256 = \"{}\"\nroutes = [\"s\"]\ndefault_route = \"s\"\n{hook}",
+                "ab".repeat(32)
+            );
+            assert!(
+                matches!(keys(&text), Err(KeysError::BadWebhook { .. })),
+                "{hook}"
             );
         }
     }

@@ -109,7 +109,7 @@ pub async fn create(
     let (record, _, token) = new_batch(
         &state,
         &tenant,
-        tenant_name,
+        &caller.tenant,
         NewBatch {
             route,
             file_token: written.file_token,

@@ -1,6 +1,7 @@
 //! What the Batch API keeps about a file and a batch (plain data, stored as JSON beside them).
 //! A batch's progress is not kept here: it is read from its engine job's manifest.
 
+use batchdrop_core::manifest::JobWebhook;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -32,6 +33,9 @@ pub struct BatchRecord {
     /// When the batch was asked to cancel (unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelling_at: Option<i64>,
+    /// The webhook of the key that created it, which its job sends to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<JobWebhook>,
 }
 
 /// An upload in parts (OpenAI's Uploads API): what was announced, and what became of it.

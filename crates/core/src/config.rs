@@ -440,10 +440,11 @@ impl Config {
     }
 }
 
-/// A route's webhook from its `webhook_*` keys over the one it had (a built-in route has none):
-/// a URL (`http`/`https`, not a link-local or metadata address) needs exactly one secret
-/// reference; `webhook_events` lists `job` (always) and optionally `batch`.
-fn webhook_of(
+/// A webhook target from `webhook_*` keys (a route's, or a Batch API tenant's in the keys file)
+/// over the one it had (a built-in route has none): a URL (`http`/`https`, not a link-local or
+/// metadata address) needs exactly one secret reference; `webhook_events` lists `job` (always)
+/// and optionally `batch`.
+pub fn webhook_of(
     url: Option<String>,
     secret_env: Option<String>,
     secret_arn: Option<String>,

@@ -315,6 +315,25 @@ pub struct Budget {
     pub refused: Option<String>,
 }
 
+/// A webhook target a job was started with, besides its route's: a Batch API key's
+/// (`webhook_url` of its tenant in the keys file). Its entries are signed with that tenant's
+/// secret, which the sending process resolves from its own keys file: nothing secret is kept
+/// here, and a tenant cannot make batchdrop sign with another's secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobWebhook {
+    /// The tenant whose secret signs.
+    pub tenant: String,
+    /// Where the POSTs go, as the keys file said when the job started.
+    pub url: String,
+    /// Also one `batch_job.batch_collected` per collected batch.
+    #[serde(default)]
+    pub batches: bool,
+    /// The id the tenant knows the job by (its batch in the Batch API), put in each webhook's
+    /// data as `api_batch_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_batch_id: Option<String>,
+}
+
 /// Who may act on a job until when (unix seconds). Renewed on every save.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
@@ -352,6 +371,9 @@ pub struct Manifest {
     /// The spending check, once made (routes with a cap only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
+    /// The webhook of the Batch API key that started it, if that key has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<JobWebhook>,
     pub chunks: Vec<ChunkRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,

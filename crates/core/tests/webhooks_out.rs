@@ -5,8 +5,9 @@
 //! bucket and a scripted provider; the webhooks go over real HTTP.
 
 use batchdrop_core::config::{Config, KeySource, WebhookTarget};
-use batchdrop_core::engine::{Engine, JobEvent, PollReport, SubmitOutcome};
+use batchdrop_core::engine::{Engine, JobEvent, JobStart, PollReport, SubmitOutcome};
 use batchdrop_core::layout::ACTIVE;
+use batchdrop_core::manifest::JobWebhook;
 use batchdrop_core::store::{ObjectStore, ObjectStoreExt};
 use batchdrop_core::testing::{ScriptedProvider, TestBed};
 use batchdrop_core::webhooks::outbox::{self, DeliveryState, OutboxEntry};
@@ -135,6 +136,11 @@ async fn run_job(bed: &TestBed, engine: &Engine, lines: usize) -> Result<Vec<Pol
     if !matches!(outcome, SubmitOutcome::Started { .. }) {
         return Err(format!("not started: {outcome:?}").into());
     }
+    poll_to_end(bed, engine).await
+}
+
+/// Polls until no job is active; every poll's report, in order.
+async fn poll_to_end(bed: &TestBed, engine: &Engine) -> Result<Vec<PollReport>, Error> {
     let mut reports = Vec::new();
     for _ in 0..20 {
         let report = engine.poll().await?;
@@ -466,5 +472,154 @@ async fn a_receiver_that_never_answers_costs_one_bounded_attempt() -> TestResult
         "{entry:?}"
     );
     held.abort();
+    Ok(())
+}
+
+// ---- a Batch API key's own webhook -------------------------------------------------------
+
+const TENANT: &str = "acme";
+const TENANT_SECRET_VAR: &str = "ACME_HOOKS_TEST_SECRET";
+const API_JOB: &str = "japi1";
+const API_INPUT: &str = "_batchdrop/api/acme/files/f1.jsonl";
+
+/// Starts, as the Batch API does, a job whose key has a webhook to `url`.
+async fn start_api_job(bed: &TestBed, engine: &Engine, url: &str) -> TestResult {
+    bed.upload(API_INPUT, file(3)).await?;
+    let outcome = engine
+        .start(JobStart {
+            job_id: API_JOB.into(),
+            route: "sandbox".into(),
+            input_key: API_INPUT.into(),
+            results_prefix: "results/sandbox/api/acme/batch_1/".into(),
+            webhook: Some(JobWebhook {
+                tenant: TENANT.into(),
+                url: url.into(),
+                batches: false,
+                api_batch_id: Some("batch_1".into()),
+            }),
+        })
+        .await?;
+    if !matches!(outcome, SubmitOutcome::Started { .. }) {
+        return Err(format!("not started: {outcome:?}").into());
+    }
+    Ok(())
+}
+
+/// `engine`'s webhooks with the keys file's tenant `acme` signing with `secret`.
+fn with_tenant(bed: &TestBed, engine: Engine, route_secret: &str, secret: &str) -> Engine {
+    let target = WebhookTarget {
+        url: "http://unused.example/".into(),
+        secret: KeySource::Env(TENANT_SECRET_VAR.into()),
+        batches: false,
+    };
+    let (route_secret, secret) = (route_secret.to_string(), secret.to_string());
+    let env = move |name: &str| match name {
+        SECRET_VAR => Some(route_secret.clone()),
+        TENANT_SECRET_VAR => Some(secret.clone()),
+        _ => None,
+    };
+    let webhooks = Webhooks::from_routes(&bed.config.routes, &env, &|_| None).with_tenants(
+        [(TENANT, &target)],
+        &env,
+        &|_| None,
+    );
+    engine.with_webhooks(Arc::new(webhooks))
+}
+
+async fn tenant_entry(bed: &TestBed) -> Result<OutboxEntry, Error> {
+    let (entry, _) = bed
+        .store
+        .get_json(&outbox::entry_key(API_JOB, "tenant-job"))
+        .await?;
+    Ok(entry)
+}
+
+#[tokio::test]
+async fn a_job_started_by_a_key_with_a_webhook_is_sent_to_the_key_and_the_route_each_signed_with_its_own_secret()
+-> TestResult {
+    let (route_secret, tenant_secret) = (WebhookSecret::generate(), WebhookSecret::generate());
+    let route_receiver = Receiver::start(&route_secret)?;
+    let tenant_receiver = Receiver::start(&tenant_secret)?;
+    let (bed, engine) = bed_with_hook(
+        &format!("{}/hooks", route_receiver.base),
+        &route_secret,
+        false,
+    );
+    let engine = with_tenant(&bed, engine, &route_secret, &tenant_secret);
+    route_receiver.set_now(now_of(&bed)).await?;
+    tenant_receiver.set_now(now_of(&bed)).await?;
+
+    start_api_job(&bed, &engine, &format!("{}/acme", tenant_receiver.base)).await?;
+    poll_to_end(&bed, &engine).await?;
+
+    let to_route = route_receiver.received().await?;
+    let to_tenant = tenant_receiver.received().await?;
+    assert_eq!((to_route.len(), to_tenant.len()), (1, 1), "{to_tenant:#?}");
+    assert_eq!(to_route[0]["verified"], true, "{to_route:#?}");
+    assert_eq!(to_tenant[0]["verified"], true, "{to_tenant:#?}");
+    let body = &to_tenant[0]["body"];
+    assert_eq!(body["type"], "batch_job.completed");
+    assert_eq!(body["data"]["job_id"], API_JOB);
+    assert_eq!(body["data"]["api_batch_id"], "batch_1");
+    assert!(to_route[0]["body"]["data"].get("api_batch_id").is_none());
+    let entry = tenant_entry(&bed).await?;
+    assert_eq!(
+        to_tenant[0]["headers"]["webhook-id"],
+        entry.webhook_id.as_str()
+    );
+    assert_ne!(
+        to_tenant[0]["headers"]["webhook-id"],
+        to_route[0]["headers"]["webhook-id"]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_process_without_the_keys_file_leaves_a_keys_webhook_to_one_that_has_it() -> TestResult {
+    let (route_secret, tenant_secret) = (WebhookSecret::generate(), WebhookSecret::generate());
+    let tenant_receiver = Receiver::start(&tenant_secret)?;
+    let (bed, engine) = bed_with_hook("http://127.0.0.1:9/unused", &route_secret, false);
+    tenant_receiver.set_now(now_of(&bed)).await?;
+
+    start_api_job(&bed, &engine, &format!("{}/acme", tenant_receiver.base)).await?;
+    poll_to_end(&bed, &engine).await?;
+    assert!(tenant_receiver.received().await?.is_empty());
+    let entry = tenant_entry(&bed).await?;
+    assert_eq!((entry.state, entry.attempts), (DeliveryState::Pending, 0));
+
+    let engine = with_tenant(&bed, bed.engine("worker-b"), &route_secret, &tenant_secret);
+    engine.poll().await?;
+    let got = tenant_receiver.received().await?;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["verified"], true, "{got:#?}");
+    assert_eq!(tenant_entry(&bed).await?.state, DeliveryState::Delivered);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_key_whose_webhook_left_the_keys_file_fails_its_attempt_saying_so() -> TestResult {
+    let tenant_receiver = Receiver::start(&WebhookSecret::generate())?;
+    let (bed, engine) = bed_with_hook(
+        "http://127.0.0.1:9/unused",
+        &WebhookSecret::generate(),
+        false,
+    );
+    // This process has a keys file, without tenant acme's webhook.
+    let webhooks = Webhooks::from_routes(&bed.config.routes, &|_| None, &|_| None).with_tenants(
+        [],
+        &|_| None,
+        &|_| None,
+    );
+    let engine = engine.with_webhooks(Arc::new(webhooks));
+    start_api_job(&bed, &engine, &format!("{}/acme", tenant_receiver.base)).await?;
+    poll_to_end(&bed, &engine).await?;
+    assert!(tenant_receiver.received().await?.is_empty());
+    let entry = tenant_entry(&bed).await?;
+    assert_eq!(entry.attempts, 1);
+    let error = entry.last_error.unwrap_or_default();
+    assert!(
+        error.contains("tenant \"acme\"") && error.contains("keys file"),
+        "{error}"
+    );
     Ok(())
 }

@@ -37,15 +37,22 @@ pub enum KeysSource {
 impl KeysSource {
     /// The source `env` names: exactly one of [`KEYS_SECRET_ARN_VAR`] and [`KEYS_VAR`].
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<KeysSource, HandlerError> {
+        KeysSource::if_set(env)?.ok_or_else(|| HandlerError::Config(format!(
+            "the API needs its keys file: set {KEYS_SECRET_ARN_VAR} (a Secrets Manager secret holding it) or {KEYS_VAR} (its text)"
+        )))
+    }
+
+    /// The same, None when neither is set (a deployment without the Batch API).
+    pub fn if_set(
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<KeysSource>, HandlerError> {
         match (env(KEYS_SECRET_ARN_VAR), env(KEYS_VAR)) {
-            (Some(arn), None) => Ok(KeysSource::Secret(arn.trim().to_string())),
-            (None, Some(text)) => Ok(KeysSource::Inline(text)),
+            (Some(arn), None) => Ok(Some(KeysSource::Secret(arn.trim().to_string()))),
+            (None, Some(text)) => Ok(Some(KeysSource::Inline(text))),
             (Some(_), Some(_)) => Err(HandlerError::Config(format!(
                 "set one of {KEYS_SECRET_ARN_VAR} and {KEYS_VAR}, not both"
             ))),
-            (None, None) => Err(HandlerError::Config(format!(
-                "the API needs its keys file: set {KEYS_SECRET_ARN_VAR} (a Secrets Manager secret holding it) or {KEYS_VAR} (its text)"
-            ))),
+            (None, None) => Ok(None),
         }
     }
 }
@@ -70,6 +77,34 @@ pub async fn read_keys(
         )));
     }
     Ok(keys)
+}
+
+/// The tenants' webhook signing secrets kept in Secrets Manager (`webhook_secret_arn`), by
+/// ARN. One that cannot be read is left out, with a warning: that tenant's webhooks fail (and
+/// say why in `batchdrop status`), and no other tenant's job is held up by it.
+pub async fn tenant_webhook_secrets(
+    keys: &Keys,
+    client: &aws_sdk_secretsmanager::Client,
+) -> std::collections::BTreeMap<String, secrecy::SecretString> {
+    let mut secrets = std::collections::BTreeMap::new();
+    for (tenant, hook) in keys.webhooks() {
+        let batchdrop_core::config::KeySource::Secret(arn) = &hook.secret else {
+            continue;
+        };
+        if secrets.contains_key(arn) {
+            continue;
+        }
+        match crate::secrets::fetch_string(client, arn).await {
+            Ok(text) => {
+                secrets.insert(
+                    arn.clone(),
+                    secrecy::SecretString::from(text.trim().to_string()),
+                );
+            }
+            Err(e) => tracing::warn!(tenant, error = %e, "the tenant's webhooks will fail"),
+        }
+    }
+    secrets
 }
 
 impl App {
@@ -102,7 +137,7 @@ impl App {
     /// Everything the API function needs, from the environment; fails before serving if
     /// anything is off (no bucket, no keys, a keys file that does not parse).
     pub async fn api_from_env() -> Result<Router, HandlerError> {
-        let source = KeysSource::from_env(&lambda_env)?;
+        KeysSource::from_env(&lambda_env)?;
         if lambda_env("BATCHDROP_BUCKET").is_none() {
             return Err(HandlerError::Config(
                 "BATCHDROP_BUCKET is not set: the API needs the bucket its files and batches live in"
@@ -110,10 +145,10 @@ impl App {
             ));
         }
         let app = Arc::new(App::from_env().await?);
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        let keys = read_keys(&source, || aws_sdk_secretsmanager::Client::new(&shared)).await?;
+        let keys = app
+            .keys
+            .clone()
+            .ok_or_else(|| HandlerError::Config("the keys file was not read".into()))?;
         tracing::info!(tenants = keys.len(), "API keys file read");
         app.api_router(keys)
     }

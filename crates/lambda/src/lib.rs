@@ -81,8 +81,10 @@ pub struct App {
     completions: Arc<events::Completions>,
     /// Bucket polled by the poll function.
     pub bucket: Option<String>,
-    /// The routes' webhook signing secrets.
+    /// The routes' webhook signing secrets (and the Batch API tenants', with a keys file).
     webhooks: Arc<Webhooks>,
+    /// The Batch API's keys file, when the deployment has one (`api::KEYS_SECRET_ARN_VAR`).
+    keys: Option<batchdrop_api::auth::Keys>,
     /// The routes' inbound webhook secrets (the poll function's URL, [`push`]).
     inbound: Arc<batchdrop_core::push::InboundSecrets>,
 }
@@ -140,6 +142,7 @@ impl App {
             bucket: None,
             webhooks: Arc::default(),
             inbound: Arc::default(),
+            keys: None,
         }
     }
 
@@ -180,8 +183,25 @@ impl App {
             batchdrop_core::providers::clients_with_secrets(&config.routes, &lambda_env, &|arn| {
                 keys.get(arn).cloned()
             });
-        let webhooks =
+        let mut webhooks =
             Webhooks::from_routes(&config.routes, &lambda_env, &|arn| keys.get(arn).cloned());
+        // The Batch API's keys file, when deployed: its tenants' webhooks are signed with
+        // their own secrets, wherever their jobs end (this function or the API's).
+        let api_keys = match api::KeysSource::if_set(&lambda_env)? {
+            Some(source) => {
+                let client = aws_sdk_secretsmanager::Client::new(&shared);
+                let api_keys = api::read_keys(&source, || client.clone()).await?;
+                let tenant_secrets = api::tenant_webhook_secrets(&api_keys, &client).await;
+                webhooks = webhooks.with_tenants(api_keys.webhooks(), &lambda_env, &|arn| {
+                    tenant_secrets.get(arn).cloned()
+                });
+                Some(api_keys)
+            }
+            None => None,
+        };
+        for problem in webhooks.problems() {
+            tracing::warn!(problem, "webhooks will fail");
+        }
         let inbound = batchdrop_core::push::InboundSecrets::resolve(&config, &lambda_env, &|arn| {
             keys.get(arn).cloned()
         });
@@ -203,6 +223,10 @@ impl App {
         )
         .with_webhooks(webhooks)
         .with_webhook_secrets(inbound);
+        let app = App {
+            keys: api_keys,
+            ..app
+        };
         Ok(match lambda_env("BATCHDROP_BUCKET") {
             Some(bucket) => app.polling(bucket),
             None => app,

@@ -77,7 +77,7 @@ pub async fn create(
     let (record, manifest, token) = new_batch(
         &state,
         &tenant,
-        tenant_name,
+        &caller.tenant,
         NewBatch {
             route,
             file_token: written.file_token,

@@ -196,6 +196,7 @@ mod tests {
             lease: None,
             deadline: None,
             budget: None,
+            webhook: None,
         }
     }
 
@@ -227,6 +228,7 @@ mod tests {
             input_key: "k".into(),
             results_prefix: "p/".into(),
             cancelling_at: None,
+            webhook: None,
         }
     }
 

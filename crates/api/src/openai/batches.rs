@@ -9,6 +9,7 @@
 
 use super::batch_object::{BatchObject, batch_object};
 use super::errors::ApiError;
+use crate::auth::Tenant;
 use crate::engine_calls::on_engine;
 use crate::ids::{self, FileId};
 use crate::layout;
@@ -20,7 +21,7 @@ use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use batchdrop_core::engine::{JobError, JobStart, SubmitOutcome};
 use batchdrop_core::layout::JobKeys;
-use batchdrop_core::manifest::Manifest;
+use batchdrop_core::manifest::{JobWebhook, Manifest};
 use batchdrop_core::store::{ObjectStoreExt, StoreError};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -84,7 +85,7 @@ pub async fn create(
     let (record, manifest, token) = new_batch(
         &state,
         &tenant,
-        tenant_name,
+        &caller.tenant,
         NewBatch {
             route,
             file_token,
@@ -109,9 +110,10 @@ pub(crate) struct NewBatch {
 pub(crate) async fn new_batch(
     state: &ApiState,
     tenant: &TenantStore,
-    tenant_name: &str,
+    caller: &Tenant,
     new: NewBatch,
 ) -> Result<(BatchRecord, Option<Manifest>, String), ApiError> {
+    let tenant_name = caller.name.as_str();
     let now = state.clock.now();
     let token = ids::new_batch_token((now.unix_timestamp_nanos() / 1_000_000) as i64)?;
     let batch_id = ids::batch_id(&token);
@@ -119,7 +121,7 @@ pub(crate) async fn new_batch(
         job_id: layout::job_id(tenant_name, &batch_id),
         results_prefix: layout::results_prefix(&new.route, tenant_name, &batch_id),
         input_key: tenant.keys().file_content(&new.file_token),
-        id: batch_id,
+        id: batch_id.clone(),
         input_file_id: FileId::Upload(new.file_token).id(),
         endpoint: new.endpoint,
         completion_window: COMPLETION_WINDOW.to_string(),
@@ -127,6 +129,12 @@ pub(crate) async fn new_batch(
         created_at: now.unix_timestamp(),
         route: new.route,
         cancelling_at: None,
+        webhook: caller.webhook.as_ref().map(|hook| JobWebhook {
+            tenant: tenant_name.to_string(),
+            url: hook.url.clone(),
+            batches: hook.batches,
+            api_batch_id: Some(batch_id.clone()),
+        }),
     };
     tenant.put_batch(&token, &record).await?;
     tracing::info!(
@@ -300,6 +308,7 @@ async fn start_job(state: &ApiState, record: &BatchRecord) -> Result<Option<Mani
         route: record.route.clone(),
         input_key: record.input_key.clone(),
         results_prefix: record.results_prefix.clone(),
+        webhook: record.webhook.clone(),
     };
     let outcome = match on_engine(&state.engine, move |engine| async move {
         engine.start(start).await

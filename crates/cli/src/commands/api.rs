@@ -125,7 +125,11 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     let config = Arc::new(config);
     let providers = batchdrop_core::providers::clients(&config.routes, &process_env);
     let webhooks =
-        batchdrop_core::webhooks::Webhooks::from_routes(&config.routes, &process_env, &|_| None);
+        batchdrop_core::webhooks::Webhooks::from_routes(&config.routes, &process_env, &|_| None)
+            .with_tenants(keys.webhooks(), &process_env, &|_| None);
+    for problem in webhooks.problems() {
+        println!("webhooks will fail: {problem}");
+    }
     let engine = Engine::new(
         bucket.store.clone(),
         bucket.name.clone(),

@@ -103,7 +103,14 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
     let sandbox = start_sandbox(&flags, Some(&args.root), &mut config).await?;
 
     let providers = batchdrop_core::providers::clients(&config.routes, &process_env);
-    let webhooks = Webhooks::from_routes(&config.routes, &process_env, &|_| None);
+    let mut webhooks = Webhooks::from_routes(&config.routes, &process_env, &|_| None);
+    if let Some((keys, _)) = &api {
+        // The Batch API's keys sign their own webhooks.
+        webhooks = webhooks.with_tenants(keys.webhooks(), &process_env, &|_| None);
+    }
+    for problem in webhooks.problems() {
+        println!("webhooks will fail: {problem}");
+    }
     let root_name = store.root().display().to_string();
     let store: Arc<dyn ObjectStore> = Arc::new(store);
     let engine_config = Arc::new(config);

@@ -63,7 +63,7 @@ use crate::clock::{Clock, rfc3339};
 use crate::config::Config;
 use crate::input::{RejectCode, Rejection};
 use crate::layout::{self, InboxKey, JobKeys};
-use crate::manifest::{Counts, InputRef, JobStatus, Manifest, PlanCursor};
+use crate::manifest::{Counts, InputRef, JobStatus, JobWebhook, Manifest, PlanCursor};
 use crate::provider::{ProviderError, Providers};
 use crate::store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, StoreError};
 use crate::summary::summary;
@@ -101,6 +101,8 @@ pub struct JobStart {
     pub input_key: String,
     /// Where output.jsonl, errors.jsonl and summary.json go (ends with `/`).
     pub results_prefix: String,
+    /// A webhook target of its own, besides the route's (a Batch API key's).
+    pub webhook: Option<JobWebhook>,
 }
 
 /// Whether a new job asks older jobs of the same input key to cancel.
@@ -220,6 +222,7 @@ impl Engine {
             route: inbox.route.clone(),
             input_key: key.to_string(),
             results_prefix: inbox.results_prefix(),
+            webhook: None,
         };
         self.create_and_advance(start, head, Supersedes::OlderUploads)
             .await
@@ -261,6 +264,7 @@ impl Engine {
             route: route_name,
             input_key: key,
             results_prefix,
+            webhook,
         } = start;
         let keys = JobKeys::new(&job_id);
         if self.store.exists(&keys.manifest()).await? {
@@ -291,6 +295,7 @@ impl Engine {
             lease: None,
             deadline: None,
             budget: None,
+            webhook,
         };
 
         let route = match self.config.route(&route_name) {

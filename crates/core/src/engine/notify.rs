@@ -1,5 +1,5 @@
 //! The engine's side of webhooks out (`crate::webhooks`): a job that ends on a route with a
-//! `webhook_url` puts `batch_job.completed` / `.failed` / `.cancelled` in the outbox (its data
+//! `webhook_url` (or that a Batch API key with one started: both are sent) puts `batch_job.completed` / `.failed` / `.cancelled` in the outbox (its data
 //! is summary.json) before it leaves the index, so the webhook survives a crash; a collected
 //! batch puts `batch_job.batch_collected` there when the route asks for batch events. Entry
 //! points (submit, start, cancel, poll) then send what is due. Webhooks never fail a job: an
@@ -19,69 +19,111 @@ pub(super) struct Sent {
     pub failed: usize,
 }
 
+/// Where a job's webhooks go: its route's, signed with the route's secret, and the one it was
+/// started with (a Batch API key's), signed with its tenant's.
+struct Target<'a> {
+    url: &'a str,
+    tenant: Option<&'a str>,
+    batches: bool,
+    api_batch_id: Option<&'a str>,
+}
+
+impl Target<'_> {
+    /// `entry` for this target.
+    fn entry(&self, entry: OutboxEntry) -> OutboxEntry {
+        match self.tenant {
+            Some(tenant) => entry.for_tenant(tenant),
+            None => entry,
+        }
+    }
+
+    /// The event's data for this target: with `api_batch_id` for a Batch API tenant's.
+    fn data(&self, data: &serde_json::Value) -> serde_json::Value {
+        let mut data = data.clone();
+        if let (Some(id), Some(fields)) = (self.api_batch_id, data.as_object_mut()) {
+            fields.insert("api_batch_id".into(), id.into());
+        }
+        data
+    }
+}
+
 impl Engine {
-    /// Puts the webhook of a finished job in the outbox, if its route has one (idempotent:
-    /// the same job's end is one entry).
-    pub(super) async fn enqueue_job_end(&self, manifest: &Manifest) -> Result<(), JobError> {
-        let Some(hook) = self
+    fn targets<'a>(&'a self, manifest: &'a Manifest) -> Vec<Target<'a>> {
+        let route = self
             .config
             .route(&manifest.route)
             .and_then(|r| r.webhook.as_ref())
-        else {
+            .map(|hook| Target {
+                url: &hook.url,
+                tenant: None,
+                batches: hook.batches,
+                api_batch_id: None,
+            });
+        let own = manifest.webhook.as_ref().map(|hook| Target {
+            url: &hook.url,
+            tenant: Some(&hook.tenant),
+            batches: hook.batches,
+            api_batch_id: hook.api_batch_id.as_deref(),
+        });
+        route.into_iter().chain(own).collect()
+    }
+
+    /// Puts the webhooks of a finished job in the outbox, one per target (idempotent: the
+    /// same job's end is one entry per target).
+    pub(super) async fn enqueue_job_end(&self, manifest: &Manifest) -> Result<(), JobError> {
+        let targets = self.targets(manifest);
+        if targets.is_empty() {
             return Ok(());
-        };
+        }
         let now = self.clock.now();
-        let entry = OutboxEntry::new(
-            &manifest.job_id,
-            &manifest.route,
-            "job",
-            &hook.url,
-            &outbox::job_event_type(manifest.status.as_str()),
-            manifest.finished_at.as_deref().unwrap_or(&rfc3339(now)),
-            summary(manifest, &self.config),
-            now.unix_timestamp(),
-        );
-        outbox::enqueue(self.store.as_ref(), &entry).await?;
+        let data = summary(manifest, &self.config);
+        for target in targets {
+            let entry = target.entry(OutboxEntry::new(
+                &manifest.job_id,
+                &manifest.route,
+                "job",
+                target.url,
+                &outbox::job_event_type(manifest.status.as_str()),
+                manifest.finished_at.as_deref().unwrap_or(&rfc3339(now)),
+                target.data(&data),
+                now.unix_timestamp(),
+            ));
+            outbox::enqueue(self.store.as_ref(), &entry).await?;
+        }
         Ok(())
     }
 
-    /// Puts `batch_job.batch_collected` for chunk `chunk` in the outbox when the route asks
-    /// for batch events. A store error is reported as a [`JobEvent::WebhookFailed`], not to
-    /// the job: the batch is collected either way.
+    /// Puts `batch_job.batch_collected` for chunk `chunk` in the outbox for each target that
+    /// asks for batch events. A store error is reported as a [`JobEvent::WebhookFailed`], not
+    /// to the job: the batch is collected either way.
     pub(super) async fn enqueue_batch_collected(
         &self,
         manifest: &Manifest,
         chunk: u32,
         data: serde_json::Value,
     ) {
-        let Some(hook) = self
-            .config
-            .route(&manifest.route)
-            .and_then(|r| r.webhook.as_ref())
-            .filter(|h| h.batches)
-        else {
-            return;
-        };
         let now = self.clock.now();
-        let entry = OutboxEntry::new(
-            &manifest.job_id,
-            &manifest.route,
-            &format!("batch-{chunk}"),
-            &hook.url,
-            "batch_job.batch_collected",
-            &rfc3339(now),
-            data,
-            now.unix_timestamp(),
-        );
-        if let Err(e) = outbox::enqueue(self.store.as_ref(), &entry).await {
-            self.observer.event(&JobEvent::WebhookFailed {
-                job_id: entry.job_id,
-                webhook_id: entry.webhook_id,
-                event_type: entry.event_type,
-                attempt: 0,
-                error: format!("not queued: {e}"),
-                retry_at: None,
-            });
+        for target in self.targets(manifest).into_iter().filter(|t| t.batches) {
+            let entry = target.entry(OutboxEntry::new(
+                &manifest.job_id,
+                &manifest.route,
+                &format!("batch-{chunk}"),
+                target.url,
+                "batch_job.batch_collected",
+                &rfc3339(now),
+                target.data(&data),
+                now.unix_timestamp(),
+            ));
+            if let Err(e) = outbox::enqueue(self.store.as_ref(), &entry).await {
+                self.observer.event(&JobEvent::WebhookFailed {
+                    job_id: entry.job_id,
+                    webhook_id: entry.webhook_id,
+                    event_type: entry.event_type,
+                    attempt: 0,
+                    error: format!("not queued: {e}"),
+                    retry_at: None,
+                });
+            }
         }
     }
 
@@ -134,12 +176,13 @@ impl Engine {
         sent
     }
 
-    /// Whether any route sends webhooks (else no round lists the outbox).
+    /// Whether any route sends webhooks, or this process signs Batch API keys' webhooks (else
+    /// no round lists the outbox).
     pub(super) fn sends_webhooks(&self) -> bool {
-        self.config.routes.values().any(|r| r.webhook.is_some())
+        self.webhooks.knows_tenants() || self.config.routes.values().any(|r| r.webhook.is_some())
     }
 
-    /// Sends the due webhooks of `job_id`, if any route sends webhooks.
+    /// Sends the due webhooks of `job_id`, if this process sends any.
     pub(super) async fn send_webhooks_of(&self, job_id: &str) {
         if self.sends_webhooks() {
             self.send_webhooks(Some(job_id)).await;

@@ -9,7 +9,9 @@
 //! - `_batchdrop/webhooks-pending/<job_id>/<name>`: an empty marker for each entry not yet
 //!   ended, written before the entry (an entry is never unreachable); what each poll lists.
 //!
-//! `<name>` is `job` for the job's end, `batch-<chunk>` for a collected batch.
+//! `<name>` is `job` for the job's end, `batch-<chunk>` for a collected batch; `tenant-job` and
+//! `tenant-batch-<chunk>` for the same events sent to the webhook of the Batch API key that
+//! started the job (signed with that tenant's secret).
 //! Retries: after the 1st, 2nd, … failed attempt the next waits [`BACKOFF`] (1 m, 5 m, 30 m,
 //! 2 h, 5 h, 10 h, 10 h), never later than [`GIVE_UP_AFTER`] (24 h) after the entry was made;
 //! after [`MAX_ATTEMPTS`] (8) attempts, or when no attempt is left within the 24 h, it is
@@ -61,7 +63,10 @@ pub struct OutboxEntry {
     pub event_type: String,
     pub job_id: String,
     pub route: String,
-    /// `job` or `batch-<chunk>`.
+    /// The Batch API tenant whose secret signs it; None: the route's secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// `job` or `batch-<chunk>` (`tenant-` before either for a tenant's).
     pub name: String,
     /// The receiver, as the route said when the entry was made.
     pub url: String,
@@ -106,6 +111,7 @@ impl OutboxEntry {
             event_type: event_type.to_string(),
             job_id: job_id.to_string(),
             route: route.to_string(),
+            tenant: None,
             name: name.to_string(),
             url: url.to_string(),
             body: body.to_string(),
@@ -117,6 +123,15 @@ impl OutboxEntry {
             last_error: None,
             delivered_at: None,
         }
+    }
+
+    /// The same entry for the webhook of Batch API tenant `tenant`: signed with its secret,
+    /// named (and so identified) apart from the route's.
+    pub fn for_tenant(mut self, tenant: &str) -> Self {
+        self.name = format!("tenant-{}", self.name);
+        self.webhook_id = webhook_id(&self.job_id, &self.name);
+        self.tenant = Some(tenant.to_string());
+        self
     }
 
     /// The entry's key.
@@ -201,6 +216,16 @@ mod tests {
         assert_ne!(webhook_id("a", "job"), webhook_id("a", "batch-0"));
         assert_ne!(webhook_id("a", "job"), webhook_id("b", "job"));
         assert_eq!(webhook_id("a", "job").len(), 4 + 32);
+    }
+
+    #[test]
+    fn a_tenants_entry_has_its_own_name_and_id() {
+        let tenant = entry().for_tenant("acme");
+        assert_eq!(tenant.name, "tenant-job");
+        assert_eq!(tenant.tenant.as_deref(), Some("acme"));
+        assert_ne!(tenant.webhook_id, entry().webhook_id);
+        assert_ne!(tenant.key(), entry().key());
+        assert_eq!(tenant.webhook_id, webhook_id("job1", "tenant-job"));
     }
 
     #[test]

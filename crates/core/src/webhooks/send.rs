@@ -1,15 +1,19 @@
 //! Sending the outbox's webhooks: each due entry is claimed (compare-and-swap on the entry, so
-//! two pollers never send the same attempt), signed with its route's secret (Standard
+//! two pollers never send the same attempt), signed with its route's secret, or its Batch API
+//! tenant's for a tenant's webhook (Standard
 //! Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`) and POSTed once, with a
 //! bounded timeout ([`TIMEOUT`]), no redirect followed (a 3xx is a failed attempt) and only to
 //! the addresses checked by [`super::address`]. Only a 2xx delivers. A failure is recorded in
 //! the entry and retried on the outbox's schedule; nothing here ever fails a job.
+//!
+//! Tenants' secrets come from the keys file of the process ([`Webhooks::with_tenants`]); a
+//! process that has no keys file leaves tenants' entries untouched, for one that has.
 
 use super::address::{self, AddressError};
 use super::outbox::{DeliveryState, OutboxEntry, PENDING, entry_key};
 use super::signature::WebhookSecret;
 use crate::clock::Clock;
-use crate::route::{KeySource, Route};
+use crate::route::{KeySource, Route, WebhookTarget};
 use crate::store::{ObjectStore, ObjectStoreExt, PutMode, StoreError};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{BTreeMap, HashMap};
@@ -28,6 +32,8 @@ pub enum SendError {
     Address(#[from] AddressError),
     #[error("route {route:?} has no webhook signing secret: {reason}")]
     NoSecret { route: String, reason: String },
+    #[error("Batch API tenant {tenant:?} has no webhook signing secret: {reason}")]
+    NoTenantSecret { tenant: String, reason: String },
     #[error("the request failed: {message}")]
     Request { message: String },
     #[error("the receiver answered HTTP {status} (only 2xx delivers; redirects are not followed)")]
@@ -57,17 +63,25 @@ pub struct Delivery {
     pub outcome: Result<(), (String, Option<i64>)>,
 }
 
-/// The webhook signing secrets of the routes (resolved once, at start) and the sending.
+/// A signing secret, or why there is none.
+type Resolved = Result<WebhookSecret, String>;
+
+/// The webhook signing secrets of the routes and of the Batch API tenants (resolved once, at
+/// start) and the sending.
 pub struct Webhooks {
-    secrets: HashMap<String, Result<WebhookSecret, String>>,
+    secrets: HashMap<String, Resolved>,
+    /// None: this process has no keys file, and leaves tenants' entries alone.
+    tenants: Option<HashMap<String, Resolved>>,
     timeout: Duration,
 }
 
 impl std::fmt::Debug for Webhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let routes: Vec<&String> = self.secrets.keys().collect();
+        let tenants: Option<Vec<&String>> = self.tenants.as_ref().map(|t| t.keys().collect());
         f.debug_struct("Webhooks")
             .field("routes", &routes)
+            .field("tenants", &tenants)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -78,6 +92,7 @@ impl Default for Webhooks {
     fn default() -> Self {
         Self {
             secrets: HashMap::new(),
+            tenants: None,
             timeout: TIMEOUT,
         }
     }
@@ -95,27 +110,54 @@ impl Webhooks {
         let secrets = routes
             .iter()
             .filter_map(|(name, route)| Some((name, route.webhook.as_ref()?)))
-            .map(|(name, hook)| {
-                let text = match &hook.secret {
-                    KeySource::None => Err("no secret is configured".to_string()),
-                    KeySource::Env(var) => env(var)
-                        .filter(|v| !v.trim().is_empty())
-                        .map(SecretString::from)
-                        .ok_or_else(|| format!("environment variable {var} is not set")),
-                    KeySource::Secret(arn) => {
-                        secret(arn).ok_or_else(|| format!("the secret {arn} was not read"))
-                    }
-                };
-                let parsed = text.and_then(|t| {
-                    WebhookSecret::parse(t.expose_secret()).map_err(|e| e.to_string())
-                });
-                (name.clone(), parsed)
-            })
+            .map(|(name, hook)| (name.clone(), resolve(&hook.secret, env, secret)))
             .collect();
         Self {
             secrets,
+            tenants: None,
             timeout: TIMEOUT,
         }
+    }
+
+    /// The same, signing the webhooks of the Batch API keys too: `tenants` are the keys file's
+    /// tenants with a webhook (name and target), whose secrets are resolved as the routes'
+    /// are. A tenant's entry whose tenant is not among them fails: it left the keys file, or
+    /// its webhook did.
+    pub fn with_tenants<'a>(
+        mut self,
+        tenants: impl IntoIterator<Item = (&'a str, &'a WebhookTarget)>,
+        env: &dyn Fn(&str) -> Option<String>,
+        secret: &dyn Fn(&str) -> Option<SecretString>,
+    ) -> Self {
+        self.tenants = Some(
+            tenants
+                .into_iter()
+                .map(|(name, hook)| (name.to_string(), resolve(&hook.secret, env, secret)))
+                .collect(),
+        );
+        self
+    }
+
+    /// Why the webhooks of a route or tenant will fail (its secret is missing or malformed),
+    /// one line each (`route R: …`, `tenant T: …`): for the start-up log.
+    pub fn problems(&self) -> Vec<String> {
+        let routes = self.secrets.iter().map(|(name, r)| ("route", name, r));
+        let tenants = self
+            .tenants
+            .iter()
+            .flatten()
+            .map(|(name, r)| ("tenant", name, r));
+        let mut lines: Vec<String> = routes
+            .chain(tenants)
+            .filter_map(|(kind, name, r)| Some(format!("{kind} {name}: {}", r.as_ref().err()?)))
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// Whether this process signs the webhooks of Batch API tenants (it has a keys file).
+    pub fn knows_tenants(&self) -> bool {
+        self.tenants.is_some()
     }
 
     /// The same, with attempts cut off after `timeout`.
@@ -126,21 +168,7 @@ impl Webhooks {
 
     /// One signed POST of `entry`'s body, stamped `now` (unix seconds).
     pub async fn post(&self, entry: &OutboxEntry, now: i64) -> Result<(), SendError> {
-        let secret = match self.secrets.get(&entry.route) {
-            Some(Ok(secret)) => secret,
-            Some(Err(reason)) => {
-                return Err(SendError::NoSecret {
-                    route: entry.route.clone(),
-                    reason: reason.clone(),
-                });
-            }
-            None => {
-                return Err(SendError::NoSecret {
-                    route: entry.route.clone(),
-                    reason: "not resolved by this process".into(),
-                });
-            }
-        };
+        let secret = self.secret_of(entry)?;
         let url = address::check_url(&entry.url)?;
         let addrs = address::resolve(&url).await?;
         let host = url.host_str().unwrap_or_default().to_string();
@@ -173,6 +201,30 @@ impl Webhooks {
             Ok(())
         } else {
             Err(SendError::Status { status })
+        }
+    }
+
+    /// The secret that signs `entry`: its tenant's, else its route's.
+    fn secret_of(&self, entry: &OutboxEntry) -> Result<&WebhookSecret, SendError> {
+        let reason = |found: Option<&Resolved>, missing: &str| match found {
+            Some(Err(reason)) => reason.clone(),
+            _ => missing.to_string(),
+        };
+        match &entry.tenant {
+            Some(tenant) => match self.tenants.as_ref().and_then(|t| t.get(tenant)) {
+                Some(Ok(secret)) => Ok(secret),
+                found => Err(SendError::NoTenantSecret {
+                    tenant: tenant.clone(),
+                    reason: reason(found, "the keys file gives it no webhook_url and secret"),
+                }),
+            },
+            None => match self.secrets.get(&entry.route) {
+                Some(Ok(secret)) => Ok(secret),
+                found => Err(SendError::NoSecret {
+                    route: entry.route.clone(),
+                    reason: reason(found, "not resolved by this process"),
+                }),
+            },
         }
     }
 
@@ -231,6 +283,10 @@ impl Webhooks {
             }
             Err(e) => return Err(e),
         };
+        if entry.tenant.is_some() && !self.knows_tenants() {
+            // A tenant's webhook, for a process with the keys file.
+            return Ok(None);
+        }
         let now = clock.now().unix_timestamp();
         if entry.state != DeliveryState::Pending {
             store.delete(marker).await?;
@@ -317,6 +373,26 @@ impl Webhooks {
         }
         Ok(delivery)
     }
+}
+
+/// A `whsec_…` secret from where `source` says: the environment variable it names, or a
+/// Secrets Manager secret by ARN (read by the caller, handed over by `secret`); or why not.
+fn resolve(
+    source: &KeySource,
+    env: &dyn Fn(&str) -> Option<String>,
+    secret: &dyn Fn(&str) -> Option<SecretString>,
+) -> Resolved {
+    let text = match source {
+        KeySource::None => Err("no secret is configured".to_string()),
+        KeySource::Env(var) => env(var)
+            .filter(|v| !v.trim().is_empty())
+            .map(SecretString::from)
+            .ok_or_else(|| format!("environment variable {var} is not set")),
+        KeySource::Secret(arn) => {
+            secret(arn).ok_or_else(|| format!("the secret {arn} was not read"))
+        }
+    };
+    text.and_then(|t| WebhookSecret::parse(t.expose_secret()).map_err(|e| e.to_string()))
 }
 
 /// A request error with its causes (reqwest's own message is terse), without the URL's query.
