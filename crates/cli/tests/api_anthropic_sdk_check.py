@@ -23,26 +23,9 @@ import urllib.request
 import anthropic
 import openai
 
-checks = 0
+from sdk_checks import check, named, passed, raises
 
-
-def check(condition, what):
-    global checks
-    if not condition:
-        print(f"api anthropic sdk: FAILED: {what}", file=sys.stderr)
-        sys.exit(1)
-    checks += 1
-
-
-def raises(kind, call, what):
-    try:
-        call()
-    except kind:
-        check(True, what)
-        return
-    except Exception as e:  # noqa: BLE001 - the wrong exception is the failure reported
-        check(False, f"{what}: raised {type(e).__name__}: {e}")
-    check(False, f"{what}: nothing raised")
+named("api anthropic sdk")
 
 
 def until_ended(client, batch_id, seconds=90):
@@ -223,7 +206,7 @@ def main():
     anthropic_side(base, acme_key, globex_key, requests)
     openai_side(base, acme_key, requests)
     prompt_batch(base, acme_key)
-    print(f"api anthropic sdk: {checks} checks passed")
+    passed()
 
 
 if __name__ == "__main__":

@@ -410,3 +410,84 @@ print(client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
     drop(server);
     Ok(())
 }
+
+/// The `standardwebhooks` receiver of the core tests, verifying with `secret`; killed when
+/// dropped.
+struct WebhookReceiver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl WebhookReceiver {
+    fn start(secret: &str) -> Result<Self, common::Error> {
+        let mut child = Command::new(python())
+            .arg(workspace().join("crates/core/tests/webhook_receiver.py"))
+            .arg(secret)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let port: u16 = line
+            .trim()
+            .parse()
+            .map_err(|e| format!("the receiver printed {line:?}: {e}"))?;
+        Ok(Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+}
+
+#[test]
+fn a_keys_webhook_tells_its_tenant_that_its_batch_completed_signed_with_its_secret() -> TestResult {
+    // GIVEN acme's keys-file entry with a webhook (secret by reference), globex's without,
+    // and the server holding acme's secret in the variable the entry names
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("bucket");
+    let config = dir.path().join("batchdrop.toml");
+    std::fs::write(&config, "")?;
+    let secret = batchdrop_core::webhooks::WebhookSecret::generate();
+    let receiver = WebhookReceiver::start(&secret)?;
+    let (acme, acme_entry) = keygen("acme", &["sandbox"])?;
+    let (globex, globex_entry) = keygen("globex", &["sandbox"])?;
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(
+        &keys,
+        format!(
+            "{acme_entry}webhook_url = \"{}/acme\"\nwebhook_secret_env = \"ACME_WEBHOOK_SECRET\"\n\n{globex_entry}",
+            receiver.url
+        ),
+    )?;
+    let mut command = batchdrop();
+    command
+        .args(["api", "--addr", "127.0.0.1:0", "--keys"])
+        .arg(&keys)
+        .env("ACME_WEBHOOK_SECRET", &secret);
+    let (server, url) = serve(command, "0.2", &root, &config)?;
+
+    // WHEN each tenant runs a batch through the openai SDK
+    let passed = server.check(
+        "api_webhook_check.py",
+        &[&url, &acme, &globex, &receiver.url],
+    )?;
+
+    // THEN acme alone was told, by a webhook the standardwebhooks library verified
+    assert_eq!(passed, 9, "{passed} checks");
+    assert!(
+        !server
+            .printed()
+            .contains(secret.trim_start_matches("whsec_")),
+        "the secret is never printed"
+    );
+    drop(server);
+    Ok(())
+}

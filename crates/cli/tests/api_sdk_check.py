@@ -19,26 +19,9 @@ from pathlib import Path
 
 import openai
 
-checks = 0
+from sdk_checks import check, named, passed, raises
 
-
-def check(condition, what):
-    global checks
-    if not condition:
-        print(f"api sdk: FAILED: {what}", file=sys.stderr)
-        sys.exit(1)
-    checks += 1
-
-
-def raises(kind, call, what):
-    try:
-        call()
-    except kind:
-        check(True, what)
-        return
-    except Exception as e:  # noqa: BLE001 - the wrong exception is the failure reported
-        check(False, f"{what}: raised {type(e).__name__}: {e}")
-    check(False, f"{what}: nothing raised")
+named("api sdk")
 
 
 def request_line(index):
@@ -175,7 +158,7 @@ def main():
     check(deleted.deleted, "file deleted")
     raises(openai.NotFoundError, lambda: acme.files.retrieve(uploaded.id), "deleted file")
 
-    print(f"api sdk: {checks} checks passed")
+    passed()
 
 
 if __name__ == "__main__":

@@ -16,15 +16,9 @@ from pathlib import Path
 
 import openai
 
-checks = 0
+from sdk_checks import check, named, passed
 
-
-def check(condition, what):
-    global checks
-    if not condition:
-        print(f"api sdk scale: FAILED: {what}", file=sys.stderr)
-        sys.exit(1)
-    checks += 1
+named("api sdk scale")
 
 
 def request_line(index):
@@ -90,7 +84,7 @@ def main():
         )
     check(ids_in_order, "output in input order")
     check(shaped, "every line an OpenAI chat.completion answer")
-    print(f"api sdk scale: {checks} checks passed")
+    passed()
 
 
 if __name__ == "__main__":
