@@ -6,12 +6,14 @@
 //! - [`fixtures`]: the files of `examples/` and `events/`, and the results they must give.
 //! - [`clocks`]: the engine's and the sandbox's manual clocks moved together, and the OpenAI
 //!   client of a test against the sandbox.
+//! - [`webhook_receiver`]: the `standardwebhooks` Python receiver that verifies webhooks out.
 
 pub mod bucket;
 pub mod clocks;
 pub mod fixtures;
 pub mod lambda;
 pub mod moto;
+pub mod webhook_receiver;
 
 /// The error type of harness helpers and of tests (`-> TestResult`).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -5,6 +5,9 @@
 //! file through the Uploads API in several small parts and creates a batch; the poll function
 //! is invoked until the batch is done; the output download is a 307 to a presigned S3 URL,
 //! which the SDK follows; the error file (re-shaped on the way) streams; a wrong key is 401.
+//! A second test gives the tenant a webhook whose secret is in moto's Secrets Manager: the poll
+//! function reads the keys file and that secret, and signs the webhook the reference
+//! `standardwebhooks` library verifies.
 //!
 //! Slow: the first invocation of each function builds it (see
 //! `batchdrop_tests::lambda::FIRST_INVOKE_TIMEOUT`). Needs `<workspace>/.venv` (`make venv`:
@@ -15,6 +18,7 @@ use batchdrop_sandbox::{Sandbox, SandboxConfig};
 use batchdrop_tests::fixtures::{event, workspace};
 use batchdrop_tests::lambda::{FIRST_INVOKE_TIMEOUT, LambdaWatch};
 use batchdrop_tests::moto::MotoServer;
+use batchdrop_tests::webhook_receiver::WebhookReceiver;
 use batchdrop_tests::{BoxError, TestResult};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -197,6 +201,106 @@ async fn the_api_function_takes_chunked_uploads_and_redirects_downloads_to_s3() 
     assert!(
         downloaded.trim_end().ends_with("checks passed"),
         "{downloaded}"
+    );
+
+    drop(watch);
+    sandbox.stop().await;
+    Ok(())
+}
+
+/// Puts `secret` in moto's Secrets Manager under `name`; its ARN.
+async fn put_secret(moto: &MotoServer, name: &str, secret: &str) -> Result<String, BoxError> {
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+        .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "batchdrop-tests",
+        ))
+        .endpoint_url(moto.endpoint())
+        .build();
+    let created = aws_sdk_secretsmanager::Client::from_conf(config)
+        .create_secret()
+        .name(name)
+        .secret_string(secret)
+        .send()
+        .await
+        .map_err(|e| aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())?;
+    Ok(created.arn().ok_or("no ARN")?.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poll_function_signs_a_keys_webhook_with_the_tenants_secret_from_secrets_manager()
+-> TestResult {
+    // GIVEN a tenant whose keys-file entry has a webhook, its secret in Secrets Manager by ARN
+    let moto = MotoServer::try_start()?;
+    moto.create_bucket(BUCKET).await?;
+    let sandbox = Sandbox::start(
+        "127.0.0.1:0".parse()?,
+        SandboxConfig {
+            step: Duration::ZERO,
+            ..SandboxConfig::default()
+        },
+    )
+    .await?;
+    let sandbox_url = sandbox.base_url();
+    let secret = batchdrop_core::webhooks::WebhookSecret::generate();
+    let arn = put_secret(&moto, "batchdrop-test/tenant-webhooks/acme", &secret).await?;
+    let receiver = WebhookReceiver::start(&secret)?;
+    let digest: String = digest_of(KEY).iter().map(|b| format!("{b:02x}")).collect();
+    let keys = format!(
+        "{}webhook_url = \"{}/acme\"\nwebhook_secret_arn = \"{arn}\"\n",
+        keys_file_entry("acme", &digest, &["sandbox".to_string()], "sandbox"),
+        receiver.url
+    );
+    let watch = LambdaWatch::start(&[
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("BATCHDROP_BUCKET", BUCKET),
+        ("BATCHDROP_SANDBOX_URL", &sandbox_url),
+        ("BATCHDROP_API_KEYS", &keys),
+        ("RUST_LOG", "info"),
+    ])
+    .await?;
+    let base = format!("http://127.0.0.1:{}/lambda-url/api/v1", watch.port());
+
+    // WHEN the SDK creates a batch and the poll function runs until it is done
+    let submitted = sdk_step(&[
+        "submit",
+        &base,
+        KEY,
+        &REQUESTS.to_string(),
+        &PART_SIZE.to_string(),
+    ])
+    .map_err(|e| format!("{e}\ncargo lambda watch's log:\n{}", watch.log_tail()))?;
+    let ids: Value = serde_json::from_str(submitted.lines().last().unwrap_or_default())?;
+    let batch_id = ids["batch_id"].as_str().ok_or("no batch id")?.to_string();
+    let mut got = Vec::new();
+    for _ in 0..MAX_POLLS {
+        let response = watch.invoke("poll", &event("scheduled.json")).await?;
+        assert_eq!(response["failures"], serde_json::json!([]), "{response}");
+        got = receiver.received().await?;
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(BETWEEN_POLLS).await;
+    }
+
+    // THEN the tenant got one webhook, signed with its secret, naming its batch
+    assert_eq!(got.len(), 1, "{got:#?}\n{}", watch.log_tail());
+    assert_eq!(got[0]["verified"], true, "{got:#?}");
+    assert_eq!(got[0]["body"]["type"], "batch_job.completed");
+    assert_eq!(got[0]["body"]["data"]["api_batch_id"], batch_id.as_str());
+    // AND the secret is in no log line
+    assert!(
+        !watch
+            .log_tail()
+            .contains(secret.trim_start_matches("whsec_"))
     );
 
     drop(watch);

@@ -411,42 +411,6 @@ print(client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
     Ok(())
 }
 
-/// The `standardwebhooks` receiver of the core tests, verifying with `secret`; killed when
-/// dropped.
-struct WebhookReceiver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for WebhookReceiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl WebhookReceiver {
-    fn start(secret: &str) -> Result<Self, common::Error> {
-        let mut child = Command::new(python())
-            .arg(workspace().join("crates/core/tests/webhook_receiver.py"))
-            .arg(secret)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let port: u16 = line
-            .trim()
-            .parse()
-            .map_err(|e| format!("the receiver printed {line:?}: {e}"))?;
-        Ok(Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        })
-    }
-}
-
 #[test]
 fn a_keys_webhook_tells_its_tenant_that_its_batch_completed_signed_with_its_secret() -> TestResult {
     // GIVEN acme's keys-file entry with a webhook (secret by reference), globex's without,
@@ -456,7 +420,8 @@ fn a_keys_webhook_tells_its_tenant_that_its_batch_completed_signed_with_its_secr
     let config = dir.path().join("batchdrop.toml");
     std::fs::write(&config, "")?;
     let secret = batchdrop_core::webhooks::WebhookSecret::generate();
-    let receiver = WebhookReceiver::start(&secret)?;
+    let receiver = batchdrop_tests::webhook_receiver::WebhookReceiver::start(&secret)
+        .map_err(|e| e.to_string())?;
     let (acme, acme_entry) = keygen("acme", &["sandbox"])?;
     let (globex, globex_entry) = keygen("globex", &["sandbox"])?;
     let keys = dir.path().join("keys.toml");
