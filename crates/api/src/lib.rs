@@ -46,6 +46,7 @@ use batchdrop_core::clock::Clock;
 use batchdrop_core::config::Config;
 use batchdrop_core::engine::Engine;
 use batchdrop_core::store::ObjectStore;
+pub use engine_calls::within_deadline;
 use openai::errors::ApiError;
 use percent_encoding::percent_decode_str;
 use std::sync::Arc;

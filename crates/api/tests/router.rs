@@ -945,3 +945,30 @@ async fn downloads_served_as_they_are_redirect_when_the_store_gives_urls() -> Te
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_batch_created_at_its_deadline_answers_validating_and_the_poll_plans_the_rest()
+-> TestResult {
+    // GIVEN a file of more lines than planning takes between two checkpoints
+    let api = api(10_000)?;
+    let lines = batchdrop_core::engine::PLAN_CHECK_LINES as usize * 2 + 10;
+    let file_id = api.upload(ACME, &chat_lines(lines)).await?;
+
+    // WHEN it is made a batch by a request whose deadline (a Lambda invocation's) has come
+    use batchdrop_core::clock::Clock;
+    let deadline = api.bed.clock.now();
+    let (status, batch) =
+        batchdrop_api::within_deadline(deadline, api.create_batch(ACME, "/v1/batches", &file_id))
+            .await?;
+
+    // THEN it answers at the first checkpoint, the batch still validating
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    assert_eq!(batch["status"], "validating", "{batch}");
+    let id = str_of(&batch, "id")?;
+    // AND the poll plans the rest and runs it to the end
+    api.poll_to_end().await?;
+    let (_, batch) = api.get(ACME, &format!("/v1/batches/{id}")).await?;
+    assert_eq!(batch["status"], "completed", "{batch}");
+    assert_eq!(batch["request_counts"]["total"], lines, "{batch}");
+    Ok(())
+}

@@ -154,8 +154,17 @@ impl App {
     }
 }
 
+/// Serves the request under its invocation's deadline (planning stops in time and the poll
+/// function carries it on), then flushes its job events (metrics, completion events).
 async fn flush_after(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+    let deadline = request
+        .extensions()
+        .get::<lambda_runtime::Context>()
+        .and_then(|context| crate::usable_deadline(Some(context.deadline), app.clock.now()));
+    let response = match deadline {
+        Some(deadline) => batchdrop_api::within_deadline(deadline, next.run(request)).await,
+        None => next.run(request).await,
+    };
     app.completions.flush().await;
     response
 }
