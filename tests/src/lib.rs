@@ -6,6 +6,7 @@
 //! - [`fixtures`]: the files of `examples/` and `events/`, and the results they must give.
 //! - [`clocks`]: the engine's and the sandbox's manual clocks moved together, and the OpenAI
 //!   client of a test against the sandbox.
+//! - [`sandbox`]: the sandbox provider with batches that end at once.
 //! - [`webhook_receiver`]: the `standardwebhooks` Python receiver that verifies webhooks out.
 
 pub mod bucket;
@@ -13,6 +14,7 @@ pub mod clocks;
 pub mod fixtures;
 pub mod lambda;
 pub mod moto;
+pub mod sandbox;
 pub mod webhook_receiver;
 
 /// The error type of harness helpers and of tests (`-> TestResult`).

@@ -14,7 +14,7 @@
 //! cargo-lambda, moto, openai); without it the test fails and says so.
 
 use batchdrop_api::auth::{digest_of, keys_file_entry};
-use batchdrop_sandbox::{Sandbox, SandboxConfig};
+
 use batchdrop_tests::fixtures::{event, workspace};
 use batchdrop_tests::lambda::{FIRST_INVOKE_TIMEOUT, LambdaWatch};
 use batchdrop_tests::moto::MotoServer;
@@ -40,6 +40,32 @@ fn python() -> PathBuf {
     std::env::var_os("BATCHDROP_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join(".venv/bin/python"))
+}
+
+/// The keys-file entry of tenant `acme`, whose key is [`KEY`], on route `sandbox`.
+fn acme_entry() -> String {
+    let digest: String = digest_of(KEY).iter().map(|b| format!("{b:02x}")).collect();
+    keys_file_entry("acme", &digest, &["sandbox".to_string()], "sandbox")
+}
+
+/// `cargo lambda watch` serving the functions over `moto`'s bucket and `sandbox`, with the
+/// keys file `keys` (inline).
+async fn functions(
+    moto: &MotoServer,
+    sandbox: &batchdrop_sandbox::Sandbox,
+    keys: &str,
+) -> Result<LambdaWatch, BoxError> {
+    LambdaWatch::start(&[
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("BATCHDROP_BUCKET", BUCKET),
+        ("BATCHDROP_SANDBOX_URL", &sandbox.base_url()),
+        ("BATCHDROP_API_KEYS", keys),
+        ("RUST_LOG", "info"),
+    ])
+    .await
 }
 
 /// Runs one step of `api_lambda_check.py`; its stdout, or an error with everything it said.
@@ -78,28 +104,8 @@ async fn the_api_function_takes_chunked_uploads_and_redirects_downloads_to_s3() 
     // lambda watch serving the functions with one tenant's key (inline keys file)
     let moto = MotoServer::try_start()?;
     moto.create_bucket(BUCKET).await?;
-    let sandbox = Sandbox::start(
-        "127.0.0.1:0".parse()?,
-        SandboxConfig {
-            step: Duration::ZERO,
-            ..SandboxConfig::default()
-        },
-    )
-    .await?;
-    let sandbox_url = sandbox.base_url();
-    let digest: String = digest_of(KEY).iter().map(|b| format!("{b:02x}")).collect();
-    let keys = keys_file_entry("acme", &digest, &["sandbox".to_string()], "sandbox");
-    let watch = LambdaWatch::start(&[
-        ("AWS_ENDPOINT_URL", moto.endpoint()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("BATCHDROP_BUCKET", BUCKET),
-        ("BATCHDROP_SANDBOX_URL", &sandbox_url),
-        ("BATCHDROP_API_KEYS", &keys),
-        ("RUST_LOG", "info"),
-    ])
-    .await?;
+    let sandbox = batchdrop_tests::sandbox::instant().await?;
+    let watch = functions(&moto, &sandbox, &acme_entry()).await?;
     let base = format!("http://127.0.0.1:{}/lambda-url/api/v1", watch.port());
     let http = no_redirects()?;
 
@@ -238,35 +244,16 @@ async fn the_poll_function_signs_a_keys_webhook_with_the_tenants_secret_from_sec
     // GIVEN a tenant whose keys-file entry has a webhook, its secret in Secrets Manager by ARN
     let moto = MotoServer::try_start()?;
     moto.create_bucket(BUCKET).await?;
-    let sandbox = Sandbox::start(
-        "127.0.0.1:0".parse()?,
-        SandboxConfig {
-            step: Duration::ZERO,
-            ..SandboxConfig::default()
-        },
-    )
-    .await?;
-    let sandbox_url = sandbox.base_url();
+    let sandbox = batchdrop_tests::sandbox::instant().await?;
     let secret = batchdrop_core::webhooks::WebhookSecret::generate();
     let arn = put_secret(&moto, "batchdrop-test/tenant-webhooks/acme", &secret).await?;
     let receiver = WebhookReceiver::start(&secret)?;
-    let digest: String = digest_of(KEY).iter().map(|b| format!("{b:02x}")).collect();
     let keys = format!(
         "{}webhook_url = \"{}/acme\"\nwebhook_secret_arn = \"{arn}\"\n",
-        keys_file_entry("acme", &digest, &["sandbox".to_string()], "sandbox"),
+        acme_entry(),
         receiver.url
     );
-    let watch = LambdaWatch::start(&[
-        ("AWS_ENDPOINT_URL", moto.endpoint()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("BATCHDROP_BUCKET", BUCKET),
-        ("BATCHDROP_SANDBOX_URL", &sandbox_url),
-        ("BATCHDROP_API_KEYS", &keys),
-        ("RUST_LOG", "info"),
-    ])
-    .await?;
+    let watch = functions(&moto, &sandbox, &keys).await?;
     let base = format!("http://127.0.0.1:{}/lambda-url/api/v1", watch.port());
 
     // WHEN the SDK creates a batch and the poll function runs until it is done

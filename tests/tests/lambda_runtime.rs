@@ -7,7 +7,6 @@
 //! seconds on a warm one). Needs `<workspace>/.venv/bin/cargo-lambda` (`make venv`); without it
 //! the test fails and says so.
 
-use batchdrop_sandbox::{Sandbox, SandboxConfig};
 use batchdrop_tests::bucket::{exists, keys, read_text, upload_file};
 use batchdrop_tests::fixtures::{
     REQUESTS_ERRORS, REQUESTS_OUTPUT_IDS, counts_of, custom_ids, error_codes, event, example,
@@ -59,14 +58,7 @@ async fn functions_under_cargo_lambda_turn_an_s3_event_into_results() -> TestRes
         std::fs::metadata(example("requests.jsonl"))?.len()
     );
     // AND the sandbox provider, with batches that end at once
-    let sandbox = Sandbox::start(
-        "127.0.0.1:0".parse()?,
-        SandboxConfig {
-            step: Duration::ZERO,
-            ..SandboxConfig::default()
-        },
-    )
-    .await?;
+    let sandbox = batchdrop_tests::sandbox::instant().await?;
     let sandbox_url = sandbox.base_url();
     // AND cargo lambda watch serving the functions, configured from the environment only
     let watch = LambdaWatch::start(&[

@@ -6,7 +6,7 @@ use batchdrop_core::clock::SystemClock;
 use batchdrop_core::config::Config;
 use batchdrop_core::engine::{Engine, SubmitOutcome};
 use batchdrop_s3::S3Store;
-use batchdrop_sandbox::{Sandbox, SandboxConfig};
+use batchdrop_sandbox::Sandbox;
 use batchdrop_tests::bucket::{exists, keys, read_text, upload_file};
 use batchdrop_tests::fixtures::{
     REQUESTS_ERRORS, REQUESTS_OUTPUT_IDS, REQUESTS_PROVIDER_REJECTED, counts_of, custom_ids,
@@ -16,7 +16,6 @@ use batchdrop_tests::moto::MotoServer;
 use batchdrop_tests::{BoxError, TestResult};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
 
 const BUCKET: &str = "batchdrop-e2e";
 const UPLOAD: &str = "inbox/sandbox/run 1/requests.jsonl";
@@ -37,14 +36,7 @@ impl Pipeline {
     async fn start() -> Result<Pipeline, BoxError> {
         let moto = MotoServer::try_start()?;
         moto.create_bucket(BUCKET).await?;
-        let sandbox = Sandbox::start(
-            "127.0.0.1:0".parse()?,
-            SandboxConfig {
-                step: Duration::ZERO,
-                ..SandboxConfig::default()
-            },
-        )
-        .await?;
+        let sandbox = batchdrop_tests::sandbox::instant().await?;
         let base_url = sandbox.base_url();
         let env = move |name: &str| (name == "BATCHDROP_SANDBOX_URL").then(|| base_url.clone());
         let mut config = Config::builtin(&env);

@@ -75,14 +75,7 @@ async fn commands_work_on_an_s3_bucket_as_on_a_local_root() -> Result<(), Error>
     // GIVEN a moto bucket, a sandbox whose batches end on their first look, an engine on both
     let moto = MotoServer::try_start()?;
     moto.create_bucket(BUCKET).await?;
-    let sandbox = Sandbox::start(
-        "127.0.0.1:0".parse()?,
-        SandboxConfig {
-            step: Duration::ZERO,
-            ..SandboxConfig::default()
-        },
-    )
-    .await?;
+    let sandbox = batchdrop_tests::sandbox::instant().await?;
     let engine = engine(&moto, &sandbox).await?;
     let store = S3Store::new(moto.client(), BUCKET);
     let requests = workspace().join("examples/requests.jsonl");
