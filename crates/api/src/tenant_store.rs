@@ -181,50 +181,85 @@ impl TenantStore {
     }
 
     /// Up to `limit` batches, newest first, after the batch with token `after` (from the
-    /// newest when `None`). A record deleted between the listing and the read is skipped.
+    /// newest when `None`). Tokens sort newest first, so this reads one page of the listing,
+    /// never the tenant's whole history. A record deleted between the listing and the read
+    /// is skipped.
     pub async fn batches(
         &self,
         after: Option<&str>,
         limit: usize,
     ) -> Result<BatchPage, StoreError> {
-        let listed = self.store.list(&self.keys.batches()).await?;
-        let tokens: Vec<&str> = listed
-            .iter()
-            .filter_map(|m| self.keys.batch_token_of(&m.key))
-            .filter(|t| after.is_none_or(|a| *t > a))
-            .collect();
-        let mut page = BatchPage::default();
-        for (i, token) in tokens.iter().enumerate() {
-            if page.batches.len() == limit {
-                page.has_more = i < tokens.len();
-                break;
-            }
-            if let Some((record, _)) = self.batch(token).await? {
-                page.batches.push(record);
-            }
-        }
-        Ok(page)
+        let mut tokens = self.tokens_after(after, limit + 1).await?;
+        let has_more = tokens.len() > limit;
+        tokens.truncate(limit);
+        self.page(&tokens, has_more).await
     }
 
     /// Up to `limit` batches newer than the batch with token `before`, the nearest to it,
-    /// newest first; `has_more` when still newer ones exist.
+    /// newest first; `has_more` when still newer ones exist. Reads the listing from the
+    /// newest up to `before`.
     pub async fn batches_before(
         &self,
         before: &str,
         limit: usize,
     ) -> Result<BatchPage, StoreError> {
-        let listed = self.store.list(&self.keys.batches()).await?;
-        let tokens: Vec<&str> = listed
-            .iter()
-            .filter_map(|m| self.keys.batch_token_of(&m.key))
-            .filter(|t| *t < before)
-            .collect();
-        let start = tokens.len().saturating_sub(limit);
+        let mut newer: std::collections::VecDeque<String> = Default::default();
+        let mut has_more = false;
+        let mut after: Option<String> = None;
+        'listing: loop {
+            let tokens = self.tokens_after(after.as_deref(), LIST_PAGE).await?;
+            for token in &tokens {
+                if token.as_str() >= before {
+                    break 'listing;
+                }
+                if newer.len() == limit {
+                    newer.pop_front();
+                    has_more = true;
+                }
+                newer.push_back(token.clone());
+            }
+            match tokens.last() {
+                Some(last) if tokens.len() == LIST_PAGE => after = Some(last.clone()),
+                _ => break,
+            }
+        }
+        self.page(&Vec::from(newer), has_more).await
+    }
+
+    /// Up to `max` batch tokens after `after`, in order, listed a page at a time (keys under
+    /// the batches folder that are not batch records are passed over).
+    async fn tokens_after(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let prefix = self.keys.batches();
+        let mut from = after.map(|token| self.keys.batch_record(token));
+        let mut tokens = Vec::new();
+        while tokens.len() < max {
+            let listed = self.store.list_after(&prefix, from.as_deref(), max).await?;
+            tokens.extend(
+                listed
+                    .iter()
+                    .filter_map(|m| self.keys.batch_token_of(&m.key))
+                    .map(str::to_string),
+            );
+            match listed.last() {
+                Some(last) if listed.len() == max => from = Some(last.key.clone()),
+                _ => break,
+            }
+        }
+        tokens.truncate(max);
+        Ok(tokens)
+    }
+
+    /// The records of `tokens`, in their order.
+    async fn page(&self, tokens: &[String], has_more: bool) -> Result<BatchPage, StoreError> {
         let mut page = BatchPage {
-            batches: Vec::new(),
-            has_more: start > 0,
+            batches: Vec::with_capacity(tokens.len()),
+            has_more,
         };
-        for token in &tokens[start..] {
+        for token in tokens {
             if let Some((record, _)) = self.batch(token).await? {
                 page.batches.push(record);
             }
@@ -233,10 +268,122 @@ impl TenantStore {
     }
 }
 
+/// Batch tokens read per listing request when paging back.
+const LIST_PAGE: usize = 1000;
+
 fn found<T>(result: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
     match result {
         Ok(value) => Ok(Some(value)),
         Err(StoreError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use batchdrop_core::store::{
+        ByteStream, GetResult, MemoryStore, ObjectMeta, ObjectStore, PutMode,
+    };
+    use bytes::Bytes;
+
+    /// A store whose whole-prefix listing fails: only pages may be read.
+    #[derive(Debug)]
+    struct PagesOnly(MemoryStore);
+
+    #[async_trait]
+    impl ObjectStore for PagesOnly {
+        async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+            self.0.head(key).await
+        }
+        async fn get_from(&self, key: &str, offset: u64) -> Result<GetResult, StoreError> {
+            self.0.get_from(key, offset).await
+        }
+        async fn put(
+            &self,
+            key: &str,
+            body: Bytes,
+            mode: PutMode,
+        ) -> Result<ObjectMeta, StoreError> {
+            self.0.put(key, body, mode).await
+        }
+        async fn put_stream(
+            &self,
+            key: &str,
+            body: ByteStream,
+            mode: PutMode,
+        ) -> Result<ObjectMeta, StoreError> {
+            self.0.put_stream(key, body, mode).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+            Err(StoreError::io_at(
+                prefix,
+                std::io::Error::other("the whole listing was asked for"),
+            ))
+        }
+        async fn list_after(
+            &self,
+            prefix: &str,
+            after: Option<&str>,
+            max: usize,
+        ) -> Result<Vec<ObjectMeta>, StoreError> {
+            self.0.list_after(prefix, after, max).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.0.delete(key).await
+        }
+        fn describe(&self) -> String {
+            "pages only".into()
+        }
+    }
+
+    fn record(token: &str) -> BatchRecord {
+        BatchRecord {
+            id: format!("batch_{token}"),
+            input_file_id: "file-f".into(),
+            endpoint: "/v1/chat/completions".into(),
+            completion_window: "24h".into(),
+            metadata: None,
+            created_at: 0,
+            route: "sandbox".into(),
+            job_id: "j".into(),
+            input_key: "k".into(),
+            results_prefix: "p/".into(),
+            cancelling_at: None,
+            webhook: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_of_batches_are_read_without_listing_the_tenants_history()
+    -> Result<(), StoreError> {
+        let tenant = TenantStore::new(Arc::new(PagesOnly(MemoryStore::new())), "acme");
+        // Made at t = 0..30 ms: the newest sorts first.
+        let mut tokens = Vec::new();
+        for ms in 0..30 {
+            let token = crate::ids::new_batch_token(ms)
+                .map_err(|e| StoreError::io_at("token", std::io::Error::other(e.to_string())))?;
+            tenant.put_batch(&token, &record(&token)).await?;
+            tokens.push(token);
+        }
+        tokens.reverse();
+        let ids = |page: &BatchPage| -> Vec<String> {
+            page.batches.iter().map(|b| b.id[6..].to_string()).collect()
+        };
+
+        let first = tenant.batches(None, 10).await?;
+        assert_eq!(ids(&first), tokens[..10]);
+        assert!(first.has_more);
+        let last = tenant.batches(Some(&tokens[19]), 10).await?;
+        assert_eq!(ids(&last), tokens[20..]);
+        assert!(!last.has_more);
+        let before = tenant.batches_before(&tokens[15], 5).await?;
+        assert_eq!(ids(&before), tokens[10..15]);
+        assert!(before.has_more);
+        let newest = tenant.batches_before(&tokens[3], 5).await?;
+        assert_eq!(ids(&newest), tokens[..3]);
+        assert!(!newest.has_more);
+        Ok(())
     }
 }

@@ -563,6 +563,51 @@ impl ObjectStore for S3Store {
         Ok(out)
     }
 
+    async fn list_after(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<ObjectMeta>, StoreError> {
+        let request = Request {
+            names_object: false,
+            ..self.request("ListObjectsV2", prefix)
+        };
+        let mut out: Vec<ObjectMeta> = Vec::new();
+        let mut token: Option<String> = None;
+        while out.len() < max {
+            let want = (max - out.len()).min(self.list_page_size as usize) as i32;
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .max_keys(want)
+                .set_start_after(after.map(str::to_string))
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| request.error(e))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else {
+                    return Err(request.invalid_response("an object without a key"));
+                };
+                out.push(ObjectMeta {
+                    key: key.to_string(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    etag: unquote(object.e_tag().unwrap_or_default()),
+                });
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.truncate(max);
+        Ok(out)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         validate_key(key)?;
         match self

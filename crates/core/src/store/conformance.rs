@@ -4,7 +4,7 @@
 //! [`store_conformance_tests!`](crate::store_conformance_tests) macro turns them into one test
 //! each for a backend, given an async setup function returning `(Arc<dyn ObjectStore>, guard)`.
 
-use super::{ObjectStore, ObjectStoreExt, PutMode, StoreError, ext::bytes_stream};
+use super::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, StoreError, ext::bytes_stream};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::Arc;
@@ -239,6 +239,43 @@ pub async fn list_returns_all_keys_under_prefix_in_order(store: &dyn ObjectStore
     Ok(())
 }
 
+/// Reads a listing a page at a time, pages longer than a paginating backend's own.
+pub async fn list_after_reads_one_page_from_a_key_on(store: &dyn ObjectStore) -> CheckResult {
+    for i in 0..25 {
+        store
+            .put(
+                &format!("conf/page/k{i:03}"),
+                Bytes::from_static(b"p"),
+                PutMode::Overwrite,
+            )
+            .await?;
+    }
+    store
+        .put("conf/pages", Bytes::from_static(b"x"), PutMode::Overwrite)
+        .await?;
+    let keys =
+        |metas: Vec<ObjectMeta>| -> Vec<String> { metas.into_iter().map(|m| m.key).collect() };
+    let first = keys(store.list_after("conf/page/", None, 12).await?);
+    assert_eq!(first.len(), 12);
+    assert_eq!(first[0], "conf/page/k000");
+    assert_eq!(first[11], "conf/page/k011");
+    let next = keys(store.list_after("conf/page/", Some(&first[11]), 12).await?);
+    assert_eq!(next.first().map(String::as_str), Some("conf/page/k012"));
+    assert_eq!(next.last().map(String::as_str), Some("conf/page/k023"));
+    let last = keys(store.list_after("conf/page/", Some(&next[11]), 12).await?);
+    assert_eq!(last, vec!["conf/page/k024".to_string()]);
+    // `after` need not be a key, and may sort before the prefix.
+    let from = keys(
+        store
+            .list_after("conf/page/", Some("conf/page/k0095"), 2)
+            .await?,
+    );
+    assert_eq!(from, vec!["conf/page/k010", "conf/page/k011"]);
+    let all = keys(store.list_after("conf/page/", Some("a"), 100).await?);
+    assert_eq!(all.len(), 25);
+    Ok(())
+}
+
 pub async fn keys_with_spaces_and_unicode_work(store: &dyn ObjectStore) -> CheckResult {
     let key = "conf/odd/my file+(1) é 日本.jsonl";
     store
@@ -343,6 +380,7 @@ macro_rules! store_conformance_tests {
             large_stream_put_round_trips,
             stream_put_honours_create,
             list_returns_all_keys_under_prefix_in_order,
+            list_after_reads_one_page_from_a_key_on,
             keys_with_spaces_and_unicode_work,
             delete_is_idempotent;
             concurrent_creates_have_one_winner,

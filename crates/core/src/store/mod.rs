@@ -108,6 +108,24 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Every object whose key starts with `prefix`, in key order (all pages).
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
 
+    /// At most `max` objects whose key starts with `prefix` and sorts after `after` (from the
+    /// first, without), in key order: one page of a listing, read without the rest (S3: from
+    /// `start-after`, up to `max` keys).
+    async fn list_after(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<ObjectMeta>, StoreError> {
+        Ok(self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .filter(|m| after.is_none_or(|a| m.key.as_str() > a))
+            .take(max)
+            .collect())
+    }
+
     /// Removes an object; removing an absent object is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 
