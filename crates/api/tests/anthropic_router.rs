@@ -3,71 +3,27 @@
 //! requests, retrieve, list paging, cancel, results in Anthropic's shape (translated from the
 //! provider's), keys (`x-api-key`), tenant isolation, crafted ids, errors in Anthropic's shape.
 
-use axum::Router;
-use axum::body::{Body, to_bytes};
+mod common;
+
+use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use batchdrop_api::auth::{Keys, digest_of, keys_file_entry};
-use batchdrop_api::{ApiState, router};
-use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::store::ObjectStore;
 use batchdrop_core::testing::{ScriptedProvider, TestBed};
+use common::{ACME, Api, Error, GLOBEX, TestResult, str_of};
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::Duration;
-use tower::ServiceExt;
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
-type TestResult = Result<(), Error>;
-
-const ACME: &str = "bdk_acme-key";
-const GLOBEX: &str = "bdk_globex-key";
-
-struct Api {
-    bed: TestBed,
-    app: Router,
-}
 
 /// Two tenants, both on the `sandbox` route (OpenAI's format, a scripted provider) taking at
 /// most 10 requests per batch.
 fn api() -> Result<Api, Error> {
-    let bed = TestBed::new(ScriptedProvider::new(), 10);
-    let sandbox = vec!["sandbox".to_string()];
-    let keys = format!(
-        "{}\n{}",
-        keys_file_entry("acme", &hex(ACME), &sandbox, "sandbox"),
-        keys_file_entry("globex", &hex(GLOBEX), &sandbox, "sandbox")
-    );
-    let state = ApiState {
-        store: bed.store.clone(),
-        engine: bed.engine.clone(),
-        config: bed.config.clone(),
-        keys: Arc::new(Keys::from_toml(&keys)?),
-        clock: bed.clock.clone(),
-        download_redirects: None,
-    };
-    Ok(Api {
-        app: router(state),
-        bed,
-    })
-}
-
-fn hex(key: &str) -> String {
-    digest_of(key).iter().map(|b| format!("{b:02x}")).collect()
+    Api::new(
+        TestBed::new(ScriptedProvider::new(), 10),
+        &["sandbox"],
+        None,
+    )
 }
 
 impl Api {
-    async fn send(&self, request: Request<Body>) -> Result<(StatusCode, Vec<u8>), Error> {
-        let response = self.app.clone().oneshot(request).await?;
-        let status = response.status();
-        let body = to_bytes(response.into_body(), usize::MAX).await?;
-        Ok((status, body.to_vec()))
-    }
-
-    async fn json(&self, request: Request<Body>) -> Result<(StatusCode, Value), Error> {
-        let (status, body) = self.send(request).await?;
-        Ok((status, serde_json::from_slice(&body)?))
-    }
-
     async fn get(&self, key: &str, uri: &str) -> Result<(StatusCode, Value), Error> {
         self.json(
             Request::get(uri)
@@ -94,19 +50,6 @@ impl Api {
         let (status, batch) = self.post(key, "/v1/messages/batches", requests(n)).await?;
         assert_eq!(status, StatusCode::OK, "{batch}");
         str_of(&batch, "id")
-    }
-
-    async fn poll_to_end(&self) -> TestResult {
-        for _ in 0..20 {
-            let report = self.bed.engine.poll().await?;
-            if let Some((id, e)) = report.failures.into_iter().next() {
-                return Err(format!("poll failed on {id}: {e}").into());
-            }
-            if self.bed.store.list(ACTIVE).await?.is_empty() {
-                return Ok(());
-            }
-        }
-        Err("jobs still active after 20 polls".into())
     }
 
     /// The results of a batch, one JSON value per line.
@@ -137,13 +80,6 @@ fn requests(n: usize) -> String {
         })
         .collect();
     serde_json::to_string_pretty(&json!({"requests": requests})).unwrap_or_default()
-}
-
-fn str_of(value: &Value, field: &str) -> Result<String, Error> {
-    value[field]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| format!("no string {field:?} in {value}").into())
 }
 
 fn assert_anthropic_error(status: StatusCode, body: &Value, expected: StatusCode, kind: &str) {

@@ -1,11 +1,10 @@
 //! The Batch API's router over an in-memory bucket and a scripted provider (`TestBed`): keys,
 //! tenant isolation, crafted ids, routes, files, batches as engine jobs, paging and cancel.
 
-use axum::Router;
+mod common;
+
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
-use batchdrop_api::auth::{Keys, digest_of, keys_file_entry};
-use batchdrop_api::{ApiState, router};
 use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::manifest::{JobStatus, Manifest};
 use batchdrop_core::store::{
@@ -13,22 +12,13 @@ use batchdrop_core::store::{
 };
 use batchdrop_core::testing::{ScriptedProvider, TestBed};
 use bytes::Bytes;
+use common::{ACME, Api, Error, GLOBEX, TestResult, hex, str_of};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
-type TestResult = Result<(), Error>;
-
-const ACME: &str = "bdk_acme-key";
-const GLOBEX: &str = "bdk_globex-key";
 const BOUNDARY: &str = "xBOUNDARYx";
-
-struct Api {
-    bed: TestBed,
-    app: Router,
-}
 
 /// Two tenants: `acme` may use `sandbox` (its default) and `openai`; `globex` only `sandbox`.
 /// The `sandbox` route takes at most `max_requests` per batch.
@@ -40,48 +30,12 @@ fn api(max_requests: u64) -> Result<Api, Error> {
 /// [`UrlStore`] over the engine's store).
 fn api_with(max_requests: u64, redirecting: bool) -> Result<Api, Error> {
     let bed = TestBed::new(ScriptedProvider::new(), max_requests);
-    let sandbox = vec!["sandbox".to_string()];
-    let both = vec!["sandbox".to_string(), "openai".to_string()];
-    let keys = format!(
-        "{}\n{}",
-        keys_file_entry("acme", &hex(ACME), &both, "sandbox"),
-        keys_file_entry("globex", &hex(GLOBEX), &sandbox, "sandbox")
-    );
-    let state = ApiState {
-        store: if redirecting {
-            Arc::new(UrlStore(bed.store.clone()))
-        } else {
-            bed.store.clone()
-        },
-        engine: bed.engine.clone(),
-        config: bed.config.clone(),
-        keys: Arc::new(Keys::from_toml(&keys)?),
-        clock: bed.clock.clone(),
-        download_redirects: redirecting.then_some(batchdrop_api::DOWNLOAD_URL_VALIDITY),
-    };
-    Ok(Api {
-        app: router(state),
-        bed,
-    })
-}
-
-fn hex(key: &str) -> String {
-    digest_of(key).iter().map(|b| format!("{b:02x}")).collect()
+    let downloads: Option<Arc<dyn ObjectStore>> =
+        redirecting.then(|| Arc::new(UrlStore(bed.store.clone())) as Arc<dyn ObjectStore>);
+    Api::new(bed, &["sandbox", "openai"], downloads)
 }
 
 impl Api {
-    async fn send(&self, request: Request<Body>) -> Result<(StatusCode, Vec<u8>), Error> {
-        let response = self.app.clone().oneshot(request).await?;
-        let status = response.status();
-        let body = to_bytes(response.into_body(), usize::MAX).await?;
-        Ok((status, body.to_vec()))
-    }
-
-    async fn json(&self, request: Request<Body>) -> Result<(StatusCode, Value), Error> {
-        let (status, body) = self.send(request).await?;
-        Ok((status, serde_json::from_slice(&body)?))
-    }
-
     async fn get(&self, key: &str, uri: &str) -> Result<(StatusCode, Value), Error> {
         self.json(
             Request::get(uri)
@@ -131,26 +85,6 @@ impl Api {
                           "completion_window": "24h", "metadata": {"run": "test"}});
         self.post(key, uri, body).await
     }
-
-    async fn poll_to_end(&self) -> TestResult {
-        for _ in 0..20 {
-            let report = self.bed.engine.poll().await?;
-            if let Some((id, e)) = report.failures.into_iter().next() {
-                return Err(format!("poll failed on {id}: {e}").into());
-            }
-            if self.bed.store.list(ACTIVE).await?.is_empty() {
-                return Ok(());
-            }
-        }
-        Err("jobs still active after 20 polls".into())
-    }
-}
-
-fn str_of(value: &Value, field: &str) -> Result<String, Error> {
-    value[field]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| format!("no string {field:?} in {value}").into())
 }
 
 fn chat_lines(n: usize) -> String {
