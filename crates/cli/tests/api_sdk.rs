@@ -80,10 +80,20 @@ impl Server {
 
 /// `batchdrop api keygen`: the key it printed and the keys-file entry.
 fn keygen(tenant: &str, routes: &[&str]) -> Result<(String, String), common::Error> {
+    keygen_with(tenant, routes, &[])
+}
+
+/// The same, with more flags (`--webhook-url` …).
+fn keygen_with(
+    tenant: &str,
+    routes: &[&str],
+    more: &[&str],
+) -> Result<(String, String), common::Error> {
     let mut args = vec!["api", "keygen", "--tenant", tenant];
     for route in routes {
         args.extend(["--route", route]);
     }
+    args.extend(more);
     let out = common::run(&args)?;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let key = out
@@ -422,16 +432,20 @@ fn a_keys_webhook_tells_its_tenant_that_its_batch_completed_signed_with_its_secr
     let secret = batchdrop_core::webhooks::WebhookSecret::generate();
     let receiver = batchdrop_tests::webhook_receiver::WebhookReceiver::start(&secret)
         .map_err(|e| e.to_string())?;
-    let (acme, acme_entry) = keygen("acme", &["sandbox"])?;
+    let hook = format!("{}/acme", receiver.url);
+    let (acme, acme_entry) = keygen_with(
+        "acme",
+        &["sandbox"],
+        &[
+            "--webhook-url",
+            &hook,
+            "--webhook-secret-env",
+            "ACME_WEBHOOK_SECRET",
+        ],
+    )?;
     let (globex, globex_entry) = keygen("globex", &["sandbox"])?;
     let keys = dir.path().join("keys.toml");
-    std::fs::write(
-        &keys,
-        format!(
-            "{acme_entry}webhook_url = \"{}/acme\"\nwebhook_secret_env = \"ACME_WEBHOOK_SECRET\"\n\n{globex_entry}",
-            receiver.url
-        ),
-    )?;
+    std::fs::write(&keys, format!("{acme_entry}\n{globex_entry}"))?;
     let mut command = batchdrop();
     command
         .args(["api", "--addr", "127.0.0.1:0", "--keys"])

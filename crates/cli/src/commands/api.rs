@@ -80,6 +80,20 @@ struct KeygenArgs {
     /// A route its batches may run on (repeat for several; the first is the default).
     #[arg(long = "route", value_name = "ROUTE", default_value = "sandbox")]
     routes: Vec<String>,
+    /// Where to POST a signed webhook when each of its batches ends (http or https).
+    #[arg(long, value_name = "URL")]
+    webhook_url: Option<String>,
+    /// The environment variable holding the webhook's signing secret (whsec_…).
+    #[arg(
+        long,
+        value_name = "VAR",
+        requires = "webhook_url",
+        conflicts_with = "webhook_secret_arn"
+    )]
+    webhook_secret_env: Option<String>,
+    /// The Secrets Manager secret holding it (on AWS: named <stack name>/tenant-webhooks/…).
+    #[arg(long, value_name = "ARN", requires = "webhook_url")]
+    webhook_secret_arn: Option<String>,
 }
 
 pub async fn run(args: ApiArgs) -> Result<(), Error> {
@@ -96,6 +110,15 @@ fn keygen(args: KeygenArgs) -> Result<(), Error> {
             args.tenant
         )));
     }
+    // A webhook is checked as the keys file will check it, before a key is made.
+    batchdrop_core::config::webhook_of(
+        args.webhook_url.clone(),
+        args.webhook_secret_env.clone(),
+        args.webhook_secret_arn.clone(),
+        None,
+        None,
+    )
+    .map_err(|reason| Error::usage(format!("--webhook-url: {reason}")))?;
     let (key, digest) = auth::new_key().map_err(|e| Error::KeyGen(e.into()))?;
     let default = args.routes.first().cloned().unwrap_or_default();
     println!("key for tenant {}: {key}", args.tenant);
@@ -103,6 +126,16 @@ fn keygen(args: KeygenArgs) -> Result<(), Error> {
     print!(
         "{}",
         auth::keys_file_entry(&args.tenant, &digest, &args.routes, &default)
+    );
+    let quoted = |name: &str, value: &Option<String>| match value {
+        Some(v) => format!("{name} = {v:?}\n"),
+        None => String::new(),
+    };
+    print!(
+        "{}{}{}",
+        quoted("webhook_url", &args.webhook_url),
+        quoted("webhook_secret_env", &args.webhook_secret_env),
+        quoted("webhook_secret_arn", &args.webhook_secret_arn)
     );
     Ok(())
 }
