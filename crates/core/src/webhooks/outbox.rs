@@ -25,6 +25,8 @@ use std::time::Duration;
 
 /// The prefix of the entries.
 pub const ENTRIES: &str = "_batchdrop/webhooks/";
+/// What the name of a Batch API tenant's entry starts with.
+pub const TENANT_PREFIX: &str = "tenant-";
 /// The prefix of the markers of entries still to deliver.
 pub const PENDING: &str = "_batchdrop/webhooks-pending/";
 /// Attempts per webhook, the first included.
@@ -128,7 +130,7 @@ impl OutboxEntry {
     /// The same entry for the webhook of Batch API tenant `tenant`: signed with its secret,
     /// named (and so identified) apart from the route's.
     pub fn for_tenant(mut self, tenant: &str) -> Self {
-        self.name = format!("tenant-{}", self.name);
+        self.name = format!("{TENANT_PREFIX}{}", self.name);
         self.webhook_id = webhook_id(&self.job_id, &self.name);
         self.tenant = Some(tenant.to_string());
         self

@@ -10,7 +10,7 @@
 //! process that has no keys file leaves tenants' entries untouched, for one that has.
 
 use super::address::{self, AddressError};
-use super::outbox::{DeliveryState, OutboxEntry, PENDING, entry_key};
+use super::outbox::{self, DeliveryState, OutboxEntry, PENDING, entry_key};
 use super::signature::WebhookSecret;
 use crate::clock::Clock;
 use crate::route::{KeySource, Route, WebhookTarget};
@@ -256,6 +256,10 @@ impl Webhooks {
             else {
                 continue;
             };
+            if name.starts_with(outbox::TENANT_PREFIX) && !self.knows_tenants() {
+                // A tenant's webhook, for a process with the keys file: not even read.
+                continue;
+            }
             if let Some(delivery) = self
                 .attempt(store, clock, &entry_key(job_id, name), &marker.key)
                 .await?
@@ -284,7 +288,6 @@ impl Webhooks {
             Err(e) => return Err(e),
         };
         if entry.tenant.is_some() && !self.knows_tenants() {
-            // A tenant's webhook, for a process with the keys file.
             return Ok(None);
         }
         let now = clock.now().unix_timestamp();
