@@ -3,6 +3,8 @@
 //! what they answered, and runs the rest through the synchronous lane. Over an in-memory
 //! bucket, a manual clock and a scripted provider serving the `sandbox` route.
 
+mod common;
+
 use batchdrop_core::clock::{Clock, rfc3339};
 use batchdrop_core::config::Config;
 use batchdrop_core::engine::{LaneRate, lane_rate_key};
@@ -10,27 +12,14 @@ use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::store::{ObjectStore, ObjectStoreExt, PutMode};
 use batchdrop_core::testing::{Script, ScriptedProvider, TestBed, small_config};
 use bytes::Bytes;
+use common::{Error, TestResult, expected_ids, file, ids, json, jsonl};
 use serde_json::Value;
 use std::time::Duration;
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
-type TestResult = Result<(), Error>;
 
 const KEY: &str = "inbox/sandbox/nightly/requests.jsonl";
 const RESULTS: &str = "results/sandbox/nightly/requests/";
 /// How often the scheduled poll runs in these tests.
 const POLL_EVERY: Duration = Duration::from_secs(5 * 60);
-
-/// `n` OpenAI chat lines `r0001`… of model `gpt-4o-mini`.
-fn file(n: usize) -> String {
-    (1..=n)
-        .map(|i| {
-            format!(
-                r#"{{"custom_id":"r{i:04}","method":"POST","url":"/v1/chat/completions","body":{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"question {i}"}}]}}}}"#
-            ) + "\n"
-        })
-        .collect()
-}
 
 /// The `sandbox` route, 10 requests per batch, one attempt, with `deadline_hours` if given.
 fn config(deadline_hours: Option<f64>) -> Config {
@@ -43,47 +32,17 @@ fn config(deadline_hours: Option<f64>) -> Config {
     config
 }
 
-async fn jsonl(store: &dyn ObjectStore, key: &str) -> Result<Vec<Value>, Error> {
-    let bytes = store.get_bytes(key).await?;
-    let mut out = Vec::new();
-    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        out.push(serde_json::from_slice(line)?);
-    }
-    Ok(out)
-}
-
 /// Polls every [`POLL_EVERY`] of the bed's clock until no job is active (at most a day).
 async fn poll_until_done(bed: &TestBed) -> TestResult {
-    for _ in 0..(24 * 12) {
-        let report = bed.engine.poll().await?;
-        if let Some((id, e)) = report.failures.into_iter().next() {
-            return Err(format!("poll failed on {id}: {e}").into());
-        }
-        if bed.store.list(ACTIVE).await?.is_empty() {
-            return Ok(());
-        }
-        bed.clock.advance(POLL_EVERY);
-    }
-    Err("the job was still active after a day of polls".into())
+    common::poll_until_idle(&bed.engine, bed.store.as_ref(), 24 * 12, || {
+        bed.clock.advance(POLL_EVERY)
+    })
+    .await
 }
 
+/// The job's summary.json, parsed.
 async fn summary(bed: &TestBed) -> Result<Value, Error> {
-    let bytes = bed
-        .store
-        .get_bytes(&format!("{RESULTS}summary.json"))
-        .await?;
-    Ok(serde_json::from_slice(&bytes)?)
-}
-
-fn ids(lines: &[Value]) -> Vec<String> {
-    lines
-        .iter()
-        .map(|l| l["custom_id"].as_str().unwrap_or("<none>").to_string())
-        .collect()
-}
-
-fn expected_ids(n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("r{i:04}")).collect()
+    json(bed.store.as_ref(), &format!("{RESULTS}summary.json")).await
 }
 
 /// Whether an output line was answered through the lane (the scripted provider names its

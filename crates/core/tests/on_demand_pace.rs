@@ -3,24 +3,23 @@
 //! and `requests_per_minute` spaces the requests. Over an in-memory bucket, a manual clock
 //! (nothing sleeps for real) and a scripted provider behind a gate that refuses some calls.
 
+mod common;
+
 use async_trait::async_trait;
 use batchdrop_core::clock::{Clock, ManualClock};
 use batchdrop_core::config::{BelowMinimum, Config};
 use batchdrop_core::engine::Engine;
-use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::provider::{
     BatchInfo, BatchLookup, ChunkUpload, ErrorKind, Provider, ProviderError, Providers, Submitted,
 };
-use batchdrop_core::store::{ByteStream, MemoryStore, ObjectStore, ObjectStoreExt, PutMode};
+use batchdrop_core::store::{ByteStream, MemoryStore, ObjectStore, PutMode};
 use batchdrop_core::testing::{BUCKET, START_UNIX, ScriptedProvider, small_config};
 use bytes::Bytes;
+use common::{Error, TestResult, expected_ids, file, ids, jsonl};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
-type TestResult = Result<(), Error>;
 
 const KEY: &str = "inbox/sandbox/run/requests.jsonl";
 const RESULTS: &str = "results/sandbox/run/requests/";
@@ -119,17 +118,6 @@ fn server_error() -> ProviderError {
 
 const RETRY_AFTER: Duration = Duration::from_secs(7);
 
-/// `n` OpenAI chat lines `r0001`… of model `gpt-4o-mini`.
-fn file(n: usize) -> String {
-    (1..=n)
-        .map(|i| {
-            format!(
-                r#"{{"custom_id":"r{i:04}","method":"POST","url":"/v1/chat/completions","body":{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"question {i}"}}]}}}}"#
-            ) + "\n"
-        })
-        .collect()
-}
-
 struct Bed {
     store: Arc<MemoryStore>,
     clock: Arc<ManualClock>,
@@ -189,35 +177,8 @@ async fn run(bed: &Bed, n: usize) -> Result<Vec<Value>, Error> {
         .put(KEY, Bytes::from(file(n)), PutMode::Create)
         .await?;
     bed.engine.submit(KEY, Some(&meta.etag)).await?;
-    for _ in 0..10 {
-        if bed.store.list(ACTIVE).await?.is_empty() {
-            break;
-        }
-        let report = bed.engine.poll().await?;
-        if let Some((id, e)) = report.failures.into_iter().next() {
-            return Err(format!("poll failed on {id}: {e}").into());
-        }
-    }
-    let bytes = bed
-        .store
-        .get_bytes(&format!("{RESULTS}output.jsonl"))
-        .await?;
-    let mut out = Vec::new();
-    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        out.push(serde_json::from_slice(line)?);
-    }
-    Ok(out)
-}
-
-fn ids(lines: &[Value]) -> Vec<String> {
-    lines
-        .iter()
-        .map(|l| l["custom_id"].as_str().unwrap_or("<none>").to_string())
-        .collect()
-}
-
-fn expected_ids(n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("r{i:04}")).collect()
+    common::poll_until_idle(&bed.engine, bed.store.as_ref(), 10, || {}).await?;
+    jsonl(bed.store.as_ref(), &format!("{RESULTS}output.jsonl")).await
 }
 
 #[tokio::test]

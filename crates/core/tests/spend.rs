@@ -3,24 +3,22 @@
 //! `max_enqueued_tokens` keeps the route's batches in flight under the provider's queue limit.
 //! Over an in-memory bucket, a manual clock and a scripted provider.
 
+mod common;
+
 use async_trait::async_trait;
 use batchdrop_core::config::Config;
-use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::spend::{self, SPEND_PREFIX};
 use batchdrop_core::store::{
-    ByteStream, GetResult, MemoryStore, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
-    StoreError,
+    ByteStream, GetResult, MemoryStore, ObjectMeta, ObjectStore, PutMode, StoreError,
 };
 use batchdrop_core::testing::{Script, ScriptedProvider, TestBed, small_config};
 use batchdrop_core::tokens::count_request;
 use bytes::Bytes;
+use common::{Error, TestResult, json, jsonl};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
-type TestResult = Result<(), Error>;
 
 /// `n` OpenAI chat lines `<prefix>0001`… of model `gpt-4o-mini`, each with `max_tokens` 10.
 fn file(prefix: &str, n: usize) -> String {
@@ -42,30 +40,9 @@ fn config(change: impl FnOnce(&mut batchdrop_core::config::Spend)) -> Config {
     config
 }
 
-async fn jsonl(store: &dyn ObjectStore, key: &str) -> Result<Vec<Value>, Error> {
-    let bytes = store.get_bytes(key).await?;
-    let mut out = Vec::new();
-    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        out.push(serde_json::from_slice(line)?);
-    }
-    Ok(out)
-}
-
-async fn json(store: &dyn ObjectStore, key: &str) -> Result<Value, Error> {
-    Ok(serde_json::from_slice(&store.get_bytes(key).await?)?)
-}
-
+/// Polls the bed's engine until no job is active, at most 40 times.
 async fn poll_to_end(bed: &TestBed) -> TestResult {
-    for _ in 0..40 {
-        let report = bed.engine.poll().await?;
-        if let Some((id, e)) = report.failures.into_iter().next() {
-            return Err(format!("poll failed on {id}: {e}").into());
-        }
-        if bed.store.list(ACTIVE).await?.is_empty() {
-            return Ok(());
-        }
-    }
-    Err("jobs still active after 40 polls".into())
+    common::poll_to_end(bed, 40).await
 }
 
 #[tokio::test]
