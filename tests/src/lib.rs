@@ -3,6 +3,7 @@
 //! - [`moto`]: a private moto S3 server per test, and clients and stores pointed at it.
 //! - [`lambda`]: `cargo lambda watch` running the workspace's functions, killed on drop.
 //! - [`bucket`]: a bucket seen through a plain S3 client (upload, read, list).
+//! - [`jobs`]: an engine's jobs polled to their end, and their output and summary read back.
 //! - [`fixtures`]: the files of `examples/` and `events/`, and the results they must give.
 //! - [`clocks`]: the engine's and the sandbox's manual clocks moved together, and the OpenAI
 //!   client of a test against the sandbox.
@@ -12,6 +13,7 @@
 pub mod bucket;
 pub mod clocks;
 pub mod fixtures;
+pub mod jobs;
 pub mod lambda;
 pub mod moto;
 pub mod sandbox;

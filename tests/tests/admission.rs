@@ -11,10 +11,10 @@
 
 use batchdrop_core::config::Config;
 use batchdrop_core::engine::Engine;
-use batchdrop_core::layout::ACTIVE;
-use batchdrop_core::store::{MemoryStore, ObjectStore, ObjectStoreExt, PutMode};
+use batchdrop_core::store::{MemoryStore, ObjectStore, PutMode};
 use batchdrop_sandbox::{Faults, Sandbox, SandboxConfig, SandboxStats};
 use batchdrop_tests::clocks::{Clocks, one_route, openai_provider};
+use batchdrop_tests::jobs::{custom_ids, output, poll_until_idle, summary};
 use bytes::Bytes;
 use serde_json::Value;
 use std::sync::Arc;
@@ -81,40 +81,15 @@ async fn run(max_enqueued_tokens: Option<u64>) -> Result<Finished, Error> {
         .collect();
     let meta = store.put(KEY, Bytes::from(body), PutMode::Create).await?;
     engine.submit(KEY, Some(&meta.etag)).await?;
-    let mut done = false;
-    for _ in 0..400 {
-        engine.poll().await?;
-        if store.list(ACTIVE).await?.is_empty() {
-            done = true;
-            break;
-        }
-        clocks.advance(STEP);
-    }
+    let polled = poll_until_idle(&engine, store.as_ref(), 400, || clocks.advance(STEP)).await;
     let stats = sandbox.stats();
     sandbox.stop().await;
-    if !done {
-        return Err("the job was still active after 400 polls".into());
-    }
-    let bytes = store.get_bytes(&format!("{RESULTS}output.jsonl")).await?;
-    let output = bytes
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(serde_json::from_slice)
-        .collect::<Result<_, _>>()?;
-    let summary =
-        serde_json::from_slice(&store.get_bytes(&format!("{RESULTS}summary.json")).await?)?;
+    polled?;
     Ok(Finished {
-        output,
-        summary,
+        output: output(store.as_ref(), RESULTS).await?,
+        summary: summary(store.as_ref(), RESULTS).await?,
         stats,
     })
-}
-
-fn ids(lines: &[Value]) -> Vec<String> {
-    lines
-        .iter()
-        .map(|l| l["custom_id"].as_str().unwrap_or("<none>").to_string())
-        .collect()
 }
 
 fn expected_ids() -> Vec<String> {
@@ -130,7 +105,7 @@ async fn with_the_queue_limit_configured_a_big_file_meets_no_refusal() -> TestRe
 
     // THEN the sandbox refused no batch, every request was answered once, in input order
     assert_eq!(run.stats.faults.enqueued_token_limit, 0, "{:?}", run.stats);
-    assert_eq!(ids(&run.output), expected_ids());
+    assert_eq!(custom_ids(&run.output), expected_ids());
     assert!(
         run.output
             .iter()
@@ -163,7 +138,7 @@ async fn without_the_queue_limit_refused_batches_are_sent_again_and_the_job_fini
     assert!(run.stats.batches_created > N as u64 / PER_CHUNK);
     // AND the job finished with every request answered (the refusals were sent again once
     // the batches in flight had drained), a line each, in input order
-    assert_eq!(ids(&run.output), expected_ids());
+    assert_eq!(custom_ids(&run.output), expected_ids());
     assert_eq!(run.summary["status"], "completed");
     assert_eq!(
         run.summary["counts"]["succeeded"], N as u64,

@@ -4,11 +4,11 @@
 
 use batchdrop_core::config::Config;
 use batchdrop_core::engine::Engine;
-use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::route::Spend;
-use batchdrop_core::store::{MemoryStore, ObjectStore, ObjectStoreExt, PutMode};
+use batchdrop_core::store::{MemoryStore, ObjectStore, PutMode};
 use batchdrop_sandbox::{Sandbox, SandboxConfig};
 use batchdrop_tests::clocks::{Clocks, one_route, openai_provider};
+use batchdrop_tests::jobs::{self, poll_until_idle};
 use batchdrop_tests::{BoxError, TestResult};
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -84,21 +84,17 @@ impl Bed {
         Ok(self.store.put(key, body, PutMode::Create).await?.etag)
     }
 
-    /// Polls a step apart until no job is active.
+    /// Polls a step apart until no job is active (at most 40 polls).
     async fn poll_to_end(&self, engine: &Engine) -> TestResult {
-        for _ in 0..40 {
-            engine.poll().await?;
-            if self.store.list(ACTIVE).await?.is_empty() {
-                return Ok(());
-            }
-            self.clocks.advance(STEP);
-        }
-        Err("jobs still active after 40 polls".into())
+        poll_until_idle(engine, self.store.as_ref(), 40, || {
+            self.clocks.advance(STEP)
+        })
+        .await
     }
 
+    /// The summary of the job of `inbox/<route>/<name>.jsonl`.
     async fn summary(&self, name: &str) -> Result<Value, BoxError> {
-        let key = format!("results/{ROUTE}/{name}/summary.json");
-        Ok(serde_json::from_slice(&self.store.get_bytes(&key).await?)?)
+        jobs::summary(self.store.as_ref(), &format!("results/{ROUTE}/{name}/")).await
     }
 }
 

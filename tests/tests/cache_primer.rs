@@ -8,11 +8,11 @@
 use batchdrop_core::clock::ManualClock;
 use batchdrop_core::config::Config;
 use batchdrop_core::engine::Engine;
-use batchdrop_core::layout::ACTIVE;
 use batchdrop_core::provider::Provider;
 use batchdrop_core::providers::AnthropicProvider;
-use batchdrop_core::store::{MemoryStore, ObjectStore, ObjectStoreExt, PutMode};
+use batchdrop_core::store::{MemoryStore, ObjectStore, PutMode};
 use batchdrop_sandbox::{Sandbox, SandboxConfig, SandboxStats};
+use batchdrop_tests::jobs::{output, poll_until_idle, summary};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -70,25 +70,13 @@ async fn run(primer: bool) -> Result<Finished, Error> {
     );
     let meta = store.put(KEY, Bytes::from(file()), PutMode::Create).await?;
     engine.submit(KEY, Some(&meta.etag)).await?;
-    for _ in 0..20 {
-        engine.poll().await?;
-        if store.list(ACTIVE).await?.is_empty() {
-            break;
-        }
-    }
+    let polled = poll_until_idle(&engine, store.as_ref(), 20, || {}).await;
     let stats = sandbox.stats();
     sandbox.stop().await;
-    let bytes = store.get_bytes(&format!("{RESULTS}output.jsonl")).await?;
-    let output = bytes
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(serde_json::from_slice)
-        .collect::<Result<_, _>>()?;
-    let summary =
-        serde_json::from_slice(&store.get_bytes(&format!("{RESULTS}summary.json")).await?)?;
+    polled?;
     Ok(Finished {
-        output,
-        summary,
+        output: output(store.as_ref(), RESULTS).await?,
+        summary: summary(store.as_ref(), RESULTS).await?,
         stats,
     })
 }

@@ -10,12 +10,13 @@
 use batchdrop_core::clock::{Clock, rfc3339};
 use batchdrop_core::config::Config;
 use batchdrop_core::engine::Engine;
-use batchdrop_core::layout::{self, ACTIVE};
-use batchdrop_core::store::{MemoryStore, ObjectStore, ObjectStoreExt, PutMode};
+use batchdrop_core::layout;
+use batchdrop_core::store::{MemoryStore, ObjectStore, PutMode};
 use batchdrop_core::testing::FaultyStore;
 use batchdrop_sandbox::{Sandbox, SandboxConfig};
 use batchdrop_tests::TestResult;
 use batchdrop_tests::clocks::{Clocks, one_route, openai_provider};
+use batchdrop_tests::jobs::{custom_ids, output, poll_until_idle, summary};
 use bytes::Bytes;
 use serde_json::Value;
 use std::sync::Arc;
@@ -97,33 +98,14 @@ impl Run {
         Ok(layout::job_id(BUCKET, KEY, &meta.etag))
     }
 
-    /// Polls every 5 minutes of both clocks until no job is active; a failed poll (the crash
-    /// a test injected) is followed by the next one, as the schedule would.
+    /// Polls every 5 minutes of both clocks until no job is active (at most 6 hours); a poll
+    /// whose job failed (the crash a test injected) is followed by the next one, as the
+    /// schedule would.
     async fn poll_until_done(&self) -> TestResult {
-        for _ in 0..(6 * 12) {
-            let _ = self.engine.poll().await;
-            if self.store.list(ACTIVE).await?.is_empty() {
-                return Ok(());
-            }
-            self.clocks.advance(POLL_EVERY);
-        }
-        Err("the job was still active after 6 hours of polls".into())
-    }
-
-    async fn json(&self, key: &str) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(serde_json::from_slice(&self.store.get_bytes(key).await?)?)
-    }
-
-    async fn output(&self) -> Result<Vec<Value>, Box<dyn std::error::Error + Send + Sync>> {
-        let bytes = self
-            .store
-            .get_bytes(&format!("{RESULTS}output.jsonl"))
-            .await?;
-        Ok(bytes
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(serde_json::from_slice)
-            .collect::<Result<_, _>>()?)
+        poll_until_idle(&self.engine, self.store.as_ref(), 6 * 12, || {
+            self.clocks.advance(POLL_EVERY)
+        })
+        .await
     }
 }
 
@@ -139,13 +121,6 @@ fn expected_ids() -> Vec<String> {
     (0..N).map(|i| format!("r{i:03}")).collect()
 }
 
-fn ids(lines: &[Value]) -> Vec<String> {
-    lines
-        .iter()
-        .map(|l| l["custom_id"].as_str().unwrap_or("<none>").to_string())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_slowed_past_the_deadline_finish_through_the_lane_by_the_deadline() -> TestResult {
     // GIVEN 200 requests in two batches that would end three hours after they start, and a
@@ -157,8 +132,8 @@ async fn batches_slowed_past_the_deadline_finish_through_the_lane_by_the_deadlin
     run.poll_until_done().await?;
 
     // THEN every request is in output.jsonl once, in input order, answered
-    let out = run.output().await?;
-    assert_eq!(ids(&out), expected_ids());
+    let out = output(run.store.as_ref(), RESULTS).await?;
+    assert_eq!(custom_ids(&out), expected_ids());
     assert!(
         out.iter().all(|l| l["response"]["status_code"] == 200),
         "{:?}",
@@ -173,7 +148,7 @@ async fn batches_slowed_past_the_deadline_finish_through_the_lane_by_the_deadlin
     );
     assert_eq!(run.sandbox.stats().sync_requests, N as u64 - by_batch);
     // AND the summary says the deadline was met, with the requests that went through the lane
-    let summary = run.json(&format!("{RESULTS}summary.json")).await?;
+    let summary = summary(run.store.as_ref(), RESULTS).await?;
     let deadline = &summary["deadline"];
     assert_eq!(deadline["met"], true, "{summary}");
     assert_eq!(deadline["source"], "sidecar");
@@ -200,12 +175,9 @@ async fn a_crash_in_the_middle_of_the_lane_asks_again_only_the_requests_in_fligh
     run.poll_until_done().await?;
 
     // THEN every request is in output.jsonl once, in input order
-    let out = run.output().await?;
-    assert_eq!(ids(&out), expected_ids());
-    eprintln!(
-        "SUMMARY {}",
-        run.json(&format!("{RESULTS}summary.json")).await?
-    );
+    let out = output(run.store.as_ref(), RESULTS).await?;
+    assert_eq!(custom_ids(&out), expected_ids());
+    eprintln!("SUMMARY {}", summary(run.store.as_ref(), RESULTS).await?);
     // AND only the piece in flight at the crash was asked again
     let by_lane = out.iter().filter(|l| !from_batch(l)).count() as u64;
     assert!(by_lane > 2 * PIECE, "{by_lane} answered through the lane");
