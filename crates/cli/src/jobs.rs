@@ -113,6 +113,10 @@ pub struct JobView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WebhookView {
     pub event_type: String,
+    /// The Batch API tenant whose webhook it is (its key's `webhook_url`); absent: the
+    /// route's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     pub webhook_id: String,
     /// `pending`, `delivered` or `failed`.
     pub state: String,
@@ -282,6 +286,7 @@ pub async fn with_webhooks(
             let pending = entry.state == DeliveryState::Pending;
             v.webhooks.push(WebhookView {
                 event_type: entry.event_type,
+                tenant: entry.tenant,
                 webhook_id: entry.webhook_id,
                 state: match entry.state {
                     DeliveryState::Pending => "pending",
@@ -310,8 +315,12 @@ pub fn webhook_words(v: &JobView) -> Option<String> {
         .webhooks
         .iter()
         .map(|w| {
+            let to = match &w.tenant {
+                Some(tenant) => format!(" to tenant {tenant}"),
+                None => String::new(),
+            };
             let mut s = format!(
-                "{} {} ({} attempt{})",
+                "{}{to} {} ({} attempt{})",
                 w.event_type,
                 w.state,
                 w.attempts,

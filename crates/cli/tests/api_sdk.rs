@@ -467,6 +467,16 @@ fn a_keys_webhook_tells_its_tenant_that_its_batch_completed_signed_with_its_secr
             .contains(secret.trim_start_matches("whsec_")),
         "the secret is never printed"
     );
+    // AND `batchdrop status` shows it delivered to the tenant
+    let root_arg = root.to_string_lossy().to_string();
+    let status = common::run(&["status", "--root", &root_arg])?;
+    assert!(
+        status
+            .stdout
+            .contains("batch_job.completed to tenant acme delivered (1 attempt)"),
+        "{}",
+        status.stdout
+    );
     drop(server);
     Ok(())
 }
