@@ -22,15 +22,11 @@ from pathlib import Path
 
 import openai
 
-checks = 0
+# The check counting the workspace's SDK check scripts share: crates/cli/tests/sdk_checks.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "crates" / "cli" / "tests"))
+from sdk_checks import check, named, passed, raises  # noqa: E402
 
-
-def check(condition, what):
-    global checks
-    if not condition:
-        print(f"api lambda: FAILED: {what}", file=sys.stderr)
-        sys.exit(1)
-    checks += 1
+named("api lambda")
 
 
 def request_line(index):
@@ -73,7 +69,7 @@ def submit(base, key, requests, part_size):
         input_file_id=upload.file.id, endpoint="/v1/chat/completions", completion_window="24h"
     )
     check(batch.status in ("validating", "in_progress"), f"new batch status {batch.status}")
-    print(f"api lambda: {checks} checks passed")
+    passed()
     print(json.dumps({"batch_id": batch.id, "file_id": upload.file.id}))
 
 
@@ -98,12 +94,9 @@ def download(base, key, batch_id, requests):
     check(api.files.retrieve(batch.output_file_id).bytes == len(output.encode()), "output bytes")
     errors = [json.loads(line) for line in api.files.content(batch.error_file_id).text.splitlines()]
     check(len(errors) == 1 and errors[0]["error"] is not None, f"the error file: {errors}")
-    try:
-        client(base, "bdk_wrong").batches.retrieve(batch_id)
-        check(False, "a wrong key: nothing raised")
-    except openai.AuthenticationError:
-        check(True, "a wrong key")
-    print(f"api lambda: {checks} checks passed")
+    raises(openai.AuthenticationError, lambda: client(base, "bdk_wrong").batches.retrieve(batch_id),
+           "a wrong key")
+    passed()
 
 
 def main():

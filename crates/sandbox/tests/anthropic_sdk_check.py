@@ -11,22 +11,19 @@ and exits 1. Run by tests/anthropic_sdk.rs.
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import anthropic
+
+# The check counting the workspace's SDK check scripts share: crates/cli/tests/sdk_checks.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cli" / "tests"))
+from sdk_checks import check, named, passed, raises  # noqa: E402
+
+named("anthropic sdk")
 
 MODEL = "claude-sonnet-4-5"
 REQUESTS = 5
 BATCHES = 3
-
-checks = 0
-
-
-def check(condition, what):
-    global checks
-    if not condition:
-        print(f"anthropic sdk: FAILED: {what}", file=sys.stderr)
-        sys.exit(1)
-    checks += 1
 
 
 def request(index):
@@ -120,16 +117,11 @@ def main():
         check(error.status_code == 400 and "max_tokens" in str(error),
               f"messages.create with max_tokens 0 raises BadRequestError naming it ({error})")
 
-    try:
-        client.messages.batches.retrieve("msgbatch_does_not_exist")
-        check(False, "an unknown batch raises NotFoundError")
-    except anthropic.NotFoundError:
-        check(True, "an unknown batch raises NotFoundError")
-    try:
-        client.messages.batches.cancel(batch.id)
-        check(False, "cancelling an ended batch raises BadRequestError")
-    except anthropic.BadRequestError:
-        check(True, "cancelling an ended batch raises BadRequestError")
+    raises(anthropic.NotFoundError,
+           lambda: client.messages.batches.retrieve("msgbatch_does_not_exist"),
+           "an unknown batch raises NotFoundError")
+    raises(anthropic.BadRequestError, lambda: client.messages.batches.cancel(batch.id),
+           "cancelling an ended batch raises BadRequestError")
     try:
         client.messages.batches.create(
             requests=[{**request(0), "custom_id": "not.valid"}, request(1)]
@@ -138,19 +130,17 @@ def main():
     except anthropic.BadRequestError as error:
         check("requests.0.custom_id" in str(error),
               f"an invalid custom_id raises BadRequestError naming it ({error})")
-    try:
-        client.messages.batches.list(
-            extra_headers={"Authorization": anthropic.omit, "X-Api-Key": anthropic.omit}
-        )
-        check(False, "a request without an API key raises AuthenticationError")
-    except anthropic.AuthenticationError:
-        check(True, "a request without an API key raises AuthenticationError")
+    raises(anthropic.AuthenticationError,
+           lambda: client.messages.batches.list(
+               extra_headers={"Authorization": anthropic.omit, "X-Api-Key": anthropic.omit}
+           ),
+           "a request without an API key raises AuthenticationError")
 
     deleted = client.messages.batches.delete(batch.id)
     check(deleted.id == batch.id and deleted.type == "message_batch_deleted",
           "batches.delete deletes an ended batch")
 
-    print(f"anthropic sdk: {checks} checks passed")
+    passed()
 
 
 if __name__ == "__main__":

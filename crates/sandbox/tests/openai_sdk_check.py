@@ -9,23 +9,20 @@ and exits 1. Run by tests/openai_sdk.rs.
 import json
 import sys
 import time
+from pathlib import Path
 
 import openai
 from openai.types.chat import ChatCompletion
 
+# The check counting the workspace's SDK check scripts share: crates/cli/tests/sdk_checks.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cli" / "tests"))
+from sdk_checks import check, named, passed, raises  # noqa: E402
+
+named("openai sdk")
+
 ENDPOINT = "/v1/chat/completions"
 REQUESTS = 5
 BATCHES = 3
-
-checks = 0
-
-
-def check(condition, what):
-    global checks
-    if not condition:
-        print(f"openai sdk: FAILED: {what}", file=sys.stderr)
-        sys.exit(1)
-    checks += 1
 
 
 def request_line(index):
@@ -104,21 +101,13 @@ def main():
     check(all(c.choices[0].message.content and c.usage.prompt_tokens > 0 for c in completions),
           "every answer parses as a ChatCompletion with content and usage")
 
-    try:
-        client.batches.retrieve("batch_does_not_exist")
-        check(False, "an unknown batch raises NotFoundError")
-    except openai.NotFoundError:
-        check(True, "an unknown batch raises NotFoundError")
-    try:
-        client.batches.cancel(batch.id)
-        check(False, "cancelling a completed batch raises BadRequestError")
-    except openai.BadRequestError:
-        check(True, "cancelling a completed batch raises BadRequestError")
-    try:
-        client.batches.list(extra_headers={"Authorization": openai.omit})
-        check(False, "a request without an API key raises AuthenticationError")
-    except openai.AuthenticationError:
-        check(True, "a request without an API key raises AuthenticationError")
+    raises(openai.NotFoundError, lambda: client.batches.retrieve("batch_does_not_exist"),
+           "an unknown batch raises NotFoundError")
+    raises(openai.BadRequestError, lambda: client.batches.cancel(batch.id),
+           "cancelling a completed batch raises BadRequestError")
+    raises(openai.AuthenticationError,
+           lambda: client.batches.list(extra_headers={"Authorization": openai.omit}),
+           "a request without an API key raises AuthenticationError")
 
     check(client.files.delete(uploaded.id).deleted, "files.delete deletes the upload")
 
@@ -134,13 +123,11 @@ def main():
     vectors = client.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
     check(len(vectors.data) == 2 and len(vectors.data[0].embedding) > 0,
           "embeddings.create answers synchronously")
-    try:
-        client.chat.completions.create(model="gpt-4o-mini", messages=[])
-        check(False, "an empty messages list raises BadRequestError")
-    except openai.BadRequestError:
-        check(True, "an empty messages list raises BadRequestError")
+    raises(openai.BadRequestError,
+           lambda: client.chat.completions.create(model="gpt-4o-mini", messages=[]),
+           "an empty messages list raises BadRequestError")
 
-    print(f"openai sdk: {checks} checks passed")
+    passed()
 
 
 if __name__ == "__main__":
