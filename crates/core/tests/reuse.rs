@@ -116,22 +116,34 @@ impl Bed {
         Ok((out, summary))
     }
 
-    /// Requests the sandbox was sent in batches so far (its batches' request counts).
+    /// Requests the sandbox was sent in batches so far (its batches' request counts, every
+    /// page of its batch list).
     async fn requests_sent(&self) -> Result<u64, Error> {
-        let url = format!("{}/batches?limit=100", self.sandbox.base_url());
-        let list: Value = reqwest::Client::new()
-            .get(url)
-            .bearer_auth("sk-test")
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let data = list["data"].as_array().ok_or("no batch list")?;
-        Ok(data
-            .iter()
-            .map(|b| b["request_counts"]["total"].as_u64().unwrap_or(0))
-            .sum())
+        let mut sent = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!("{}/batches?limit=100", self.sandbox.base_url());
+            if let Some(after) = &after {
+                url.push_str(&format!("&after={after}"));
+            }
+            let list: Value = reqwest::Client::new()
+                .get(url)
+                .bearer_auth("sk-test")
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let data = list["data"].as_array().ok_or("no batch list")?;
+            sent += data
+                .iter()
+                .map(|b| b["request_counts"]["total"].as_u64().unwrap_or(0))
+                .sum::<u64>();
+            match data.last().and_then(|b| b["id"].as_str()) {
+                Some(last) if list["has_more"] == true => after = Some(last.to_string()),
+                _ => return Ok(sent),
+            }
+        }
     }
 }
 
@@ -207,6 +219,30 @@ async fn the_same_file_under_a_second_name_sends_nothing_and_gets_the_same_answe
     let paid = first_summary["cost"]["batch"].as_f64().ok_or("no cost")?;
     assert!(paid > 0.0);
     assert_eq!(summary["reuse"]["saved_usd"].as_f64(), Some(paid));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_merged_at_a_jobs_end_still_answers_every_request_it_held() -> TestResult {
+    // GIVEN a route whose first job sends 130 batches of 10: 130 index objects at its end
+    let bed = Bed::start(10, 30).await?;
+    let n = 1_300;
+    let (first, _) = bed.run("first", &file("a", n)).await?;
+    assert_eq!(bed.requests_sent().await?, n as u64);
+    let merged = bed.store.list("_batchdrop/reuse/sandbox/_merged/").await?;
+    let index = bed.store.list("_batchdrop/reuse/sandbox/").await?;
+
+    // THEN the job's end merged 64 of them into one
+    assert_eq!(merged.len(), 1, "{merged:?}");
+    assert_eq!(index.len(), 130 - 64 + 1);
+
+    // WHEN the same requests come again
+    let (second, summary) = bed.run("second", &file("b", n)).await?;
+
+    // THEN nothing more was sent: every answer was found, merged or not
+    assert_eq!(bed.requests_sent().await?, n as u64);
+    assert_eq!(summary["reuse"]["from_earlier_jobs"], n);
+    assert_eq!(answers(&second), answers(&first));
     Ok(())
 }
 

@@ -26,7 +26,7 @@ use crate::manifest::{
 };
 use crate::provider::{Dialect, ProviderError};
 use crate::providers;
-use crate::reuse::{Fetcher, IndexEntry, Location, content_hash, index, marked};
+use crate::reuse::{Fetcher, IndexEntry, Location, compact, content_hash, index, marked};
 use crate::store::{ObjectStoreExt, PutMode, StoreError, StreamLines};
 use crate::writer::StreamWriter;
 use futures::{StreamExt, TryStreamExt};
@@ -443,9 +443,9 @@ impl JobRun<'_> {
     /// Enters every successful answer of the chunks the job sent into the route's index (one
     /// object per chunk, created once).
     pub(super) async fn index_answers(&self, manifest: &Manifest) -> Result<(), JobError> {
-        if self.reuses(manifest).is_none() {
+        let Some(days) = self.reuses(manifest) else {
             return Ok(());
-        }
+        };
         let store = self.engine.store.clone();
         let dialect = dialect_of(manifest)?;
         let answered_at = self.engine.clock.now().unix_timestamp();
@@ -492,6 +492,26 @@ impl JobRun<'_> {
                 offset += answer.len() as u64;
             }
             index::write(store.as_ref(), &key, entries).await?;
+        }
+        // Keeping the index small is never the job's problem: a failure is retried by the
+        // next job's end.
+        if !self.engine.near_deadline() {
+            let not_before = answered_at - i64::from(days) * DAY;
+            match compact::compact(&store, &manifest.route, not_before).await {
+                Ok(Some(done)) => tracing::info!(
+                    route = manifest.route,
+                    merged = done.merged,
+                    entries = done.entries,
+                    expired = done.expired,
+                    "reuse index compacted"
+                ),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    route = manifest.route,
+                    error = %e,
+                    "reuse index not compacted; the next job's end tries again"
+                ),
+            }
         }
         Ok(())
     }

@@ -7,9 +7,15 @@
 //! whose results hold the answer (4), the answer's byte offset in them (8) and its length
 //! without newline (4). Only successful answers are entered.
 //!
+//! A merged object (`_batchdrop/reuse/<route>/_merged/<id>.idx`, made by `super::compact` out
+//! of many) holds the answers of several jobs: a header naming them (a u32 count, then per job
+//! a u16 length and its id) and records of [`MERGED_RECORD`] bytes, each a record as above
+//! followed by the index of its job in the header (u32), sorted by content hash.
+//!
 //! [`lookup`] merges the job's distinct contents (a run of (hash, line) pairs sorted by hash)
 //! with the index objects, [`MERGE_FAN_IN`] objects at a time, and keeps the newest answer of
-//! each content answered since `not_before`.
+//! each content answered since `not_before`. An object removed since it was listed (merged
+//! away) is passed over.
 
 use crate::ids::MERGE_FAN_IN;
 use crate::layout::{JobKeys, STATE};
@@ -22,6 +28,8 @@ use tokio::io::{AsyncBufRead, AsyncReadExt};
 
 /// Bytes of one index record.
 pub const RECORD: usize = 48;
+/// Bytes of one record of a merged object: a record and its job's index in the header.
+pub const MERGED_RECORD: usize = RECORD + 4;
 /// Bytes of one (hash, line) pair of a job's contents.
 pub const PAIR: usize = 24;
 /// Read buffer of each object while they are merged.
@@ -37,6 +45,11 @@ pub fn key(route: &str, job: &str, chunk: u32) -> String {
     format!("{}{job}/{chunk:05}.idx", dir(route))
 }
 
+/// The folder of the route's merged objects (job ids never start with `_`).
+pub fn merged_dir(route: &str) -> String {
+    format!("{}_merged/", dir(route))
+}
+
 /// One answered request, as the index holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexEntry {
@@ -49,7 +62,7 @@ pub struct IndexEntry {
 }
 
 impl IndexEntry {
-    fn encode(&self) -> [u8; RECORD] {
+    pub(crate) fn encode(&self) -> [u8; RECORD] {
         let mut r = [0u8; RECORD];
         r[..16].copy_from_slice(&self.hash.to_be_bytes());
         r[16..24].copy_from_slice(&self.answered_at.to_be_bytes());
@@ -60,7 +73,7 @@ impl IndexEntry {
         r
     }
 
-    fn decode(r: &[u8; RECORD]) -> Self {
+    pub(crate) fn decode(r: &[u8]) -> Self {
         let u64_at = |i: usize| u64::from_be_bytes(r[i..i + 8].try_into().unwrap_or_default());
         let u32_at = |i: usize| u32::from_be_bytes(r[i..i + 4].try_into().unwrap_or_default());
         Self {
@@ -136,11 +149,15 @@ struct Records<const N: usize> {
 impl<const N: usize> Records<N> {
     async fn open(store: &dyn ObjectStore, key: String) -> Result<Self, StoreError> {
         let got = store.get(&key).await?;
+        Ok(Self::over(key, got.body))
+    }
+
+    fn over(key: String, body: crate::store::ByteStream) -> Self {
         let reader = Box::new(tokio::io::BufReader::with_capacity(
             READ_BUFFER,
-            tokio_util::io::StreamReader::new(got.body),
+            tokio_util::io::StreamReader::new(body),
         ));
-        Ok(Self { key, reader })
+        Self { key, reader }
     }
 
     async fn next(&mut self) -> Result<Option<[u8; N]>, StoreError> {
@@ -153,16 +170,128 @@ impl<const N: usize> Records<N> {
     }
 }
 
-/// The job an index object belongs to (`…/reuse/<route>/<job>/<chunk>.idx`).
+/// The job an index object of a chunk belongs to (`…/reuse/<route>/<job>/<chunk>.idx`).
 fn job_of(key: &str) -> Option<&str> {
     let mut parts = key.rsplit('/');
     parts.next()?;
     parts.next()
 }
 
+/// Whether `key` is a merged object.
+fn is_merged(key: &str) -> bool {
+    key.rsplit('/').nth(1) == Some("_merged")
+}
+
+/// The index objects of `route`: chunk objects and merged ones, with their sizes.
+pub(crate) async fn objects(
+    store: &dyn ObjectStore,
+    route: &str,
+) -> Result<Vec<crate::store::ObjectMeta>, StoreError> {
+    Ok(store
+        .list(&dir(route))
+        .await?
+        .into_iter()
+        .filter(|m| m.key.ends_with(".idx") && job_of(&m.key).is_some())
+        .collect())
+}
+
+/// The entries of one index object, in hash order, each with its job.
+pub(crate) struct Reader {
+    /// The jobs its entries belong to (one for a chunk's object).
+    pub jobs: Vec<Arc<str>>,
+    merged: bool,
+    chunk: Records<RECORD>,
+    records: Records<MERGED_RECORD>,
+}
+
+impl Reader {
+    /// Opens the object at `key`; None when it is gone (merged away since it was listed).
+    pub async fn open(store: &dyn ObjectStore, key: &str) -> Result<Option<Reader>, StoreError> {
+        let got = match store.get(key).await {
+            Ok(got) => got,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !is_merged(key) {
+            let job: Arc<str> = job_of(key).unwrap_or_default().into();
+            return Ok(Some(Reader {
+                jobs: vec![job],
+                merged: false,
+                chunk: Records::over(key.to_string(), got.body),
+                records: Records::over(key.to_string(), empty()),
+            }));
+        }
+        let mut records = Records::<MERGED_RECORD>::over(key.to_string(), got.body);
+        let bad = |what: &str| {
+            StoreError::io_at(
+                key,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string()),
+            )
+        };
+        let count = records
+            .reader
+            .read_u32()
+            .await
+            .map_err(|_| bad("a merged index object without its header"))?;
+        let mut jobs = Vec::with_capacity(count.min(1 << 16) as usize);
+        for _ in 0..count {
+            let len = records
+                .reader
+                .read_u16()
+                .await
+                .map_err(|_| bad("a merged index object's header is cut short"))?;
+            let mut name = vec![0u8; usize::from(len)];
+            records
+                .reader
+                .read_exact(&mut name)
+                .await
+                .map_err(|_| bad("a merged index object's header is cut short"))?;
+            let name = String::from_utf8(name).map_err(|_| bad("a job id is not UTF-8"))?;
+            jobs.push(Arc::from(name));
+        }
+        Ok(Some(Reader {
+            jobs,
+            merged: true,
+            chunk: Records::over(key.to_string(), empty()),
+            records,
+        }))
+    }
+
+    /// The next entry and its job.
+    pub async fn next(&mut self) -> Result<Option<(IndexEntry, Arc<str>)>, StoreError> {
+        if !self.merged {
+            let job = self.jobs[0].clone();
+            return Ok(self
+                .chunk
+                .next()
+                .await?
+                .map(|r| (IndexEntry::decode(&r), job)));
+        }
+        let Some(r) = self.records.next().await? else {
+            return Ok(None);
+        };
+        let at = u32::from_be_bytes(r[RECORD..].try_into().unwrap_or_default()) as usize;
+        let job = self.jobs.get(at).cloned().ok_or_else(|| {
+            StoreError::io_at(
+                &self.records.key,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("a record names job {at} of {}", self.jobs.len()),
+                ),
+            )
+        })?;
+        Ok(Some((IndexEntry::decode(&r[..RECORD]), job)))
+    }
+}
+
+fn empty() -> crate::store::ByteStream {
+    Box::pin(futures::stream::empty())
+}
+
 /// For each line of `leaders` (distinct contents: (hash, line) pairs sorted by hash) whose
 /// content the route's index holds an answer to, answered at or after `not_before` (unix
-/// seconds): the newest such answer. `except` (the job looking) is never its own source.
+/// seconds): the newest such answer (of as new ones, the last by job and line). `except` (the
+/// job looking) is never its own source.
 pub async fn lookup(
     store: &Arc<dyn ObjectStore>,
     route: &str,
@@ -170,45 +299,46 @@ pub async fn lookup(
     not_before: i64,
     except: &str,
 ) -> Result<HashMap<u64, Location>, StoreError> {
-    let objects: Vec<String> = store
-        .list(&dir(route))
+    let objects: Vec<String> = objects(store.as_ref(), route)
         .await?
         .into_iter()
         .map(|m| m.key)
-        .filter(|k| k.ends_with(".idx") && job_of(k).is_some_and(|j| j != except))
+        .filter(|k| is_merged(k) || job_of(k).is_some_and(|j| j != except))
         .collect();
     let mut found: HashMap<u64, Location> = HashMap::new();
     for group in objects.chunks(MERGE_FAN_IN) {
         let mut readers = Vec::with_capacity(group.len());
         for key in group {
-            readers.push(Records::<RECORD>::open(store.as_ref(), key.clone()).await?);
+            if let Some(reader) = Reader::open(store.as_ref(), key).await? {
+                readers.push(reader);
+            }
         }
         let mut heap = BinaryHeap::new();
         for (k, r) in readers.iter_mut().enumerate() {
-            if let Some(record) = r.next().await? {
-                heap.push(Reverse((IndexEntry::decode(&record).hash, k, record)));
+            if let Some((entry, job)) = r.next().await? {
+                heap.push(Reverse(Head { entry, k, job }));
             }
         }
         let mut wanted = Records::<PAIR>::open(store.as_ref(), leaders.to_string()).await?;
         let mut leader = wanted.next().await?.map(|r| decode_pair(&r));
-        while let (Some((want, line)), Some(Reverse((hash, k, record)))) = (leader, heap.pop()) {
-            if want < hash {
+        while let (Some((want, line)), Some(Reverse(head))) = (leader, heap.pop()) {
+            if want < head.entry.hash {
                 // This content is not in these objects: look for the next one.
                 leader = wanted.next().await?.map(|r| decode_pair(&r));
-                heap.push(Reverse((hash, k, record)));
+                heap.push(Reverse(head));
                 continue;
             }
-            if want == hash {
-                let entry = IndexEntry::decode(&record);
-                let newer = found
-                    .get(&line)
-                    .is_none_or(|l| l.answered_at < entry.answered_at);
+            let Head { entry, k, job } = head;
+            if want == entry.hash && &*job != except {
+                // The newest; of answers as new, the same one whatever the objects' order.
+                let newer = found.get(&line).is_none_or(|l| {
+                    (l.answered_at, l.job.as_str(), l.line) < (entry.answered_at, &*job, entry.line)
+                });
                 if entry.answered_at >= not_before && newer {
-                    let job = job_of(&group[k]).unwrap_or_default().to_string();
                     found.insert(
                         line,
                         Location {
-                            job,
+                            job: job.to_string(),
                             line: entry.line,
                             chunk: entry.chunk,
                             offset: entry.offset,
@@ -218,12 +348,39 @@ pub async fn lookup(
                     );
                 }
             }
-            if let Some(next) = readers[k].next().await? {
-                heap.push(Reverse((IndexEntry::decode(&next).hash, k, next)));
+            if let Some((entry, job)) = readers[k].next().await? {
+                heap.push(Reverse(Head { entry, k, job }));
             }
         }
     }
     Ok(found)
+}
+
+/// The next entry of reader `k` in a merge, ordered by hash (then reader).
+pub(crate) struct Head {
+    pub entry: IndexEntry,
+    pub k: usize,
+    pub job: Arc<str>,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Head {}
+
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.entry.hash, self.k).cmp(&(other.entry.hash, other.k))
+    }
 }
 
 #[cfg(test)]

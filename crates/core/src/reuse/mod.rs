@@ -11,6 +11,8 @@
 //!   Looking up a job's requests is a merge of its sorted hashes with those objects (at most
 //!   [`crate::ids::MERGE_FAN_IN`] at a time): memory holds one entry per object and the
 //!   matches found, never the index.
+//! - [`compact`]: merging the index's objects 64 into one once a route has 128, dropping
+//!   what is too old to reuse.
 //! - [`answers`]: reading stored answers by their byte range (adjacent ones in one read), and
 //!   the line output.jsonl gets: the provider's answer under the new line's `custom_id`, with
 //!   `"batchdrop": {"reused_from": {"job", "line"}}`.
@@ -20,6 +22,7 @@
 //! its end.
 
 pub mod answers;
+pub mod compact;
 pub mod content;
 pub mod index;
 
