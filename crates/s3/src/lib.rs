@@ -439,6 +439,54 @@ impl S3Store {
             .map_err(|e| request.error(e))?;
         Ok((out, request))
     }
+
+    /// At most `max` objects under `prefix` after the key `after`, in key order, read a page
+    /// (at most the store's page size) at a time.
+    async fn list_pages(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<ObjectMeta>, StoreError> {
+        let request = Request {
+            names_object: false,
+            ..self.request("ListObjectsV2", prefix)
+        };
+        let mut out: Vec<ObjectMeta> = Vec::new();
+        let mut token: Option<String> = None;
+        while out.len() < max {
+            let want = (max - out.len()).min(self.list_page_size as usize) as i32;
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .max_keys(want)
+                .set_start_after(after.map(str::to_string))
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| request.error(e))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else {
+                    return Err(request.invalid_response("an object without a key"));
+                };
+                out.push(ObjectMeta {
+                    key: key.to_string(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    etag: unquote(object.e_tag().unwrap_or_default()),
+                });
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        // S3 lists in UTF-8 binary order already; some compatible servers do not.
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.truncate(max);
+        Ok(out)
+    }
 }
 
 #[async_trait]
@@ -526,41 +574,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
-        let request = Request {
-            names_object: false,
-            ..self.request("ListObjectsV2", prefix)
-        };
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .max_keys(self.list_page_size)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| request.error(e))?;
-            for object in page.contents() {
-                let Some(key) = object.key() else {
-                    return Err(request.invalid_response("an object without a key"));
-                };
-                out.push(ObjectMeta {
-                    key: key.to_string(),
-                    size: object.size().unwrap_or(0).max(0) as u64,
-                    etag: unquote(object.e_tag().unwrap_or_default()),
-                });
-            }
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
-                _ => break,
-            }
-        }
-        // S3 lists in UTF-8 binary order already; some compatible servers do not.
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+        self.list_pages(prefix, None, usize::MAX).await
     }
 
     async fn list_after(
@@ -569,43 +583,7 @@ impl ObjectStore for S3Store {
         after: Option<&str>,
         max: usize,
     ) -> Result<Vec<ObjectMeta>, StoreError> {
-        let request = Request {
-            names_object: false,
-            ..self.request("ListObjectsV2", prefix)
-        };
-        let mut out: Vec<ObjectMeta> = Vec::new();
-        let mut token: Option<String> = None;
-        while out.len() < max {
-            let want = (max - out.len()).min(self.list_page_size as usize) as i32;
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .max_keys(want)
-                .set_start_after(after.map(str::to_string))
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| request.error(e))?;
-            for object in page.contents() {
-                let Some(key) = object.key() else {
-                    return Err(request.invalid_response("an object without a key"));
-                };
-                out.push(ObjectMeta {
-                    key: key.to_string(),
-                    size: object.size().unwrap_or(0).max(0) as u64,
-                    etag: unquote(object.e_tag().unwrap_or_default()),
-                });
-            }
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
-                _ => break,
-            }
-        }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        out.truncate(max);
-        Ok(out)
+        self.list_pages(prefix, after, max).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
