@@ -36,6 +36,7 @@
 //! webhook_events = ["job", "batch"]                # also one per collected batch (default ["job"])
 //! cache_aware_chunks = true        # requests sharing a long prompt prefix share chunks
 //! cache_primer = false             # Anthropic: prime the prompt cache before each batch
+//! keep_provider_files = false      # true: a collected batch's files stay at the provider
 //! webhook_in_secret_env = "OPENAI_WEBHOOK_SECRET"  # the project's webhook secret (whsec_…):
 //!                                  #   POST /webhooks/openai/<route> advances the job at once
 //!                                  #   (or webhook_in_secret = "arn:aws:secretsmanager:…")
@@ -116,6 +117,7 @@ struct FileRoute {
     assumed_output_tokens: Option<i64>,
     reuse_results: Option<bool>,
     reuse_days: Option<i64>,
+    keep_provider_files: Option<bool>,
     webhook_url: Option<String>,
     webhook_secret_env: Option<String>,
     webhook_secret_arn: Option<String>,
@@ -191,6 +193,7 @@ impl Config {
                         reuse: Default::default(),
                         webhook: None,
                         webhook_in_secret: None,
+                        keep_provider_files: false,
                     },
                 },
                 (None, None) => {
@@ -366,6 +369,9 @@ impl Config {
             }
             if let Some(on) = fr.reuse_results {
                 route.reuse.enabled = on;
+            }
+            if let Some(keep) = fr.keep_provider_files {
+                route.keep_provider_files = keep;
             }
             if let Some(days) = fr.reuse_days {
                 route.reuse.days = u32::try_from(days)

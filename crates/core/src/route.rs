@@ -84,6 +84,9 @@ pub struct Route {
     pub webhook: Option<WebhookTarget>,
     /// Whether requests answered before are answered again from the bucket (see [`Reuse`]).
     pub reuse: Reuse,
+    /// Whether a collected batch's files stay at the provider (`keep_provider_files`); by
+    /// default they are removed once their lines are in the bucket ([`crate::provider::Provider::forget`]).
+    pub keep_provider_files: bool,
     /// Where the secret that signs the provider's webhooks to batchdrop comes from (OpenAI's
     /// `whsec_…` endpoint secret of the project); None: the route takes no webhooks (the
     /// `push` module).

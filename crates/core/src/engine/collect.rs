@@ -9,7 +9,7 @@ use super::run::JobRun;
 use crate::chunk_files::Sidecar;
 use crate::manifest::{ChunkState, Manifest, Usage};
 use crate::provider::{
-    BatchError, BatchInfo, BatchState, Provider, ProviderError, ResultFacts, ResultFile,
+    BatchError, BatchInfo, BatchState, Leftovers, Provider, ProviderError, ResultFacts, ResultFile,
 };
 use crate::providers;
 use crate::store::{ObjectStoreExt, PutMode, StoreError, lines_of};
@@ -289,7 +289,30 @@ impl JobRun<'_> {
         chunk.usage = tally.2;
         chunk.usage_by_model = by_model;
         let batch_id = chunk.batch_id.clone().unwrap_or_default();
+        let input_file_id = chunk.input_file_id.clone();
         self.save(manifest).await?;
+        // The lines are in the bucket and the manifest says so: what the batch left at the
+        // provider can go (a crash before this leaves it there, as `keep_provider_files` does).
+        let keep = engine
+            .config
+            .route(&manifest.route)
+            .is_none_or(|r| r.keep_provider_files);
+        if !keep && !batch_id.is_empty() {
+            let leftovers = Leftovers {
+                batch_id: &batch_id,
+                input_file_id: input_file_id.as_deref(),
+                result_files: ending.files(),
+            };
+            if let Err(e) = provider.forget(leftovers).await {
+                tracing::warn!(
+                    job_id = manifest.job_id,
+                    chunk = index,
+                    batch_id,
+                    error = %e,
+                    "the batch's files stay at the provider"
+                );
+            }
+        }
         let data = serde_json::json!({
             "job_id": manifest.job_id,
             "route": manifest.route,

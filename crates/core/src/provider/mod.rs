@@ -150,6 +150,16 @@ pub enum ResultFile {
     Bucket(String),
 }
 
+/// What a collected batch left at the provider ([`Provider::forget`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Leftovers<'a> {
+    pub batch_id: &'a str,
+    /// The uploaded chunk file, where the provider took one.
+    pub input_file_id: Option<&'a str>,
+    /// The files its result lines were read from.
+    pub result_files: &'a [ResultFile],
+}
+
 #[async_trait]
 pub trait Provider: Send + Sync + std::fmt::Debug {
     /// Uploads the chunk and creates a batch for it.
@@ -162,6 +172,14 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     async fn cancel(&self, batch_id: &str) -> Result<BatchInfo, ProviderError>;
     /// Streams a result file named by [`BatchInfo::result_files`] ([`ResultFile::Provider`]).
     async fn download(&self, file: &str) -> Result<ByteStream, ProviderError>;
+    /// Removes what a collected batch left at the provider (its input and result files, or
+    /// the batch itself where that holds the results), once its lines are in the bucket. One
+    /// already gone is not an error. Best effort: the engine logs a failure and carries on.
+    /// A provider that keeps nothing (it wrote into the bucket) does nothing.
+    async fn forget(&self, batch: Leftovers<'_>) -> Result<(), ProviderError> {
+        let _ = batch;
+        Ok(())
+    }
     /// Sends one request line of a chunk now, outside any batch (the provider's synchronous
     /// API, at its on-demand price), and gives back its result line in the provider's result
     /// shape: a failure the provider answered is a result line too. `Err` only when no answer

@@ -114,6 +114,22 @@ impl Http {
         format!("{}{path}", self.base_url)
     }
 
+    /// `DELETE <path>`; one already gone (404) is done too.
+    pub async fn delete(&self, operation: &'static str, path: &str) -> Result<(), ProviderError> {
+        let url = self.url(path);
+        match self
+            .send(operation, || async { Ok(self.client.delete(&url)) })
+            .await
+        {
+            Ok(_)
+            | Err(ProviderError::Refused {
+                kind: ErrorKind::NotFound,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn has_key(&self) -> bool {
         match &self.auth {
             Auth::Bearer(k) | Auth::Header { key: k, .. } => k.is_some(),

@@ -8,8 +8,8 @@
 
 use super::sync;
 use crate::provider::{
-    BatchInfo, BatchLookup, BatchState, ChunkUpload, Provider, ProviderError, RequestCounts,
-    ResultFile, Submitted,
+    BatchInfo, BatchLookup, BatchState, ChunkUpload, Leftovers, Provider, ProviderError,
+    RequestCounts, ResultFile, Submitted,
 };
 use crate::providers::http::{Auth, CLOCK_SLACK_SECS, Http, describe_reqwest};
 use crate::store::ByteStream;
@@ -256,6 +256,16 @@ impl Provider for AnthropicProvider {
             .await?;
         let batch: MessageBatch = Http::json("cancel message batch", resp).await?;
         Ok(batch.into_info())
+    }
+
+    /// Deletes the ended batch, and with it its results.
+    async fn forget(&self, batch: Leftovers<'_>) -> Result<(), ProviderError> {
+        self.http
+            .delete(
+                "delete message batch",
+                &format!("/v1/messages/batches/{}", batch.batch_id),
+            )
+            .await
     }
 
     /// `file` is the batch's `results_url`.

@@ -81,6 +81,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         reuse: Default::default(),
         webhook: None,
         webhook_in_secret: None,
+        keep_provider_files: false,
     };
     // The sandbox serves Anthropic's API at its root, OpenAI's under /v1.
     let sandbox_root = env("BATCHDROP_SANDBOX_URL")

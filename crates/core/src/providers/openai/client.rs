@@ -6,7 +6,9 @@
 //! writes its answer as a batch output line (`sync`).
 
 use super::{batch, sync};
-use crate::provider::{BatchInfo, BatchLookup, ChunkUpload, Provider, ProviderError, Submitted};
+use crate::provider::{
+    BatchInfo, BatchLookup, ChunkUpload, Leftovers, Provider, ProviderError, ResultFile, Submitted,
+};
 use crate::providers::http::{Auth, CLOCK_SLACK_SECS, Http, describe_reqwest};
 use crate::store::ByteStream;
 use async_trait::async_trait;
@@ -155,6 +157,20 @@ impl Provider for OpenAiProvider {
             resp.bytes_stream()
                 .map_err(|e| std::io::Error::other(describe_reqwest(&e))),
         ))
+    }
+
+    /// Deletes the chunk's input file and the batch's output and error files.
+    async fn forget(&self, batch: Leftovers<'_>) -> Result<(), ProviderError> {
+        let results = batch.result_files.iter().filter_map(|f| match f {
+            ResultFile::Provider(id) if !id.is_empty() => Some(id.as_str()),
+            _ => None,
+        });
+        for id in batch.input_file_id.into_iter().chain(results) {
+            self.http
+                .delete("delete file", &format!("/files/{id}"))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn invoke(&self, _model: &str, request: &[u8]) -> Result<Vec<u8>, ProviderError> {

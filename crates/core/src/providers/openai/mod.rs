@@ -85,6 +85,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         reuse: Default::default(),
         webhook: None,
         webhook_in_secret: None,
+        keep_provider_files: false,
     };
     vec![
         (
