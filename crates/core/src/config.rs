@@ -794,6 +794,19 @@ mod tests {
     }
 
     #[test]
+    fn provider_files_are_deleted_unless_a_route_keeps_them() {
+        let c = Config::from_toml(
+            "[routes.sandbox]\nkeep_provider_files = true\n",
+            "t.toml",
+            &no_env,
+        )
+        .unwrap();
+        assert!(c.route("sandbox").unwrap().keep_provider_files);
+        let builtin = Config::builtin(&no_env);
+        assert!(builtin.routes.values().all(|r| !r.keep_provider_files));
+    }
+
+    #[test]
     fn a_route_takes_reuse_results_and_reuse_days() {
         let c = Config::from_toml(
             "[routes.sandbox]\nreuse_results = true\nreuse_days = 7\n",
