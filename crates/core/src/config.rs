@@ -37,6 +37,7 @@
 //! cache_aware_chunks = true        # requests sharing a long prompt prefix share chunks
 //! cache_primer = false             # Anthropic: prime the prompt cache before each batch
 //! keep_provider_files = false      # true: a collected batch's files stay at the provider
+//! provider_file_days = 30          # OpenAI: its files expire after this many days anyway
 //! webhook_in_secret_env = "OPENAI_WEBHOOK_SECRET"  # the project's webhook secret (whsec_…):
 //!                                  #   POST /webhooks/openai/<route> advances the job at once
 //!                                  #   (or webhook_in_secret = "arn:aws:secretsmanager:…")
@@ -118,6 +119,7 @@ struct FileRoute {
     reuse_results: Option<bool>,
     reuse_days: Option<i64>,
     keep_provider_files: Option<bool>,
+    provider_file_days: Option<i64>,
     webhook_url: Option<String>,
     webhook_secret_env: Option<String>,
     webhook_secret_arn: Option<String>,
@@ -194,6 +196,7 @@ impl Config {
                         webhook: None,
                         webhook_in_secret: None,
                         keep_provider_files: false,
+                        provider_file_days: None,
                     },
                 },
                 (None, None) => {
@@ -372,6 +375,18 @@ impl Config {
             }
             if let Some(keep) = fr.keep_provider_files {
                 route.keep_provider_files = keep;
+            }
+            if let Some(days) = fr.provider_file_days {
+                route.provider_file_days = Some(
+                    u32::try_from(days)
+                        .ok()
+                        .filter(|d| (2..=30).contains(d))
+                        .ok_or_else(|| {
+                            route_err(format!(
+                                "provider_file_days = {days} must be between 2 and 30 (a batch takes up to a day, and OpenAI keeps files at most 30)"
+                            ))
+                        })?,
+                );
             }
             if let Some(days) = fr.reuse_days {
                 route.reuse.days = u32::try_from(days)
@@ -791,6 +806,21 @@ mod tests {
         assert!(spend.has_cap() && spend.estimates());
         let builtin = Config::builtin(&no_env);
         assert!(!builtin.route("sandbox").unwrap().spend.estimates());
+    }
+
+    #[test]
+    fn provider_file_days_is_read_within_2_to_30() {
+        let days = |text: &str| {
+            Config::from_toml(text, "t.toml", &no_env)
+                .map(|c| c.route("sandbox").unwrap().provider_file_days)
+        };
+        assert_eq!(
+            days("[routes.sandbox]\nprovider_file_days = 7\n").ok(),
+            Some(Some(7))
+        );
+        for bad in [0, 1, 31] {
+            assert!(days(&format!("[routes.sandbox]\nprovider_file_days = {bad}\n")).is_err());
+        }
     }
 
     #[test]

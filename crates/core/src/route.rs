@@ -87,6 +87,11 @@ pub struct Route {
     /// Whether a collected batch's files stay at the provider (`keep_provider_files`); by
     /// default they are removed once their lines are in the bucket ([`crate::provider::Provider::forget`]).
     pub keep_provider_files: bool,
+    /// Days the provider keeps a batch's files, where it can be told (OpenAI's
+    /// `expires_after` on the input file and `output_expires_after` on the batch):
+    /// `provider_file_days`, 2 to 30. A backstop for files a crash left behind; None: the
+    /// provider's default (compatible services may not take the fields).
+    pub provider_file_days: Option<u32>,
     /// Where the secret that signs the provider's webhooks to batchdrop comes from (OpenAI's
     /// `whsec_…` endpoint secret of the project); None: the route takes no webhooks (the
     /// `push` module).

@@ -82,6 +82,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         webhook: None,
         webhook_in_secret: None,
         keep_provider_files: false,
+        provider_file_days: None,
     };
     // The sandbox serves Anthropic's API at its root, OpenAI's under /v1.
     let sandbox_root = env("BATCHDROP_SANDBOX_URL")

@@ -97,6 +97,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         webhook: None,
         webhook_in_secret: None,
         keep_provider_files: false,
+        provider_file_days: None,
     };
     // The sandbox serves the Anthropic and Bedrock sides at its root, OpenAI's under /v1.
     let sandbox_root = env("BATCHDROP_SANDBOX_URL")

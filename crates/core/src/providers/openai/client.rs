@@ -20,6 +20,9 @@ const MAX_LIST_PAGES: usize = 20;
 
 pub struct OpenAiProvider {
     http: Http,
+    /// Days the files of a batch live at the provider (`expires_after`,
+    /// `output_expires_after`); None: its default.
+    file_days: Option<u32>,
 }
 
 crate::providers::http::http_provider_common!(OpenAiProvider);
@@ -29,7 +32,15 @@ impl OpenAiProvider {
     pub fn new(base_url: &str, key: Option<SecretString>) -> Self {
         Self {
             http: Http::new(base_url, Auth::Bearer(key)),
+            file_days: None,
         }
+    }
+
+    /// The same client, asking that a batch's input, output and error files expire `days`
+    /// after they are made.
+    pub fn with_file_days(mut self, days: Option<u32>) -> Self {
+        self.file_days = days;
+        self
     }
 }
 
@@ -38,6 +49,7 @@ impl Provider for OpenAiProvider {
     async fn submit(&self, chunk: ChunkUpload<'_>) -> Result<Submitted, ProviderError> {
         let http = &self.http;
         let filename = format!("{}-{:05}.jsonl", chunk.job_id, chunk.chunk);
+        let expires_after = self.file_days.map(|days| u64::from(days) * 86_400);
         let resp = http
             .send("upload batch input file", || async {
                 let stream = chunk.body.open().await?;
@@ -49,14 +61,18 @@ impl Provider for OpenAiProvider {
                         operation: "upload batch input file",
                         message: e.to_string(),
                     })?;
-                let form = reqwest::multipart::Form::new()
-                    .text("purpose", "batch")
-                    .part("file", part);
+                let mut form = reqwest::multipart::Form::new().text("purpose", "batch");
+                if let Some(seconds) = expires_after {
+                    form = form
+                        .text("expires_after[anchor]", "created_at")
+                        .text("expires_after[seconds]", seconds.to_string());
+                }
+                let form = form.part("file", part);
                 Ok(http.client.post(http.url("/files")).multipart(form))
             })
             .await?;
         let file: batch::FileObject = Http::json("upload batch input file", resp).await?;
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "input_file_id": file.id,
             "endpoint": chunk.endpoint,
             "completion_window": "24h",
@@ -65,6 +81,10 @@ impl Provider for OpenAiProvider {
                 "batchdrop_chunk": chunk.chunk.to_string(),
             },
         });
+        if let Some(seconds) = expires_after {
+            body["output_expires_after"] =
+                serde_json::json!({"anchor": "created_at", "seconds": seconds});
+        }
         let resp = http
             .send_once_created("create batch", || async {
                 Ok(http.client.post(http.url("/batches")).json(&body))

@@ -57,8 +57,15 @@ pub(crate) static ENTRY: Entry = Entry {
     batches: true,
 };
 
+/// OpenAI's own API.
+const OPENAI_URL: &str = "https://api.openai.com/v1";
+/// Days OpenAI keeps the files of the built-in routes' batches (its longest).
+const PROVIDER_FILE_DAYS: u32 = 30;
+
 fn client(route: &Route, key: Option<SecretString>) -> Result<Arc<dyn Provider>, String> {
-    Ok(Arc::new(OpenAiProvider::new(&route.base_url, key)))
+    Ok(Arc::new(
+        OpenAiProvider::new(&route.base_url, key).with_file_days(route.provider_file_days),
+    ))
 }
 
 /// `sandbox` (the local sandbox, no key) and `openai` (`OPENAI_API_KEY`, `OPENAI_BASE_URL`).
@@ -86,24 +93,28 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
         webhook: None,
         webhook_in_secret: None,
         keep_provider_files: false,
+        provider_file_days: None,
     };
+    let openai_url = env("OPENAI_BASE_URL").unwrap_or_else(|| OPENAI_URL.into());
     vec![
         (
             "sandbox",
-            route(
-                env("BATCHDROP_SANDBOX_URL").unwrap_or_else(|| DEFAULT_SANDBOX_URL.into()),
-                KeySource::None,
-            ),
+            Route {
+                provider_file_days: Some(PROVIDER_FILE_DAYS),
+                ..route(
+                    env("BATCHDROP_SANDBOX_URL").unwrap_or_else(|| DEFAULT_SANDBOX_URL.into()),
+                    KeySource::None,
+                )
+            },
         ),
         (
             "openai",
             Route {
                 // The project's webhook secret, when set: its batch webhooks are taken.
                 webhook_in_secret: Some(KeySource::Env("OPENAI_WEBHOOK_SECRET".into())),
-                ..route(
-                    env("OPENAI_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into()),
-                    KeySource::Env("OPENAI_API_KEY".into()),
-                )
+                // OpenAI itself takes file expiry; a compatible service elsewhere may not.
+                provider_file_days: (openai_url == OPENAI_URL).then_some(PROVIDER_FILE_DAYS),
+                ..route(openai_url.clone(), KeySource::Env("OPENAI_API_KEY".into()))
             },
         ),
     ]

@@ -71,6 +71,7 @@ fn routes(env: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, Route)> {
             webhook: None,
             webhook_in_secret: None,
             keep_provider_files: false,
+            provider_file_days: None,
         },
     )]
 }
