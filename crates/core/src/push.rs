@@ -350,7 +350,23 @@ impl Receiver {
             .route(route)
             .map(|r| r.provider.as_str())
             .unwrap_or("openai");
-        match batch_index::owner_of(self.engine.store().as_ref(), provider, &event.data.id).await? {
+        let owner =
+            match batch_index::owner_of(self.engine.store().as_ref(), provider, &event.data.id)
+                .await
+            {
+                Ok(owner) => owner,
+                Err(e) => {
+                    // Not acted on: the provider's retry of this id must be taken, not refused as
+                    // a replay.
+                    let _ = self
+                        .engine
+                        .store()
+                        .delete(&layout::webhook_in_key(route, webhook_id))
+                        .await;
+                    return Err(e.into());
+                }
+            };
+        match owner {
             Some(owner) => Ok(Accepted::Job {
                 job_id: owner.job_id,
                 batch_id: event.data.id,
