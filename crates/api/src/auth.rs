@@ -247,6 +247,22 @@ pub fn keys_file_entry(name: &str, digest: &str, routes: &[String], default_rout
     )
 }
 
+/// The keys-file lines of a tenant's webhook (those given), to follow its entry.
+pub fn webhook_entry_lines(
+    url: Option<&str>,
+    secret_env: Option<&str>,
+    secret_arn: Option<&str>,
+) -> String {
+    [
+        ("webhook_url", url),
+        ("webhook_secret_env", secret_env),
+        ("webhook_secret_arn", secret_arn),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some(format!("{name} = {:?}\n", value?)))
+    .collect()
+}
+
 /// Whether `name` is a tenant name (`[a-z0-9_-]{1,64}`) or, with `route`, a route name (also
 /// upper case and `.`).
 pub fn is_plain_name(name: &str, route: bool) -> bool {

@@ -85,7 +85,7 @@ pub struct Route {
     /// Whether requests answered before are answered again from the bucket (see [`Reuse`]).
     pub reuse: Reuse,
     /// Whether a collected batch's files stay at the provider (`keep_provider_files`); by
-    /// default they are removed once their lines are in the bucket ([`crate::provider::Provider::forget`]).
+    /// default they are removed once their lines are in the bucket (the provider port's `forget`).
     pub keep_provider_files: bool,
     /// Days the provider keeps a batch's files, where it can be told (OpenAI's
     /// `expires_after` on the input file and `output_expires_after` on the batch):

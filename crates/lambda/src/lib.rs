@@ -172,12 +172,12 @@ impl App {
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
             .await;
-        let mut arns = secrets::secret_key_sources(&mut config, &lambda_env);
-        arns.extend(secrets::webhook_secret_sources(&mut config, &lambda_env));
+        let secrets_client = aws_sdk_secretsmanager::Client::new(&shared);
+        let arns = secrets::secret_key_sources(&mut config, &lambda_env);
         let keys = if arns.is_empty() {
             Default::default()
         } else {
-            secrets::fetch_keys(&aws_sdk_secretsmanager::Client::new(&shared), &arns).await?
+            secrets::fetch_keys(&secrets_client, &arns).await?
         };
         let providers =
             batchdrop_core::providers::clients_with_secrets(&config.routes, &lambda_env, &|arn| {
@@ -189,9 +189,8 @@ impl App {
         // their own secrets, wherever their jobs end (this function or the API's).
         let api_keys = match api::KeysSource::if_set(&lambda_env)? {
             Some(source) => {
-                let client = aws_sdk_secretsmanager::Client::new(&shared);
-                let api_keys = api::read_keys(&source, || client.clone()).await?;
-                let tenant_secrets = api::tenant_webhook_secrets(&api_keys, &client).await;
+                let api_keys = api::read_keys(&source, || secrets_client.clone()).await?;
+                let tenant_secrets = api::tenant_webhook_secrets(&api_keys, &secrets_client).await;
                 webhooks = webhooks.with_tenants(api_keys.webhooks(), &lambda_env, &|arn| {
                     tenant_secrets.get(arn).cloned()
                 });

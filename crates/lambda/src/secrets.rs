@@ -56,59 +56,42 @@ impl SecretError {
     }
 }
 
-/// Points every route whose key variable `VAR` has a non-empty `VAR_SECRET_ARN` at that
-/// secret, and returns the ARNs of every secret the routes now need, once each.
+/// Points every secret reference of the routes (API keys, webhook signing secrets out and
+/// in) whose variable `VAR` has a non-empty `VAR_SECRET_ARN` at that secret, and returns the
+/// ARNs of every secret the routes now need, once each.
 pub fn secret_key_sources(
     config: &mut Config,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> BTreeSet<String> {
     let mut arns = BTreeSet::new();
     for route in config.routes.values_mut() {
-        if let KeySource::Env(var) = &route.api_key
-            && let Some(arn) = env(&format!("{var}{SECRET_ARN_SUFFIX}"))
-            && !arn.trim().is_empty()
-        {
-            route.api_key = KeySource::Secret(arn.trim().to_string());
-        }
-        if let KeySource::Secret(arn) = &route.api_key {
-            arns.insert(arn.clone());
-        }
-        // A webhook signing secret the same way (`webhook_secret_env`, `webhook_secret_arn`).
+        point_at_secret(&mut route.api_key, env, &mut arns);
         if let Some(hook) = route.webhook.as_mut() {
-            if let KeySource::Env(var) = &hook.secret
-                && let Some(arn) = env(&format!("{var}{SECRET_ARN_SUFFIX}"))
-                && !arn.trim().is_empty()
-            {
-                hook.secret = KeySource::Secret(arn.trim().to_string());
-            }
-            if let KeySource::Secret(arn) = &hook.secret {
-                arns.insert(arn.clone());
-            }
+            point_at_secret(&mut hook.secret, env, &mut arns);
+        }
+        if let Some(source) = route.webhook_in_secret.as_mut() {
+            point_at_secret(source, env, &mut arns);
         }
     }
     arns
 }
 
-/// Points every route whose inbound webhook secret comes from the variable `VAR` with a
-/// non-empty `VAR_SECRET_ARN` at that secret, and returns the ARNs of the webhook secrets the
-/// routes now need. A webhook secret is stored as the `whsec_…` string alone.
-pub fn webhook_secret_sources(
-    config: &mut Config,
+/// `source` from the variable `VAR` becomes the secret named by a non-empty
+/// `VAR_SECRET_ARN`; a secret's ARN goes into `arns`.
+fn point_at_secret(
+    source: &mut KeySource,
     env: &dyn Fn(&str) -> Option<String>,
-) -> BTreeSet<String> {
-    let mut arns = BTreeSet::new();
-    for route in config.routes.values_mut() {
-        if let Some(KeySource::Env(var)) = &route.webhook_in_secret
-            && let Some(arn) = env(&format!("{var}{SECRET_ARN_SUFFIX}"))
-            && !arn.trim().is_empty()
-        {
-            route.webhook_in_secret = Some(KeySource::Secret(arn.trim().to_string()));
-        }
-        if let Some(KeySource::Secret(arn)) = &route.webhook_in_secret {
-            arns.insert(arn.clone());
-        }
+    arns: &mut BTreeSet<String>,
+) {
+    if let KeySource::Env(var) = source
+        && let Some(arn) = env(&format!("{var}{SECRET_ARN_SUFFIX}"))
+        && !arn.trim().is_empty()
+    {
+        *source = KeySource::Secret(arn.trim().to_string());
     }
-    arns
+    if let KeySource::Secret(arn) = source {
+        arns.insert(arn.clone());
+    }
 }
 
 /// The API key a secret's `SecretString` holds: the whole string (trimmed), or the `api_key`

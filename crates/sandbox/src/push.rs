@@ -75,8 +75,12 @@ impl PushConfig {
 
     /// Whether the secret can sign (`whsec_` + base64 of at least one byte).
     pub fn validate(&self) -> Result<(), String> {
+        self.key().map(|_| ())
+    }
+
+    /// The secret's key bytes, or why it is not a secret.
+    fn key(&self) -> Result<Vec<u8>, String> {
         key_of(&self.secret)
-            .map(|_| ())
             .ok_or_else(|| "the webhook secret is whsec_ followed by base64".to_string())
     }
 }
@@ -124,8 +128,7 @@ pub(crate) struct Delivery {
 
 impl Pusher {
     pub(crate) fn new(config: PushConfig) -> Result<Self, String> {
-        config.validate()?;
-        let key = key_of(&config.secret).unwrap_or_default();
+        let key = config.key()?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

@@ -127,15 +127,13 @@ fn keygen(args: KeygenArgs) -> Result<(), Error> {
         "{}",
         auth::keys_file_entry(&args.tenant, &digest, &args.routes, &default)
     );
-    let quoted = |name: &str, value: &Option<String>| match value {
-        Some(v) => format!("{name} = {v:?}\n"),
-        None => String::new(),
-    };
     print!(
-        "{}{}{}",
-        quoted("webhook_url", &args.webhook_url),
-        quoted("webhook_secret_env", &args.webhook_secret_env),
-        quoted("webhook_secret_arn", &args.webhook_secret_arn)
+        "{}",
+        auth::webhook_entry_lines(
+            args.webhook_url.as_deref(),
+            args.webhook_secret_env.as_deref(),
+            args.webhook_secret_arn.as_deref(),
+        )
     );
     Ok(())
 }

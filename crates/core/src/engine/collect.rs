@@ -239,12 +239,7 @@ impl JobRun<'_> {
             // back, this attempt's line is the answer.
             let retryable = match slot {
                 Some((bytes, facts)) => {
-                    let usage = Usage {
-                        input_tokens: facts.input_tokens,
-                        output_tokens: facts.output_tokens,
-                        cache_read_tokens: facts.cache_read_tokens,
-                        cache_write_tokens: facts.cache_write_tokens,
-                    };
+                    let usage = facts.usage();
                     tally.2.add(&usage);
                     if !usage.is_empty() {
                         let m = by_model.entry(facts.model.clone().unwrap_or_default());

@@ -12,15 +12,14 @@
 //! not a result (the request also goes in the batch and gets its line there); its tokens are
 //! recorded on the chunk (`primer`) and priced as on-demand tokens in the job's cost. Each
 //! chunk is primed at most once: a primer that gets no answer is recorded with no tokens, and
-//! the chunk goes without it. A crash between the answer and the save primes again (one more
-//! request).
+//! the chunk goes without it. The primer is saved with the chunk's `Submitting` state; a crash
+//! between the answer and that save primes again (one more request).
 
 use super::JobError;
 use super::run::JobRun;
 use crate::chunk_files::ChunkRows;
 use crate::manifest::{Manifest, Usage};
-use crate::provider::{Provider, ProviderError};
-use crate::providers;
+use crate::provider::Provider;
 
 impl JobRun<'_> {
     /// Primes the prompt cache for staged chunk `i` if its route asks and it was not yet.
@@ -50,27 +49,20 @@ impl JobRun<'_> {
         if memchr::memmem::find(request, b"\"cache_control\"").is_none() {
             return Ok(());
         }
-        let dialect =
-            providers::dialect(&manifest.provider).map_err(|e| ProviderError::Unavailable {
-                reason: e.to_string(),
-            })?;
+        let dialect = super::reuse::dialect_of(manifest)?;
         let model = manifest.chunks[i].plan.model.clone();
         let usage = match provider.invoke(&model, request).await {
-            Ok(answer) => match dialect.read_result(&answer) {
-                Ok(facts) => Usage {
-                    input_tokens: facts.input_tokens,
-                    output_tokens: facts.output_tokens,
-                    cache_read_tokens: facts.cache_read_tokens,
-                    cache_write_tokens: facts.cache_write_tokens,
-                },
-                Err(_) => Usage::default(),
-            },
+            Ok(answer) => dialect
+                .read_result(&answer)
+                .map(|facts| facts.usage())
+                .unwrap_or_default(),
             Err(e) => {
                 tracing::info!(job_id = manifest.job_id, chunk = index, error = %e, "cache primer got no answer: the chunk goes unprimed");
                 Usage::default()
             }
         };
+        // Saved with the chunk's `Submitting`, the caller's next step.
         manifest.chunks[i].primer = Some(usage);
-        self.save(manifest).await
+        Ok(())
     }
 }

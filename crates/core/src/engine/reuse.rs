@@ -104,7 +104,8 @@ fn answered_chunk(
     chunk
 }
 
-fn dialect_of(manifest: &Manifest) -> Result<&'static dyn Dialect, JobError> {
+/// The dialect of the job's provider.
+pub(super) fn dialect_of(manifest: &Manifest) -> Result<&'static dyn Dialect, JobError> {
     providers::dialect(&manifest.provider).map_err(|e| {
         ProviderError::Unavailable {
             reason: e.to_string(),

@@ -43,6 +43,18 @@ pub struct ResultFacts {
     pub model: Option<String>,
 }
 
+impl ResultFacts {
+    /// The tokens it used, as the manifest records them.
+    pub fn usage(&self) -> crate::manifest::Usage {
+        crate::manifest::Usage {
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cache_read_tokens: self.cache_read_tokens,
+            cache_write_tokens: self.cache_write_tokens,
+        }
+    }
+}
+
 pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// The provider's name in the registry, as routes and manifests write it (`openai`).
     fn name(&self) -> &'static str;

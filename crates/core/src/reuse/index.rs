@@ -199,9 +199,13 @@ pub(crate) async fn objects(
 pub(crate) struct Reader {
     /// The jobs its entries belong to (one for a chunk's object).
     pub jobs: Vec<Arc<str>>,
-    merged: bool,
-    chunk: Records<RECORD>,
-    records: Records<MERGED_RECORD>,
+    records: Source,
+}
+
+/// The records of a chunk's object, or of a merged one (each naming its job).
+enum Source {
+    Chunk(Records<RECORD>),
+    Merged(Records<MERGED_RECORD>),
 }
 
 impl Reader {
@@ -216,9 +220,7 @@ impl Reader {
             let job: Arc<str> = job_of(key).unwrap_or_default().into();
             return Ok(Some(Reader {
                 jobs: vec![job],
-                merged: false,
-                chunk: Records::over(key.to_string(), got.body),
-                records: Records::over(key.to_string(), empty()),
+                records: Source::Chunk(Records::over(key.to_string(), got.body)),
             }));
         }
         let mut records = Records::<MERGED_RECORD>::over(key.to_string(), got.body);
@@ -251,29 +253,26 @@ impl Reader {
         }
         Ok(Some(Reader {
             jobs,
-            merged: true,
-            chunk: Records::over(key.to_string(), empty()),
-            records,
+            records: Source::Merged(records),
         }))
     }
 
     /// The next entry and its job.
     pub async fn next(&mut self) -> Result<Option<(IndexEntry, Arc<str>)>, StoreError> {
-        if !self.merged {
-            let job = self.jobs[0].clone();
-            return Ok(self
-                .chunk
-                .next()
-                .await?
-                .map(|r| (IndexEntry::decode(&r), job)));
-        }
-        let Some(r) = self.records.next().await? else {
+        let records = match &mut self.records {
+            Source::Chunk(records) => {
+                let job = self.jobs[0].clone();
+                return Ok(records.next().await?.map(|r| (IndexEntry::decode(&r), job)));
+            }
+            Source::Merged(records) => records,
+        };
+        let Some(r) = records.next().await? else {
             return Ok(None);
         };
         let at = u32::from_be_bytes(r[RECORD..].try_into().unwrap_or_default()) as usize;
         let job = self.jobs.get(at).cloned().ok_or_else(|| {
             StoreError::io_at(
-                &self.records.key,
+                &records.key,
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!("a record names job {at} of {}", self.jobs.len()),
@@ -282,10 +281,6 @@ impl Reader {
         })?;
         Ok(Some((IndexEntry::decode(&r[..RECORD]), job)))
     }
-}
-
-fn empty() -> crate::store::ByteStream {
-    Box::pin(futures::stream::empty())
 }
 
 /// For each line of `leaders` (distinct contents: (hash, line) pairs sorted by hash) whose
